@@ -1,0 +1,67 @@
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** Everything a Krater process is configured with; each field has a CLI flag and an environment variable. */
+export interface KraterConfig {
+  dataDir: string;
+  bind: string;
+  port: number;
+  /** Store URL: `sqlite:<path>` (default: `<dataDir>/krater.db`) or `postgres://…`. */
+  database: string;
+  logLevel: string;
+  /** The URL clients use to reach this listener; derived from bind/port when not given. */
+  publicUrl: string;
+  region: string;
+  tokenTtlSeconds: number;
+  policyFile?: string;
+  /** Write the `krater` cloud into this clouds.yaml (undefined: do not touch any clouds.yaml). */
+  cloudsYaml?: string;
+}
+
+export interface ConfigInput {
+  dataDir?: string;
+  bind?: string;
+  port?: string | number;
+  database?: string;
+  logLevel?: string;
+  publicUrl?: string;
+  region?: string;
+  tokenTtl?: string | number;
+  policyFile?: string;
+  cloudsYaml?: string | false;
+}
+
+const env = process.env;
+
+export function defaultDataDir(): string {
+  return env.KRATER_DATA_DIR ?? (process.getuid?.() === 0 ? '/var/lib/krater' : join(homedir(), '.local/share/krater'));
+}
+
+/** Flags win over environment variables, which win over defaults. */
+export function resolveConfig(input: ConfigInput): KraterConfig {
+  const dataDir = resolve(input.dataDir ?? defaultDataDir());
+  const bind = input.bind ?? env.KRATER_BIND ?? '127.0.0.1';
+  const port = Number(input.port ?? env.KRATER_PORT ?? 8786);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port: ${input.port}`);
+  const database = input.database ?? env.KRATER_DATABASE ?? `sqlite:${join(dataDir, 'krater.db')}`;
+  const host = bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind.includes(':') ? `[${bind}]` : bind;
+  const publicUrl = (input.publicUrl ?? env.KRATER_PUBLIC_URL ?? `http://${host}:${port}`).replace(/\/+$/, '');
+  const tokenTtlSeconds = Number(input.tokenTtl ?? env.KRATER_TOKEN_TTL ?? 3600);
+  if (!Number.isInteger(tokenTtlSeconds) || tokenTtlSeconds <= 0) throw new Error(`invalid token TTL: ${input.tokenTtl}`);
+  let cloudsYaml: string | undefined;
+  if (input.cloudsYaml !== false) {
+    cloudsYaml = input.cloudsYaml ?? env.KRATER_CLOUDS_YAML ?? join(homedir(), '.config/openstack/clouds.yaml');
+  }
+  return {
+    dataDir,
+    bind,
+    port,
+    database,
+    logLevel: input.logLevel ?? env.KRATER_LOG_LEVEL ?? 'info',
+    publicUrl,
+    region: input.region ?? env.KRATER_REGION ?? 'RegionOne',
+    tokenTtlSeconds,
+    policyFile: input.policyFile ?? env.KRATER_POLICY_FILE,
+    cloudsYaml,
+  };
+}
