@@ -4,7 +4,7 @@ import { compare, hash } from '@node-rs/bcrypt';
 export const BCRYPT_COST = 12;
 
 export function hashPassword(password: string): Promise<string> {
-  return hash(password, BCRYPT_COST);
+  return hash(password, { cost: BCRYPT_COST });
 }
 
 export async function verifyPassword(password: string, stored: string | null): Promise<boolean> {

@@ -116,7 +116,7 @@ function genericCheck(left: string, match: string, target: Target, creds: Creden
   if (left.startsWith("'") || left.startsWith('"')) return unquote(left) === expected;
   const actual = lookup(creds, left);
   if (actual === undefined || actual === null) return false;
-  if (typeof actual === 'boolean') return String(actual).toLowerCase() === expected.toLowerCase();
+  if (typeof actual === 'boolean') return actual === ['true', '1', 'yes'].includes(expected.toLowerCase());
   if (Array.isArray(actual)) return actual.map(String).includes(expected);
   return String(actual) === expected;
 }

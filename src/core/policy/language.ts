@@ -14,32 +14,48 @@ export type Check =
 
 export class PolicySyntaxError extends Error {}
 
+/**
+ * As oslo.policy does: split on whitespace (quotes kept together), then peel grouping parentheses off the start and
+ * end of each word, so `%(project_id)s` stays one word while `(role:a` yields `(` and `role:a`.
+ */
 function tokenize(rule: string): string[] {
-  const tokens: string[] = [];
+  const words: string[] = [];
   let i = 0;
   while (i < rule.length) {
-    const ch = rule[i];
-    if (/\s/.test(ch)) {
+    if (/\s/.test(rule[i])) {
       i++;
-    } else if (ch === '(' || ch === ')') {
-      tokens.push(ch);
-      i++;
-    } else {
-      let word = '';
-      while (i < rule.length && !/[\s()]/.test(rule[i])) {
-        const c = rule[i];
-        if (c === "'" || c === '"') {
-          const end = rule.indexOf(c, i + 1);
-          if (end < 0) throw new PolicySyntaxError(`unterminated quote in rule: ${rule}`);
-          word += rule.slice(i, end + 1);
-          i = end + 1;
-        } else {
-          word += c;
-          i++;
-        }
-      }
-      tokens.push(word);
+      continue;
     }
+    let word = '';
+    while (i < rule.length && !/\s/.test(rule[i])) {
+      const c = rule[i];
+      if (c === "'" || c === '"') {
+        const end = rule.indexOf(c, i + 1);
+        if (end < 0) throw new PolicySyntaxError(`unterminated quote in rule: ${rule}`);
+        word += rule.slice(i, end + 1);
+        i = end + 1;
+      } else {
+        word += c;
+        i++;
+      }
+    }
+    words.push(word);
+  }
+  const tokens: string[] = [];
+  for (const word of words) {
+    let start = 0;
+    while (start < word.length && word[start] === '(') {
+      tokens.push('(');
+      start++;
+    }
+    let end = word.length;
+    let closing = 0;
+    while (end > start && word[end - 1] === ')' && !/%\([^)]*\)$/.test(word.slice(start, end))) {
+      closing++;
+      end--;
+    }
+    if (end > start) tokens.push(word.slice(start, end));
+    for (let k = 0; k < closing; k++) tokens.push(')');
   }
   return tokens;
 }

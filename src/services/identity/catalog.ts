@@ -1,0 +1,19 @@
+import type { IdentityRepo } from './repo.js';
+
+/** The token catalog: enabled services with their enabled endpoints, in Keystone's shape. Cached until a write. */
+export async function buildCatalog(repo: IdentityRepo): Promise<unknown[]> {
+  if (repo.catalogCache) return repo.catalogCache;
+  const [services, endpoints] = await Promise.all([repo.services(), repo.endpoints()]);
+  const catalog = services
+    .filter((s) => s.enabled)
+    .map((s) => ({
+      endpoints: endpoints
+        .filter((e) => e.service_id === s.id && e.enabled)
+        .map((e) => ({ id: e.id, interface: e.interface, region: e.region_id, region_id: e.region_id, url: e.url })),
+      id: s.id,
+      type: s.type,
+      name: s.name,
+    }));
+  repo.catalogCache = catalog;
+  return catalog;
+}
