@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One command to a working cloud: installs what Krater needs, builds it, starts `krater up` in the background on
+# the embedded store and shows it working with the real OpenStack CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+DATA_DIR=${KRATER_DATA_DIR:-/var/lib/krater}
+PORT=${KRATER_PORT:-8786}
+LOG=${KRATER_LOG:-$DATA_DIR/krater.log}
+
+apt_ensure ca-certificates python3-openstackclient python3-zunclient python3-magnumclient
+node_ensure
+npm_ensure
+ln -sf "$PWD/bin/krater.js" /usr/local/bin/krater
+
+mkdir -p "$DATA_DIR"
+PIDFILE=$DATA_DIR/krater.pid
+if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+  echo ">> krater is already running (pid $(cat "$PIDFILE"))"
+else
+  echo ">> starting: krater up --data-dir $DATA_DIR --port $PORT (log: $LOG)"
+  nohup krater up --data-dir "$DATA_DIR" --port "$PORT" >"$LOG" 2>&1 &
+  echo $! >"$PIDFILE"
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$PORT/identity/v3" >/dev/null 2>&1 && break
+    kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { cat "$LOG"; exit 1; }
+    sleep 0.1
+  done
+fi
+grep -v '^{' "$LOG" | head -8 || true
+echo
+echo ">> openstack --os-cloud krater catalog list"
+openstack --os-cloud krater catalog list
+echo ">> openstack --os-cloud krater token issue"
+openstack --os-cloud krater token issue -c expires -c project_id -c user_id
+echo
+echo "Krater is running (pid $(cat "$PIDFILE")); stop it with: kill \$(cat $PIDFILE)"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs every package the tests use, builds, runs unit and end-to-end tests
+# (which start their own Krater, PostgreSQL, containerd and registry instances and clean up after themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+apt_ensure ca-certificates curl jq iproute2 python3-openstackclient python3-zunclient python3-magnumclient \
+  postgresql containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static
+node_ensure
+npm_ensure
+npx vitest run "$@"
