@@ -790,10 +790,12 @@ export interface ContentWriteRequest {
   size: number;
   /** Labels applied at commit (or with Content.Update if the blob already exists). */
   labels?: Labels;
-  data: Buffer | AsyncIterable<Buffer> | Iterable<Buffer> | (() => AsyncIterable<Buffer> | Iterable<Buffer>);
+  data: BlobData | (() => BlobData);
   /** How long to retry while the ref is locked by another writer (default 30 s). */
   lockedRetryMs?: number;
 }
+
+export type BlobData = Buffer | AsyncIterable<Buffer> | Iterable<Buffer>;
 
 export interface ContentWriteResult {
   digest: string;
