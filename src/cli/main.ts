@@ -1,9 +1,10 @@
+import cluster from 'node:cluster';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { writeCloudEntry } from '../app/clouds-yaml.js';
 import { startControlPlane, tokenKeyRepository } from '../app/control-plane.js';
 import { type ConfigInput, resolveConfig } from '../core/config/config.js';
-import { ADMIN_PASSWORD_FILE } from '../services/identity/bootstrap.js';
+import { ADMIN_PASSWORD_FILE, type BootstrapResult } from '../services/identity/bootstrap.js';
 
 const program = new Command();
 program.name('krater').description('Krater: an OpenStack-compatible container cloud').version('0.1.0');
@@ -19,24 +20,23 @@ const serverOptions = (cmd: Command) =>
     .addOption(new Option('--region <name>', 'catalog region').env('KRATER_REGION'))
     .addOption(new Option('--token-ttl <seconds>', 'token lifetime').env('KRATER_TOKEN_TTL'))
     .addOption(new Option('--policy-file <path>', 'policy overrides (YAML)').env('KRATER_POLICY_FILE'))
+    .addOption(new Option('--workers <n>', 'API worker processes sharing the listener (like uwsgi processes)').env('KRATER_WORKERS').default('1'))
     .option('--clouds-yaml <path>', 'clouds.yaml to write the "krater" cloud into (default ~/.config/openstack/clouds.yaml)')
     .option('--no-clouds-yaml', 'do not write any clouds.yaml');
 
 async function serve(opts: Record<string, unknown>, mode: 'up' | 'api'): Promise<void> {
   const config = resolveConfig({ ...(opts as ConfigInput), cloudsYaml: opts.cloudsYaml === false ? false : (opts.cloudsYaml as string | undefined) });
+  const workers = Number(opts.workers ?? 1);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new Error(`invalid --workers: ${opts.workers}`);
+  if (workers > 1 && cluster.isPrimary) return supervise(config, workers, mode);
   const cp = await startControlPlane(config);
-  const authUrl = `${config.publicUrl}/identity/v3`;
-  if (config.cloudsYaml && cp.bootstrap.adminPassword) {
-    writeCloudEntry(config.cloudsYaml, 'krater', { authUrl, username: 'admin', password: cp.bootstrap.adminPassword, projectName: 'admin', region: config.region });
+  if (cluster.isWorker) {
+    // The primary already bootstrapped and announced; a worker only serves until told to stop.
+    process.on('SIGTERM', () => void cp.close().then(() => process.exit(0)));
+    process.on('SIGINT', () => {});
+    return;
   }
-  const out = process.stdout;
-  out.write(`Krater ${mode === 'up' ? 'all-in-one cloud' : 'control plane'} listening on ${config.publicUrl} (store: ${cp.store.kind}, data: ${config.dataDir})\n`);
-  out.write(`  identity   ${authUrl}\n`);
-  if (cp.bootstrap.generatedPassword) {
-    out.write(`Bootstrapped: user "admin" in project "admin", password: ${cp.bootstrap.generatedPassword}\n`);
-    out.write(`  (shown once; kept in ${join(config.dataDir, ADMIN_PASSWORD_FILE)})\n`);
-  }
-  if (config.cloudsYaml) out.write(`  clouds.yaml: cloud "krater" in ${config.cloudsYaml} — try: openstack --os-cloud krater token issue\n`);
+  announce(config, cp.bootstrap, mode, 1);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -50,6 +50,53 @@ async function serve(opts: Record<string, unknown>, mode: 'up' | 'api'): Promise
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/**
+ * Several API processes on one port (Node's cluster module): the store is shared, tokens are stateless and caches
+ * follow the store's revision marker, so workers need no coordination. The primary bootstraps first, so workers
+ * never race on a fresh store.
+ */
+async function supervise(config: ReturnType<typeof resolveConfig>, workers: number, mode: 'up' | 'api'): Promise<void> {
+  const { bootstrapOnly } = await import('../app/control-plane.js');
+  const boot = await bootstrapOnly(config);
+  announce(config, boot, mode, workers);
+  let stopping = false;
+  for (let i = 0; i < workers; i++) cluster.fork();
+  cluster.on('exit', (worker, code) => {
+    if (stopping) return;
+    process.stderr.write(`krater: API worker ${worker.process.pid} exited (${code}); restarting\n`);
+    setTimeout(() => cluster.fork(), 500);
+  });
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    const timer = setTimeout(() => process.exit(1), 10_000);
+    timer.unref();
+    cluster.on('exit', () => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+    });
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+/** Writes the clouds.yaml entry and tells the operator where the cloud is. */
+function announce(config: ReturnType<typeof resolveConfig>, boot: BootstrapResult, mode: 'up' | 'api', workers: number): void {
+  const authUrl = `${config.publicUrl}/identity/v3`;
+  if (config.cloudsYaml && boot.adminPassword) {
+    writeCloudEntry(config.cloudsYaml, 'krater', { authUrl, username: 'admin', password: boot.adminPassword, projectName: 'admin', region: config.region });
+  }
+  const out = process.stdout;
+  const store = config.database.startsWith('postgres') ? 'postgresql' : 'sqlite';
+  out.write(`Krater ${mode === 'up' ? 'all-in-one cloud' : 'control plane'} listening on ${config.publicUrl} (store: ${store}, data: ${config.dataDir}, workers: ${workers})\n`);
+  out.write(`  identity   ${authUrl}\n`);
+  if (boot.generatedPassword) {
+    out.write(`Bootstrapped: user "admin" in project "admin", password: ${boot.generatedPassword}\n`);
+    out.write(`  (shown once; kept in ${join(config.dataDir, ADMIN_PASSWORD_FILE)})\n`);
+  }
+  if (config.cloudsYaml) out.write(`  clouds.yaml: cloud "krater" in ${config.cloudsYaml} — try: openstack --os-cloud krater token issue\n`);
 }
 
 serverOptions(program.command('up').description('run the all-in-one cloud (control plane and local agent) in the foreground')).action((opts) => serve(opts, 'up'));

@@ -12,6 +12,11 @@ export type StoreKind = 'sqlite' | 'postgres';
 export interface Store {
   db: Db;
   kind: StoreKind;
+  /**
+   * A cheap synchronous hint that another connection may have written since the last call (SQLite's
+   * `data_version`); undefined when the engine has none, and callers must then ask the store itself.
+   */
+  changedElsewhere?: () => boolean;
   close(): Promise<void>;
 }
 
@@ -34,6 +39,16 @@ export async function openStore(url: string): Promise<Store> {
     conn.pragma('synchronous = NORMAL');
     conn.pragma('foreign_keys = ON');
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: conn }) });
+    const dataVersion = conn.prepare('PRAGMA data_version').pluck();
+    let last = -1;
+    const changedElsewhere = () => {
+      const v = dataVersion.get() as number;
+      const changed = v !== last;
+      last = v;
+      return changed;
+    };
+    await migrateToLatest(db);
+    return { db, kind, changedElsewhere, close: () => db.destroy() };
   }
   await migrateToLatest(db);
   return { db, kind, close: () => db.destroy() };

@@ -50,6 +50,9 @@ export class IdentityRepo {
 
   /** Drops the caches when another replica (or this one) changed identity data. */
   async sync(): Promise<void> {
+    // SQLite tells synchronously whether any other connection committed; this process's own writes clear the
+    // caches directly. Only a change elsewhere (or an engine without the hint) costs a query.
+    if (this.revision !== null && this.store.changedElsewhere && !this.store.changedElsewhere()) return;
     const row = await this.db.selectFrom('meta').select('value').where('key', '=', REVISION_KEY).executeTakeFirst();
     const rev = row?.value ?? '';
     if (rev !== this.revision) {
