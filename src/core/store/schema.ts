@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 /**
  * Row types of every table. Booleans are stored as integers (0/1) and JSON as text so that SQLite and PostgreSQL
  * return identical values; timestamps are ISO-8601 UTC strings.
@@ -114,6 +116,112 @@ export interface MetaRow {
   value: string;
 }
 
+export interface ContainerRow {
+  uuid: string;
+  name: string;
+  project_id: string;
+  user_id: string;
+  image: string;
+  image_driver: string;
+  image_pull_policy: string | null;
+  command: string | null;
+  entrypoint: string | null;
+  cpu: number;
+  memory: string;
+  disk: number | null;
+  workdir: string | null;
+  hostname: string | null;
+  environment: string;
+  labels: string;
+  hints: string | null;
+  restart_policy: string | null;
+  interactive: number;
+  tty: number;
+  auto_remove: number;
+  auto_heal: number;
+  privileged: number;
+  runtime: string | null;
+  cpu_policy: string;
+  registry_id: string | null;
+  healthcheck: string | null;
+  exposed_ports: string | null;
+  security_groups: string | null;
+  nets: string | null;
+  mounts: string | null;
+  addresses: string | null;
+  ports: string | null;
+  availability_zone: string | null;
+  host: string | null;
+  status: string;
+  status_reason: string | null;
+  task_state: string | null;
+  health: string | null;
+  exit_code: number | null;
+  restart_count: number;
+  desired: string;
+  started_at: string | null;
+  finished_at: string | null;
+  websocket_token: string | null;
+  created_at: string;
+  updated_at: string | null;
+}
+export interface ContainerActionRow {
+  id: Generated<number>;
+  action: string;
+  container_uuid: string;
+  request_id: string;
+  user_id: string | null;
+  project_id: string | null;
+  start_time: string;
+  finish_time: string | null;
+  message: string | null;
+}
+export interface ContainerActionEventRow {
+  id: Generated<number>;
+  action_id: number;
+  event: string;
+  start_time: string;
+  finish_time: string | null;
+  result: string | null;
+  traceback: string | null;
+}
+export interface AgentTaskRow {
+  id: Generated<number>;
+  host: string;
+  container_uuid: string;
+  action: string;
+  params: string;
+  action_id: number | null;
+  state: string;
+  created_at: string;
+}
+export interface QuotaRow {
+  /** `project:<id>` or `class:<name>`. */
+  scope: string;
+  resource: string;
+  hard_limit: number;
+}
+export interface ComputeServiceRow {
+  id: Generated<number>;
+  host: string;
+  binary: string;
+  availability_zone: string;
+  disabled: number;
+  disabled_reason: string | null;
+  forced_down: number;
+  report_count: number;
+  last_seen_up: string | null;
+  created_at: string;
+  updated_at: string | null;
+}
+export interface ComputeHostRow {
+  uuid: string;
+  hostname: string;
+  info: string;
+  created_at: string;
+  updated_at: string | null;
+}
+
 export interface Database {
   domains: DomainRow;
   projects: ProjectRow;
@@ -129,4 +237,11 @@ export interface Database {
   application_credentials: AppCredRow;
   revocations: RevocationRow;
   meta: MetaRow;
+  containers: ContainerRow;
+  container_actions: ContainerActionRow;
+  container_action_events: ContainerActionEventRow;
+  agent_tasks: AgentTaskRow;
+  quotas: QuotaRow;
+  compute_services: ComputeServiceRow;
+  compute_hosts: ComputeHostRow;
 }

@@ -1,0 +1,22 @@
+import type { ContainerRow } from '../core/store/schema.js';
+
+/**
+ * What the API asks of a host's agent. Long work (create, start, stop, delete, …) goes through `agent_tasks` in
+ * the store and `wake` only shortens the agent's wait; short synchronous calls (Zun's "call" operations) go here.
+ */
+export interface AgentRpc {
+  wake(): void;
+  logs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number }): Promise<string>;
+  exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }>;
+  top(c: ContainerRow, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }>;
+  stats(c: ContainerRow): Promise<Record<string, string | number>>;
+  getArchive(c: ContainerRow, path: string): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }>;
+  putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void>;
+}
+
+/** Finds the agent serving a host; in `krater up` that is the in-process agent. */
+export interface AgentDirectory {
+  forHost(host: string): AgentRpc | undefined;
+  /** Hosts that may receive new containers, in scheduling order. */
+  schedulableHosts(): Promise<string[]>;
+}

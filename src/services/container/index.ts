@@ -1,0 +1,90 @@
+import type { AgentDirectory } from '../../agent/rpc.js';
+import type { KraterConfig } from '../../core/config/config.js';
+import { STATUS_TITLES } from '../../core/http/errors.js';
+import { fmt, type MicroversionSpec, negotiate } from '../../core/http/microversion.js';
+import type { App, ServiceModule } from '../../core/http/server.js';
+import type { PolicyEngine } from '../../core/policy/engine.js';
+import type { Store } from '../../core/store/db.js';
+import type { ZunContext } from './context.js';
+import { containerPolicies } from './policies.js';
+import { ContainerRepo } from './repo.js';
+import { adminRoutes } from './routes/admin.js';
+import { containerRoutes } from './routes/containers.js';
+
+export const CONTAINER_PREFIX = '/container';
+export const ZUN_VERSIONS: MicroversionSpec = { words: ['container'], min: { major: 1, minor: 1 }, max: { major: 1, minor: 40 }, echo: 'requested' };
+
+const kebab = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/([A-Z])([A-Z][a-z])/g, '$1-$2').toLowerCase();
+
+/** The Zun API v1 facade under `/container`: containers as cloud resources, run by the agents. */
+export function createContainerService(config: KraterConfig, store: Store, policy: PolicyEngine, agents: AgentDirectory): { module: ServiceModule; repo: ContainerRepo } {
+  policy.registerDefaults(containerPolicies);
+  const repo = new ContainerRepo(store.db);
+  const base = `${config.publicUrl}${CONTAINER_PREFIX}`;
+  const v1 = {
+    id: 'v1',
+    links: [{ href: `${base}/v1/`, rel: 'self' }],
+    status: 'CURRENT',
+    max_version: fmt(ZUN_VERSIONS.max),
+    min_version: fmt(ZUN_VERSIONS.min),
+  };
+  const module: ServiceModule = {
+    name: 'zun',
+    prefix: CONTAINER_PREFIX,
+    catalog: { type: 'container', name: 'zun', suffix: '/v1' },
+    renderError(err, req) {
+      if (err.status === 401) return { body: { error: { code: 401, title: 'Unauthorized', message: err.message } } };
+      const requestId = req.id;
+      if (err.status >= 500 && err.internal) {
+        return { body: { errors: [{ request_id: requestId, code: 'container.', status: err.status, title: STATUS_TITLES[err.status] ?? 'Error', detail: `The server has either erred or is incapable of performing the requested operation. Error Correlation id is: ${requestId}`, links: [] }] } };
+      }
+      const klass = err.kind === 'ValidationError' ? 'SchemaValidationError' : (err.kind ?? (err.status === 404 ? 'NotFound' : 'Invalid'));
+      const e: Record<string, unknown> = { request_id: requestId, code: `container.${kebab(klass)}`, status: err.status, title: err.message, detail: err.message, links: [] };
+      if (err.status === 406 && /minor version is not supported|Minimum version/.test(err.message)) {
+        Object.assign(e, { code: 'zun.microversion-unsupported', title: 'Requested microversion is unsupported', max_version: fmt(ZUN_VERSIONS.max), min_version: fmt(ZUN_VERSIONS.min) });
+      }
+      return { body: { errors: [e] } };
+    },
+    authenticateHeader: () => `Keystone uri="${config.publicUrl}/identity/v3"`,
+    async register(app: App, core) {
+      const zx: ZunContext = { core, repo, agents, base };
+      app.get('/', { config: { public: true } }, async () => ({
+        name: 'OpenStack Zun API',
+        description: 'Zun is an OpenStack project which aims to provide containers service.',
+        versions: [v1],
+        default_version: v1,
+      }));
+      const resources = ['services', 'containers', 'images', 'networks', 'hosts', 'capsules', 'availability_zones', 'quotas', 'quota_classes', 'registries'];
+      app.get('/v1', { config: { public: true } }, async (req, reply) => {
+        reply.headers(negotiate(req.headers, ZUN_VERSIONS).headers);
+        return {
+          id: 'v1',
+          media_types: [{ base: 'application/json', type: 'application/vnd.openstack.zun.v1+json' }],
+          links: [
+            { href: `${base}/v1/`, rel: 'self' },
+            { href: 'https://docs.openstack.org/developer/zun/dev/api-spec-v1.html', rel: 'describedby', type: 'text/html' },
+          ],
+          ...Object.fromEntries(resources.map((r) => [r, [{ href: `${base}/v1/${r}/`, rel: 'self' }, { href: `${base}/${r}/`, rel: 'bookmark' }]])),
+        };
+      });
+      // Zun serves every resource under /v1 and, version-less, at the root (bookmark links point there).
+      for (const prefix of ['/v1', '']) {
+        await app.register(
+          async (scope) => {
+            const s = scope as App;
+            s.decorateRequest('zunVersion', null as never);
+            s.addHook('onRequest', async (req, reply) => {
+              const n = negotiate(req.headers, ZUN_VERSIONS);
+              reply.headers(n.headers);
+              req.zunVersion = n.version;
+            });
+            containerRoutes(s, zx);
+            adminRoutes(s, zx);
+          },
+          { prefix },
+        );
+      }
+    },
+  };
+  return { module, repo };
+}

@@ -1,0 +1,163 @@
+import type { App } from '../../../core/http/server.js';
+import { atLeast } from '../../../core/http/microversion.js';
+import { authorize, type ZunContext } from '../context.js';
+import { invalid, parseBool, parseNumber, zunError } from '../params.js';
+import { QUOTA_DEFAULTS, QUOTA_RESOURCES } from '../repo.js';
+import { zunActionTime } from '../view.js';
+
+/** A compute service is up while its heartbeat is younger than this and it is not forced down. */
+export const SERVICE_DOWN_AFTER_MS = 180_000;
+
+export function adminRoutes(app: App, zx: ZunContext): void {
+  const { db } = zx.repo;
+
+  // ---- hosts (≥1.4)
+  const hostView = (h: { uuid: string; hostname: string; info: string }, containers: number) => ({
+    uuid: h.uuid,
+    links: [
+      { href: `${zx.base}/v1/hosts/${h.uuid}`, rel: 'self' },
+      { href: `${zx.base}/hosts/${h.uuid}`, rel: 'bookmark' },
+    ],
+    hostname: h.hostname,
+    ...JSON.parse(h.info),
+    total_containers: containers,
+  });
+  const needHosts = (v: { major: number; minor: number }) => {
+    if (!atLeast(v, 1, 4)) throw zunError(406, 'NotAcceptable', `Version ${v.major}.${v.minor} was requested but the requested API is not supported for this version.`);
+  };
+  const counts = async () => {
+    const rows = await db.selectFrom('containers').select(['host']).execute();
+    const m = new Map<string, number>();
+    for (const r of rows) if (r.host) m.set(r.host, (m.get(r.host) ?? 0) + 1);
+    return m;
+  };
+  app.get('/hosts', async (req) => {
+    needHosts(req.zunVersion);
+    authorize(zx, req, 'host:get_all', {});
+    const [hosts, n] = await Promise.all([db.selectFrom('compute_hosts').selectAll().orderBy('hostname').execute(), counts()]);
+    return { hosts: hosts.map((h) => hostView(h, n.get(h.hostname) ?? 0)), next: null };
+  });
+  app.get('/hosts/:id', async (req) => {
+    needHosts(req.zunVersion);
+    authorize(zx, req, 'host:get', {});
+    const { id } = req.params as { id: string };
+    const h = await db.selectFrom('compute_hosts').selectAll().where((eb) => eb.or([eb('uuid', '=', id), eb('hostname', '=', id)])).executeTakeFirst();
+    if (!h) throw zunError(404, 'ComputeNodeNotFound', `Compute node ${id} could not be found.`);
+    return hostView(h, (await counts()).get(h.hostname) ?? 0);
+  });
+
+  // ---- services
+  const serviceView = (s: { id: number; binary: string; host: string; availability_zone: string; disabled: number; disabled_reason: string | null; forced_down: number; report_count: number; last_seen_up: string | null; created_at: string; updated_at: string | null }) => {
+    const fresh = s.last_seen_up ? Date.now() - Date.parse(s.last_seen_up) < SERVICE_DOWN_AFTER_MS : false;
+    return {
+      id: s.id,
+      binary: s.binary,
+      host: s.host,
+      availability_zone: s.availability_zone,
+      state: fresh && !s.forced_down ? 'up' : 'down',
+      disabled: !!s.disabled,
+      disabled_reason: s.disabled_reason,
+      forced_down: !!s.forced_down,
+      report_count: s.report_count,
+      last_seen_up: zunActionTime(s.last_seen_up),
+      created_at: zunActionTime(s.created_at),
+      updated_at: zunActionTime(s.updated_at),
+    };
+  };
+  app.get('/services', async (req) => {
+    authorize(zx, req, 'zun-service:get_all', {});
+    return { services: (await db.selectFrom('compute_services').selectAll().orderBy('id').execute()).map(serviceView) };
+  });
+  const findService = async (q: Record<string, string>) => {
+    if (!q.host || !q.binary) throw invalid('host and binary are required.');
+    const s = await db.selectFrom('compute_services').selectAll().where('host', '=', q.host).where('binary', '=', q.binary).executeTakeFirst();
+    if (!s) throw zunError(404, 'ZunServiceNotFound', `Zun service ${q.binary} on host ${q.host} could not be found.`);
+    return s;
+  };
+  app.delete('/services', async (req) => {
+    authorize(zx, req, 'zun-service:delete', {});
+    const s = await findService(req.query as Record<string, string>);
+    await db.deleteFrom('compute_services').where('id', '=', s.id).execute();
+    return null;
+  });
+  app.put('/services/:action', async (req) => {
+    const { action } = req.params as { action: string };
+    if (!['enable', 'disable', 'force_down'].includes(action)) throw zunError(404, 'NotFound', `Unknown action ${action}.`);
+    authorize(zx, req, `zun-service:${action}`, {});
+    const q = { ...(req.query as Record<string, string>), ...((req.body as Record<string, string>) ?? {}) };
+    const s = await findService(q);
+    const now = new Date().toISOString();
+    if (action === 'force_down') {
+      const forced = parseBool('forced_down', q.forced_down, true);
+      await db.updateTable('compute_services').set({ forced_down: forced ? 1 : 0, updated_at: now }).where('id', '=', s.id).execute();
+      return { service: { host: s.host, binary: s.binary, forced_down: forced } };
+    }
+    const disabled = action === 'disable';
+    const reason = disabled ? (q.disabled_reason ?? null) : null;
+    await db.updateTable('compute_services').set({ disabled: disabled ? 1 : 0, disabled_reason: reason, updated_at: now }).where('id', '=', s.id).execute();
+    return { service: { host: s.host, binary: s.binary, disabled, disabled_reason: reason } };
+  });
+
+  // ---- availability zones
+  app.get('/availability_zones', async (req) => {
+    authorize(zx, req, 'availability_zones:get_all', { project_id: req.auth.projectId });
+    const zones = await db.selectFrom('compute_services').select('availability_zone').distinct().execute();
+    return { availability_zones: zones.map((z) => ({ availability_zone: z.availability_zone })), next: null };
+  });
+
+  // ---- quotas and quota classes
+  const parseLimits = (body: unknown) => {
+    const b = (body ?? {}) as Record<string, unknown>;
+    const unknown = Object.keys(b).filter((k) => !QUOTA_RESOURCES.includes(k));
+    if (unknown.length) throw invalid(`Unknown quota resources: ${unknown.join(', ')}`);
+    return Object.entries(b).map(([resource, v]) => ({ resource, limit: parseNumber(resource, v, -1, Number.MAX_SAFE_INTEGER, true) }));
+  };
+  const setLimits = async (scope: string, limits: Array<{ resource: string; limit: number }>) => {
+    await db.transaction().execute(async (trx) => {
+      for (const { resource, limit } of limits) {
+        await trx.deleteFrom('quotas').where('scope', '=', scope).where('resource', '=', resource).execute();
+        await trx.insertInto('quotas').values({ scope, resource, hard_limit: limit }).execute();
+      }
+    });
+  };
+  app.put('/quotas/:project', async (req) => {
+    const { project } = req.params as { project: string };
+    authorize(zx, req, 'quota:update', { project_id: project });
+    await setLimits(`project:${project}`, parseLimits(req.body));
+    return zx.repo.quotaLimits(project);
+  });
+  app.get('/quotas/:project', async (req) => {
+    const { project } = req.params as { project: string };
+    authorize(zx, req, 'quota:get', { project_id: project });
+    const limits = await zx.repo.quotaLimits(project);
+    const usages = (req.query as Record<string, string>).usages;
+    if (usages === undefined || usages === '') return limits;
+    const used = await zx.repo.quotaUsage(project);
+    return Object.fromEntries(QUOTA_RESOURCES.map((r) => [r, { limit: limits[r], in_use: used[r] }]));
+  });
+  app.get('/quotas/:project/defaults', async (req) => {
+    const { project } = req.params as { project: string };
+    authorize(zx, req, 'quota:get_default', { project_id: project });
+    const rows = await db.selectFrom('quotas').selectAll().where('scope', '=', 'class:default').execute();
+    return { ...QUOTA_DEFAULTS, ...Object.fromEntries(rows.map((r) => [r.resource, r.hard_limit])) };
+  });
+  app.delete('/quotas/:project', async (req) => {
+    const { project } = req.params as { project: string };
+    authorize(zx, req, 'quota:delete', { project_id: project });
+    await db.deleteFrom('quotas').where('scope', '=', `project:${project}`).execute();
+    return null;
+  });
+  app.put('/quota_classes/:name', async (req) => {
+    const { name } = req.params as { name: string };
+    authorize(zx, req, 'quota_class:update', {});
+    await setLimits(`class:${name}`, parseLimits(req.body));
+    const rows = await db.selectFrom('quotas').selectAll().where('scope', '=', `class:${name}`).execute();
+    return { ...QUOTA_DEFAULTS, ...Object.fromEntries(rows.map((r) => [r.resource, r.hard_limit])) };
+  });
+  app.get('/quota_classes/:name', async (req) => {
+    const { name } = req.params as { name: string };
+    authorize(zx, req, 'quota_class:get', {});
+    const rows = await db.selectFrom('quotas').selectAll().where('scope', '=', `class:${name}`).execute();
+    return { ...QUOTA_DEFAULTS, ...Object.fromEntries(rows.map((r) => [r.resource, r.hard_limit])) };
+  });
+}
