@@ -57,8 +57,11 @@ case "$(uname -m)" in
   x86_64) ARCH=amd64 ;; aarch64) ARCH=arm64 ;; armv7l) ARCH=arm ;; *) ARCH=$(uname -m) ;;
 esac
 
+# Fixed timestamps make the layer (and so its diff ID) identical across builds.
+find "$ROOT" -exec touch -h -d @0 {} +
+
 LAYOUT=$WORK/oci
-# umoci writes timestamps; SOURCE_DATE_EPOCH is not honoured by 0.4.7, so digests differ between builds.
+# The config's `created` times still differ between builds (umoci 0.4.7 ignores SOURCE_DATE_EPOCH).
 umoci init --layout "$LAYOUT" >/dev/null
 umoci new --image "$LAYOUT:latest" >/dev/null
 umoci insert --image "$LAYOUT:latest" "$ROOT" / >/dev/null
