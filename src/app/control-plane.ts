@@ -7,10 +7,15 @@ import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore, type Store } from '../core/store/db.js';
 import { type BootstrapResult, bootstrapIdentity } from '../services/identity/bootstrap.js';
 import { createIdentity } from '../services/identity/index.js';
+import { Agent } from '../agent/agent.js';
+import type { AgentDirectory, AgentRpc } from '../agent/rpc.js';
+import { createContainerService } from '../services/container/index.js';
 
 export interface ControlPlane {
   app: App;
   store: Store;
+  /** The local agent (`krater up`); absent for `krater api`. */
+  agent?: Agent;
   bootstrap: BootstrapResult;
   url: string;
   close(): Promise<void>;
@@ -24,13 +29,30 @@ function catalogEntries(config: KraterConfig, services: ServiceModule[]) {
   return services.filter((s) => s.catalog).map((s) => ({ type: s.catalog!.type, name: s.catalog!.name, url: `${config.publicUrl}${s.prefix}${s.catalog!.suffix}` }));
 }
 
+/**
+ * Which agent serves which host. In `krater up` the local agent answers in-process; hosts whose agent runs
+ * elsewhere (`krater agent`) still receive queued work through the store.
+ */
+class LocalAgentDirectory implements AgentDirectory {
+  agent?: Agent;
+  constructor(private store: Store) {}
+  forHost(host: string): AgentRpc | undefined {
+    return this.agent && this.agent.host === host ? this.agent : undefined;
+  }
+  schedulableHosts(): Promise<string[]> {
+    return Agent.schedulableHosts(this.store);
+  }
+}
+
 function createServices(config: KraterConfig, store: Store) {
   const keys = tokenKeyRepository(config);
   keys.setup();
   const policy = new PolicyEngine(config.policyFile);
   const identity = createIdentity(config, store, keys, policy);
-  const services: ServiceModule[] = [identity.module];
-  return { policy, identity, services };
+  const agents = new LocalAgentDirectory(store);
+  const containers = createContainerService(config, store, policy, agents);
+  const services: ServiceModule[] = [identity.module, containers.module];
+  return { policy, identity, services, agents };
 }
 
 /** Migrates and bootstraps the store without serving (the cluster primary does this before forking workers). */
@@ -46,21 +68,29 @@ export async function bootstrapOnly(config: KraterConfig): Promise<BootstrapResu
 }
 
 /** Opens the store, bootstraps identity, mounts every service facade under one listener and starts listening. */
-export async function startControlPlane(config: KraterConfig): Promise<ControlPlane> {
+export async function startControlPlane(config: KraterConfig, opts: { withAgent?: boolean } = {}): Promise<ControlPlane> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(config.database);
   try {
-    const { policy, identity, services } = createServices(config, store);
+    const { policy, identity, services, agents } = createServices(config, store);
     const bootstrap = await bootstrapIdentity(identity.repo, config, catalogEntries(config, services));
     const app = await buildServer({ core: { config, store, policy, tokens: identity.tokens }, services });
+    let agent: Agent | undefined;
+    if (opts.withAgent) {
+      agent = new Agent({ dataDir: config.dataDir, store, log: app.log, containerdAddress: config.containerdAddress, defaultImageArchive: config.defaultImageArchive });
+      await agent.start();
+      agents.agent = agent;
+    }
     await app.listen({ host: config.bind, port: config.port });
     return {
       app,
       store,
+      agent,
       bootstrap,
       url: config.publicUrl,
       async close() {
         await app.close();
+        await agent?.stop(config.agentShutdown);
         await store.close();
       },
     };

@@ -21,6 +21,8 @@ const serverOptions = (cmd: Command) =>
     .addOption(new Option('--token-ttl <seconds>', 'token lifetime').env('KRATER_TOKEN_TTL'))
     .addOption(new Option('--policy-file <path>', 'policy overrides (YAML)').env('KRATER_POLICY_FILE'))
     .addOption(new Option('--workers <n>', 'API worker processes sharing the listener (like uwsgi processes)').env('KRATER_WORKERS').default('1'))
+    .addOption(new Option('--containerd <socket>', 'use this containerd instead of a private one (agent)').env('KRATER_CONTAINERD'))
+    .addOption(new Option('--default-image <archive>', 'image archive imported as busybox when missing (agent)').env('KRATER_DEFAULT_IMAGE'))
     .option('--clouds-yaml <path>', 'clouds.yaml to write the "krater" cloud into (default ~/.config/openstack/clouds.yaml)')
     .option('--no-clouds-yaml', 'do not write any clouds.yaml');
 
@@ -28,8 +30,9 @@ async function serve(opts: Record<string, unknown>, mode: 'up' | 'api'): Promise
   const config = resolveConfig({ ...(opts as ConfigInput), cloudsYaml: opts.cloudsYaml === false ? false : (opts.cloudsYaml as string | undefined) });
   const workers = Number(opts.workers ?? 1);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new Error(`invalid --workers: ${opts.workers}`);
+  if (workers > 1 && mode === 'up') throw new Error('--workers applies to `krater api`; `krater up` runs the agent in its one process');
   if (workers > 1 && cluster.isPrimary) return supervise(config, workers, mode);
-  const cp = await startControlPlane(config);
+  const cp = await startControlPlane(config, { withAgent: mode === 'up' });
   if (cluster.isWorker) {
     // The primary already bootstrapped and announced; a worker only serves until told to stop.
     process.on('SIGTERM', () => void cp.close().then(() => process.exit(0)));
@@ -91,7 +94,7 @@ function announce(config: ReturnType<typeof resolveConfig>, boot: BootstrapResul
   const out = process.stdout;
   const store = config.database.startsWith('postgres') ? 'postgresql' : 'sqlite';
   out.write(`Krater ${mode === 'up' ? 'all-in-one cloud' : 'control plane'} listening on ${config.publicUrl} (store: ${store}, data: ${config.dataDir}, workers: ${workers})\n`);
-  out.write(`  identity   ${authUrl}\n`);
+  out.write(`  identity   ${authUrl}\n  container  ${config.publicUrl}/container/v1\n`);
   if (boot.generatedPassword) {
     out.write(`Bootstrapped: user "admin" in project "admin", password: ${boot.generatedPassword}\n`);
     out.write(`  (shown once; kept in ${join(config.dataDir, ADMIN_PASSWORD_FILE)})\n`);

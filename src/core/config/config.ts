@@ -16,6 +16,12 @@ export interface KraterConfig {
   policyFile?: string;
   /** Write the `krater` cloud into this clouds.yaml (undefined: do not touch any clouds.yaml). */
   cloudsYaml?: string;
+  /** An existing containerd socket for the agent; default: a private containerd under the data dir. */
+  containerdAddress?: string;
+  /** Image archive (OCI or docker-save) imported as `busybox` when missing: the offline default image. */
+  defaultImageArchive?: string;
+  /** On shutdown the agent keeps containers running (`keep`) or removes them and stops containerd (`purge`). */
+  agentShutdown: 'keep' | 'purge';
 }
 
 export interface ConfigInput {
@@ -29,6 +35,8 @@ export interface ConfigInput {
   tokenTtl?: string | number;
   policyFile?: string;
   cloudsYaml?: string | false;
+  containerd?: string;
+  defaultImage?: string;
 }
 
 const env = process.env;
@@ -63,5 +71,8 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
     tokenTtlSeconds,
     policyFile: input.policyFile ?? env.KRATER_POLICY_FILE,
     cloudsYaml,
+    containerdAddress: input.containerd ?? env.KRATER_CONTAINERD,
+    defaultImageArchive: input.defaultImage ?? env.KRATER_DEFAULT_IMAGE ?? join(dataDir, 'default-image.oci.tar'),
+    agentShutdown: env.KRATER_AGENT_SHUTDOWN === 'purge' ? 'purge' : 'keep',
   };
 }

@@ -245,3 +245,56 @@ export interface Database {
   compute_services: ComputeServiceRow;
   compute_hosts: ComputeHostRow;
 }
+
+// ---- Glance (images); merged into Database by declaration merging so each service appends its own block.
+/** `size`/`virtual_size` are bigint columns: PostgreSQL returns them as strings, so readers coerce with Number(). */
+export interface ImageRow {
+  id: string;
+  name: string | null;
+  /** queued | saving | active | deactivated | killed */
+  status: string;
+  /** public | private | shared | community */
+  visibility: string;
+  protected: number;
+  os_hidden: number;
+  /** Owning project id. */
+  owner: string | null;
+  container_format: string | null;
+  disk_format: string | null;
+  size: number | string | null;
+  virtual_size: number | string | null;
+  /** MD5 hex of the data. */
+  checksum: string | null;
+  os_hash_algo: string | null;
+  os_hash_value: string | null;
+  min_disk: number;
+  min_ram: number;
+  /** Where the ImageDataStore keeps the data (store-specific key); null until an upload completes. */
+  location: string | null;
+  created_at: string;
+  updated_at: string;
+}
+/** Custom (non-base) image properties: top-level string keys on the wire. */
+export interface ImagePropertyRow {
+  image_id: string;
+  name: string;
+  value: string;
+}
+export interface ImageTagRow {
+  image_id: string;
+  value: string;
+}
+/** Projects a `shared` image is shared with; status pending | accepted | rejected. */
+export interface ImageMemberRow {
+  image_id: string;
+  member_id: string;
+  status: string;
+  created_at: string;
+  updated_at: string;
+}
+export interface Database {
+  images: ImageRow;
+  image_properties: ImagePropertyRow;
+  image_tags: ImageTagRow;
+  image_members: ImageMemberRow;
+}

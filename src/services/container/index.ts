@@ -73,6 +73,8 @@ export function createContainerService(config: KraterConfig, store: Store, polic
           async (scope) => {
             const s = scope as App;
             s.decorateRequest('zunVersion', null as never);
+            // zunclient sends DELETE (and some actions) as raw requests typed application/octet-stream, no body.
+            s.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, _body, done) => done(null, undefined));
             s.addHook('onRequest', async (req, reply) => {
               const n = negotiate(req.headers, ZUN_VERSIONS);
               reply.headers(n.headers);

@@ -218,7 +218,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   });
 
   // ---------------------------------------------------------------- synchronous calls
-  app.get('/containers/:id/logs', async (req) => {
+  app.get('/containers/:id/logs', async (req, reply) => {
     const c = await load(req, 'logs');
     checkState(c, 'logs');
     const q = params(req);
@@ -232,7 +232,9 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       since = /^\d+(\.\d+)?$/.test(s) ? Number(s) * 1000 : Date.parse(`${s.replace(' ', 'T').replace(',', '.')}Z`);
       if (Number.isNaN(since)) throw invalid(`Invalid since value: ${s}`);
     }
-    return JSON.stringify(await agentFor(zx, c).logs(c, { stdout, stderr, timestamps, tail, since }));
+    // Zun answers with a JSON string.
+    const text = await agentFor(zx, c).logs(c, { stdout, stderr, timestamps, tail, since });
+    return reply.type('application/json; charset=utf-8').send(JSON.stringify(text));
   });
 
   app.post('/containers/:id/execute', async (req) => {

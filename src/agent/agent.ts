@@ -1,0 +1,509 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { cpus, hostname as osHostname, totalmem, freemem, release, arch } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import { type Engine, EngineError } from '../engine/engine.js';
+import { importImageArchive, normalizeImageRef } from '../engine/image-import.js';
+import type { Store } from '../core/store/db.js';
+import type { Selectable } from 'kysely';
+import type { AgentTaskRow as AgentTaskTable, ContainerRow } from '../core/store/schema.js';
+import { ContainerRepo } from '../services/container/repo.js';
+import { restartDelayMs, type RestartPolicy, Status, shouldRestart } from '../services/container/states.js';
+import type { AgentRpc } from './rpc.js';
+import { createEngine, type EngineSetup } from './engine-setup.js';
+
+type AgentTaskRow = Selectable<AgentTaskTable>;
+
+export interface AgentOptions {
+  dataDir: string;
+  store: Store;
+  log: FastifyBaseLogger;
+  /** Host name this agent registers as (default: the machine's). */
+  host?: string;
+  /** An existing containerd socket; default: a private containerd under the data dir. */
+  containerdAddress?: string;
+  availabilityZone?: string;
+  /** An image archive imported at start when its image is missing (the offline default image). */
+  defaultImageArchive?: string;
+}
+
+const HEARTBEAT_MS = 10_000;
+const POLL_MS = 1_000;
+const BINARY = 'zun-compute';
+
+/** Engine container ids: Zun names its engine containers `zun-<uuid>`. */
+export const engineId = (uuid: string) => `zun-${uuid}`;
+
+/**
+ * The per-host agent: claims the tasks the API queued for this host and drives the engine; watches exits and
+ * applies restart policies; heartbeats as Zun's `zun-compute`; answers synchronous calls (logs, exec, top, …).
+ * Containers keep running when the agent stops: on start it adopts what the engine has and reconciles the store.
+ */
+export class Agent implements AgentRpc {
+  readonly host: string;
+  private repo: ContainerRepo;
+  private engine!: Engine;
+  private setup!: EngineSetup;
+  private timer: NodeJS.Timeout | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private busy = new Map<string, Promise<void>>();
+  private watching = new Set<string>();
+  private pumping = false;
+  private repump = false;
+  private closed = false;
+  /** Containers a user action is stopping: their exit must not trigger the restart policy. */
+  private expectedExit = new Set<string>();
+
+  constructor(private opts: AgentOptions) {
+    this.host = opts.host ?? process.env.KRATER_HOST ?? osHostname();
+    this.repo = new ContainerRepo(opts.store.db);
+  }
+
+  async start(): Promise<void> {
+    const dir = join(this.opts.dataDir, 'agent');
+    this.setup = await createEngine({
+      dir,
+      containerdAddress: this.opts.containerdAddress,
+      cgroupParent: `/krater-${createHash('sha256').update(this.opts.dataDir).digest('hex').slice(0, 10)}`,
+    });
+    this.engine = this.setup.engine;
+    await this.engine.recover();
+    if (this.opts.defaultImageArchive && existsSync(this.opts.defaultImageArchive)) await this.ensureDefaultImage(this.opts.defaultImageArchive);
+    await this.register();
+    await this.reconcile();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat().catch((err) => this.opts.log.warn({ err }, 'heartbeat failed')), HEARTBEAT_MS);
+    this.timer = setInterval(() => this.wake(), POLL_MS);
+    this.wake();
+  }
+
+  /**
+   * `keep` (default): containerd and the containers keep running and a restarted agent adopts them.
+   * `purge`: every container of this host is removed and a private containerd is stopped (tests, uninstall).
+   */
+  async stop(mode: 'keep' | 'purge' = 'keep'): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    await Promise.allSettled([...this.busy.values()]);
+    if (!this.setup) return;
+    if (mode === 'purge') {
+      for (const st of await this.engine.list().catch(() => [])) await this.engine.delete(st.id, { force: true }).catch(() => undefined);
+      this.engine.close();
+      await this.setup.supervisor.stop({ timeoutMs: 5000 });
+    } else {
+      this.engine.close();
+      this.setup.client.close();
+    }
+  }
+
+  private async ensureDefaultImage(archive: string): Promise<void> {
+    const client = this.setup.client;
+    try {
+      if (await client.images.get(normalizeImageRef('busybox')).then(() => true, () => false)) return;
+      await importImageArchive(client, archive, { name: normalizeImageRef('busybox') });
+      this.opts.log.info({ archive }, 'default image imported');
+    } catch (err) {
+      this.opts.log.warn({ err, archive }, 'default image import failed');
+    }
+  }
+
+  // ---------------------------------------------------------------- registration and heartbeat
+
+  private async register(): Promise<void> {
+    const db = this.opts.store.db;
+    const now = new Date().toISOString();
+    const info = this.hostInfo();
+    const existing = await db.selectFrom('compute_hosts').select('uuid').where('hostname', '=', this.host).executeTakeFirst();
+    if (existing) await db.updateTable('compute_hosts').set({ info: JSON.stringify(info), updated_at: now }).where('uuid', '=', existing.uuid).execute();
+    else await db.insertInto('compute_hosts').values({ uuid: randomUUID(), hostname: this.host, info: JSON.stringify(info), created_at: now, updated_at: null }).execute();
+    const svc = await db.selectFrom('compute_services').select('id').where('host', '=', this.host).where('binary', '=', BINARY).executeTakeFirst();
+    if (!svc) {
+      await db
+        .insertInto('compute_services')
+        .values({ host: this.host, binary: BINARY, availability_zone: this.opts.availabilityZone ?? 'nova', disabled: 0, disabled_reason: null, forced_down: 0, report_count: 0, last_seen_up: now, created_at: now, updated_at: null })
+        .execute();
+    }
+    await this.heartbeat();
+  }
+
+  private hostInfo() {
+    const mb = (b: number) => Math.floor(b / 1024 / 1024);
+    return {
+      mem_total: mb(totalmem()),
+      mem_used: mb(totalmem() - freemem()),
+      mem_free: mb(freemem()),
+      mem_available: mb(freemem()),
+      cpus: cpus().length,
+      cpu_used: 0,
+      disk_total: 0,
+      disk_used: 0,
+      disk_quota_supported: false,
+      architecture: arch() === 'x64' ? 'x86_64' : arch(),
+      os_type: 'linux',
+      os: 'Debian GNU/Linux',
+      kernel_version: release(),
+      labels: {},
+      runtimes: ['runc'],
+      enable_cpu_pinning: false,
+    };
+  }
+
+  private async heartbeat(): Promise<void> {
+    const db = this.opts.store.db;
+    const now = new Date().toISOString();
+    const svc = await db.selectFrom('compute_services').select(['id', 'report_count']).where('host', '=', this.host).where('binary', '=', BINARY).executeTakeFirst();
+    if (svc) await db.updateTable('compute_services').set({ report_count: svc.report_count + 1, last_seen_up: now, updated_at: now }).where('id', '=', svc.id).execute();
+  }
+
+  /** Hosts that may take new containers: enabled, not forced down, heartbeat fresh. */
+  static async schedulableHosts(store: Store): Promise<string[]> {
+    const since = new Date(Date.now() - 180_000).toISOString();
+    const rows = await store.db.selectFrom('compute_services').select('host').where('binary', '=', BINARY).where('disabled', '=', 0).where('forced_down', '=', 0).where('last_seen_up', '>', since).orderBy('id').execute();
+    return rows.map((r) => r.host);
+  }
+
+  // ---------------------------------------------------------------- task pump
+
+  wake(): void {
+    if (this.closed) return;
+    if (this.pumping) {
+      this.repump = true;
+      return;
+    }
+    this.pumping = true;
+    void this.pump()
+      .catch((err) => this.opts.log.error({ err }, 'agent task pump failed'))
+      .finally(() => {
+        this.pumping = false;
+        if (this.repump) {
+          this.repump = false;
+          this.wake();
+        }
+      });
+  }
+
+  /** Claims pending tasks; tasks of one container run in order, different containers run concurrently. */
+  private async pump(): Promise<void> {
+    const db = this.opts.store.db;
+    const tasks = await db.selectFrom('agent_tasks').selectAll().where('host', '=', this.host).where('state', '=', 'pending').orderBy('id').limit(64).execute();
+    for (const task of tasks) {
+      const claimed = await db.updateTable('agent_tasks').set({ state: 'running' }).where('id', '=', task.id).where('state', '=', 'pending').executeTakeFirst();
+      if (Number(claimed.numUpdatedRows) === 0) continue;
+      const prev = this.busy.get(task.container_uuid) ?? Promise.resolve();
+      const next = prev.then(() => this.runTask(task));
+      this.busy.set(task.container_uuid, next);
+      void next.finally(() => {
+        if (this.busy.get(task.container_uuid) === next) this.busy.delete(task.container_uuid);
+      });
+    }
+  }
+
+  private async runTask(task: AgentTaskRow): Promise<void> {
+    const started = new Date().toISOString();
+    let error: string | undefined;
+    try {
+      await this.execute(task);
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+      this.opts.log.warn({ container: task.container_uuid, action: task.action, err: error }, 'container task failed');
+    } finally {
+      await this.opts.store.db.deleteFrom('agent_tasks').where('id', '=', task.id).execute();
+      if (task.action_id !== null) await this.repo.finishAction(task.action_id, `compute__do_container_${task.action}`, error, started);
+    }
+  }
+
+  private async execute(task: AgentTaskRow): Promise<void> {
+    const c = await this.repo.get(task.container_uuid);
+    if (!c) return;
+    const params = JSON.parse(task.params) as Record<string, unknown>;
+    const id = engineId(c.uuid);
+    const withTask = async (state: string, fn: () => Promise<void>, onError: (msg: string) => Partial<ContainerRow>) => {
+      await this.repo.update(c.uuid, { task_state: state });
+      try {
+        await fn();
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        await this.repo.update(c.uuid, { task_state: null, ...onError(msg) });
+        throw err;
+      }
+    };
+    switch (task.action) {
+      case 'create':
+        await withTask('container_creating', async () => {
+          await this.createInEngine(c);
+          await this.repo.update(c.uuid, { status: Status.Created, task_state: null });
+        }, (msg) => ({ status: Status.Error, status_reason: msg }));
+        if (params.run) await this.startContainer(c, id);
+        return;
+      case 'start':
+        await this.repo.update(c.uuid, { desired: 'running' });
+        return this.startContainer(c, id);
+      case 'stop':
+        await this.repo.update(c.uuid, { desired: 'stopped' });
+        return withTask('container_stopping', async () => {
+          await this.stopInEngine(c, id, Number(params.timeout ?? 10) * 1000);
+        }, (msg) => ({ status_reason: msg }));
+      case 'kill':
+        await this.repo.update(c.uuid, { desired: 'stopped' });
+        return withTask('container_killing', async () => {
+          this.expectedExit.add(c.uuid);
+          await this.engine.kill(id, String(params.signal ?? 'SIGKILL'));
+        }, (msg) => ({ status_reason: msg }));
+      case 'reboot':
+        return withTask('container_rebooting', async () => {
+          await this.stopInEngine(c, id, Number(params.timeout ?? 10) * 1000);
+          await this.repo.update(c.uuid, { desired: 'running' });
+          await this.startInEngine(c, id);
+        }, (msg) => ({ status: Status.Error, status_reason: msg }));
+      case 'pause':
+        return withTask('container_pausing', async () => {
+          await this.engine.pause(id);
+          await this.repo.update(c.uuid, { status: Status.Paused, task_state: null });
+        }, (msg) => ({ status_reason: msg }));
+      case 'unpause':
+        return withTask('container_unpausing', async () => {
+          await this.engine.unpause(id);
+          await this.repo.update(c.uuid, { status: Status.Running, task_state: null });
+        }, (msg) => ({ status_reason: msg }));
+      case 'rebuild':
+        return withTask('container_rebuilding', async () => {
+          this.expectedExit.add(c.uuid);
+          await this.engine.delete(id, { force: true }).catch((err) => {
+            if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
+          });
+          await this.createInEngine(c);
+          await this.repo.update(c.uuid, { status: Status.Created, task_state: null });
+          if (params.wasRunning) await this.startInEngine(c, id);
+        }, (msg) => ({ status: Status.Error, status_reason: msg }));
+      case 'delete':
+        return withTask('container_deleting', async () => {
+          this.expectedExit.add(c.uuid);
+          await this.engine.delete(id, { force: true }).catch((err) => {
+            if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
+          });
+          await this.opts.store.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
+        }, (msg) => ({ status: Status.Error, status_reason: msg }));
+      case 'update_resources':
+        // Limits apply the next time the task starts (runc update is not exposed by the engine yet).
+        return;
+      default:
+        throw new Error(`unknown task ${task.action}`);
+    }
+  }
+
+  private async createInEngine(c: ContainerRow): Promise<void> {
+    const json = (s: string | null) => (s ? JSON.parse(s) : undefined);
+    const env = Object.entries(json(c.environment) ?? {}).map(([k, v]) => `${k}=${v}`);
+    const image = normalizeImageRef(c.image);
+    const status = await this.engine.create(engineId(c.uuid), {
+      image,
+      command: json(c.command),
+      entrypoint: json(c.entrypoint),
+      env,
+      workdir: c.workdir ?? undefined,
+      hostname: c.hostname ?? c.uuid.slice(0, 12),
+      memoryLimitBytes: Number(c.memory) * 1024 * 1024,
+      cpus: c.cpu,
+      labels: { 'zun.container': c.uuid },
+    });
+    const patch: Partial<ContainerRow> = {};
+    if (!c.hostname) patch.hostname = c.uuid.slice(0, 12);
+    if (Object.keys(patch).length) await this.repo.update(c.uuid, patch);
+    void status;
+  }
+
+  private async startContainer(c: ContainerRow, id: string): Promise<void> {
+    await this.repo.update(c.uuid, { task_state: 'container_starting', desired: 'running' });
+    try {
+      await this.startInEngine(c, id);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      await this.repo.update(c.uuid, { task_state: null, status: Status.Error, status_reason: msg });
+      throw err;
+    }
+  }
+
+  private async startInEngine(c: ContainerRow, id: string): Promise<void> {
+    this.expectedExit.delete(c.uuid);
+    await this.engine.start(id);
+    await this.repo.update(c.uuid, { status: Status.Running, task_state: null, status_reason: null, started_at: new Date().toISOString(), exit_code: null });
+    this.watch(c.uuid);
+  }
+
+  private async stopInEngine(c: ContainerRow, id: string, timeoutMs: number): Promise<void> {
+    this.expectedExit.add(c.uuid);
+    const exit = await this.engine.stop(id, { timeoutMs });
+    await this.repo.update(c.uuid, { status: Status.Stopped, task_state: null, exit_code: exit?.exitCode ?? null, finished_at: new Date().toISOString() });
+  }
+
+  /** Follows a running container's exit: records it and applies the restart policy and auto_remove. */
+  private watch(uuid: string): void {
+    if (this.watching.has(uuid)) return;
+    this.watching.add(uuid);
+    const id = engineId(uuid);
+    void this.engine
+      .wait(id)
+      .then(async (exit) => {
+        this.watching.delete(uuid);
+        if (this.closed) return;
+        const expected = this.expectedExit.delete(uuid);
+        const c = await this.repo.get(uuid);
+        if (!c || c.status === Status.Deleting) return;
+        const oom = exit.exitCode === 137 && (await this.oomKilled(id));
+        await this.repo.update(uuid, {
+          status: Status.Stopped,
+          exit_code: exit.exitCode,
+          finished_at: (exit.exitedAt ?? new Date()).toISOString(),
+          status_reason: oom ? 'OOMKilled: the container exceeded its memory limit' : c.status_reason,
+        });
+        if (expected || c.desired !== 'running') return;
+        if (c.auto_remove) {
+          await this.repo.update(uuid, { status: Status.Deleting, task_state: 'container_deleting' });
+          await this.repo.enqueue(this.host, uuid, 'delete', {}, null);
+          this.wake();
+          return;
+        }
+        const policy = c.restart_policy ? (JSON.parse(c.restart_policy) as RestartPolicy) : null;
+        if (shouldRestart(policy, exit.exitCode, c.restart_count)) {
+          setTimeout(() => void this.autoRestart(uuid), restartDelayMs(c.restart_count)).unref();
+        }
+      })
+      .catch((err) => {
+        this.watching.delete(uuid);
+        if (!this.closed) this.opts.log.debug({ err, uuid }, 'wait ended');
+      });
+  }
+
+  private async autoRestart(uuid: string): Promise<void> {
+    const c = await this.repo.get(uuid);
+    if (!c || c.desired !== 'running' || c.status !== Status.Stopped || this.closed) return;
+    const prev = this.busy.get(uuid) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      await this.repo.update(uuid, { restart_count: c.restart_count + 1 });
+      await this.startInEngine(c, engineId(uuid)).catch((err) => this.opts.log.warn({ err, uuid }, 'restart failed'));
+    });
+    this.busy.set(uuid, next);
+    await next;
+  }
+
+  private async oomKilled(id: string): Promise<boolean> {
+    try {
+      const st = await this.engine.status(id);
+      return st.labels?.['krater.io/oom-killed'] === 'true';
+    } catch {
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- reconcile
+
+  /**
+   * After a (re)start: containers of this host that the engine runs are watched again; ones it lost follow Zun's
+   * rules (auto_remove → gone, auto_heal → recreated, else Error); tasks interrupted mid-way are run again.
+   */
+  private async reconcile(): Promise<void> {
+    const db = this.opts.store.db;
+    await db.updateTable('agent_tasks').set({ state: 'pending' }).where('host', '=', this.host).where('state', '=', 'running').execute();
+    const engineStates = new Map((await this.engine.list()).map((s) => [s.id, s]));
+    const rows = await db.selectFrom('containers').selectAll().where('host', '=', this.host).execute();
+    for (const c of rows) {
+      const st = engineStates.get(engineId(c.uuid));
+      const pending = await db.selectFrom('agent_tasks').select('id').where('container_uuid', '=', c.uuid).executeTakeFirst();
+      if (pending) continue;
+      if (!st) {
+        if (c.status === Status.Creating || c.status === Status.Error) continue;
+        if (c.auto_remove) await db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
+        else if (c.auto_heal) {
+          await this.repo.update(c.uuid, { status: Status.Creating });
+          await this.repo.enqueue(this.host, c.uuid, 'create', { run: c.desired === 'running' }, null);
+        } else await this.repo.update(c.uuid, { status: Status.Error, status_reason: 'No such container', task_state: null });
+        continue;
+      }
+      if (st.state === 'running') {
+        await this.repo.update(c.uuid, { status: Status.Running, task_state: null });
+        this.watch(c.uuid);
+      } else if (st.state === 'paused') {
+        await this.repo.update(c.uuid, { status: Status.Paused, task_state: null });
+        this.watch(c.uuid);
+      } else if (st.state === 'stopped') {
+        await this.repo.update(c.uuid, { status: Status.Stopped, task_state: null, exit_code: st.exitCode ?? c.exit_code, finished_at: st.exitedAt?.toISOString() ?? c.finished_at });
+        const policy = c.restart_policy ? (JSON.parse(c.restart_policy) as RestartPolicy) : null;
+        if (c.desired === 'running' && shouldRestart(policy, st.exitCode ?? 0, c.restart_count)) void this.autoRestart(c.uuid);
+      } else if (st.state === 'created' && c.status === Status.Creating) {
+        await this.repo.update(c.uuid, { status: Status.Created, task_state: null });
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- synchronous calls
+
+  async logs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number }): Promise<string> {
+    const paths = this.engine.logPaths(engineId(c.uuid));
+    const parts: string[] = [];
+    // The shim writes raw streams without timestamps: stdout and stderr are returned one after the other.
+    if (opts.stdout) parts.push(await readFile(paths.stdout, 'utf8').catch(() => ''));
+    if (opts.stderr) parts.push(await readFile(paths.stderr, 'utf8').catch(() => ''));
+    let text = parts.join('');
+    if (opts.tail !== 'all') {
+      const lines = text.split('\n');
+      const trailing = lines[lines.length - 1] === '' ? lines.pop() : undefined;
+      text = lines.slice(Math.max(0, lines.length - opts.tail)).join('\n') + (trailing === '' && opts.tail > 0 ? '\n' : '');
+    }
+    return text;
+  }
+
+  async exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }> {
+    void opts;
+    const r = await this.engine.exec(engineId(c.uuid), { args: command, timeoutMs: 60_000 });
+    return { output: r.stdout + r.stderr, exitCode: r.exitCode };
+  }
+
+  async top(c: ContainerRow, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }> {
+    const r = await this.engine.exec(engineId(c.uuid), { args: ['ps', ...(psArgs ? psArgs.split(/\s+/) : [])], timeoutMs: 10_000 });
+    const lines = r.stdout.trim().split('\n');
+    const titles = lines.shift()?.trim().split(/\s+/) ?? [];
+    const processes = lines.map((l) => {
+      const cols = l.trim().split(/\s+/);
+      return [...cols.slice(0, titles.length - 1), cols.slice(titles.length - 1).join(' ')];
+    });
+    return { Titles: titles, Processes: processes };
+  }
+
+  async stats(c: ContainerRow): Promise<Record<string, string | number>> {
+    const s = await this.engine.stats(engineId(c.uuid));
+    const mib = (b: number) => Math.round((b / 1024 / 1024) * 100) / 100;
+    const limit = s.memoryLimitBytes || Number(c.memory) * 1024 * 1024;
+    return {
+      CONTAINER: c.name,
+      'CPU %': 0,
+      'MEM USAGE(MiB)': mib(s.memoryUsageBytes),
+      'MEM LIMIT(MiB)': mib(limit),
+      'MEM %': limit ? Math.round((s.memoryUsageBytes / limit) * 10000) / 100 : 0,
+      'BLOCK I/O(B)': '0/0',
+      'NET I/O(B)': '0/0',
+    };
+  }
+
+  async getArchive(c: ContainerRow, path: string): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }> {
+    const id = engineId(c.uuid);
+    const st = await this.engine.exec(id, { args: ['stat', '-c', '%n|%s|%f|%Y|%N', path], timeoutMs: 10_000 });
+    if (st.exitCode !== 0) throw new EngineError('not_found', `Could not find the file ${path} in container ${c.uuid}`);
+    const [name, size, modeHex, mtime] = st.stdout.trim().split('|');
+    const dir = path.replace(/\/[^/]*\/?$/, '') || '/';
+    const base = path.replace(/\/+$/, '').split('/').pop() || '.';
+    const tar = await this.engine.exec(id, { args: ['sh', '-c', 'tar -C "$1" -cf - "$2" | base64', 'sh', dir, base], timeoutMs: 60_000 });
+    if (tar.exitCode !== 0) throw new EngineError('failed', `tar failed: ${tar.stderr}`);
+    return {
+      tar: Buffer.from(tar.stdout.replace(/\s+/g, ''), 'base64'),
+      stat: { name: name.split('/').pop() ?? name, size: Number(size), mode: Number.parseInt(modeHex, 16), mtime: new Date(Number(mtime) * 1000).toISOString(), linkTarget: '' },
+    };
+  }
+
+  async putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void> {
+    const r = await this.engine.exec(engineId(c.uuid), { args: ['sh', '-c', 'printf %s "$2" | base64 -d | tar -C "$1" -xf -', 'sh', path, tar.toString('base64')], timeoutMs: 60_000 });
+    if (r.exitCode !== 0) throw new EngineError('failed', `extracting the archive failed: ${r.stderr || r.stdout}`);
+  }
+}
+
