@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { cpus, hostname as osHostname, totalmem, freemem, release, arch } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
+import { removeCgroupTree } from '../engine/cgroups.js';
 import { type Engine, EngineError } from '../engine/engine.js';
 import { importImageArchive, normalizeImageRef } from '../engine/image-import.js';
 import type { Store } from '../core/store/db.js';
@@ -46,6 +47,7 @@ export class Agent implements AgentRpc {
   private repo: ContainerRepo;
   private engine!: Engine;
   private setup!: EngineSetup;
+  private cgroupParent: string;
   private timer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private busy = new Map<string, Promise<void>>();
@@ -59,6 +61,8 @@ export class Agent implements AgentRpc {
   constructor(private opts: AgentOptions) {
     this.host = opts.host ?? process.env.KRATER_HOST ?? osHostname();
     this.repo = new ContainerRepo(opts.store.db);
+    // Unique per installation, so that several Krater instances (and tests) on one machine never share cgroups.
+    this.cgroupParent = `/krater-${createHash('sha256').update(opts.dataDir).digest('hex').slice(0, 10)}`;
   }
 
   async start(): Promise<void> {
@@ -66,7 +70,7 @@ export class Agent implements AgentRpc {
     this.setup = await createEngine({
       dir,
       containerdAddress: this.opts.containerdAddress,
-      cgroupParent: `/krater-${createHash('sha256').update(this.opts.dataDir).digest('hex').slice(0, 10)}`,
+      cgroupParent: this.cgroupParent,
     });
     this.engine = this.setup.engine;
     await this.engine.recover();
@@ -92,6 +96,7 @@ export class Agent implements AgentRpc {
       for (const st of await this.engine.list().catch(() => [])) await this.engine.delete(st.id, { force: true }).catch(() => undefined);
       this.engine.close();
       await this.setup.supervisor.stop({ timeoutMs: 5000 });
+      removeCgroupTree(this.cgroupParent);
     } else {
       this.engine.close();
       this.setup.client.close();

@@ -10,6 +10,7 @@ import { createIdentity } from '../services/identity/index.js';
 import { Agent } from '../agent/agent.js';
 import type { AgentDirectory, AgentRpc } from '../agent/rpc.js';
 import { createContainerService } from '../services/container/index.js';
+import { createImageService } from '../services/image/index.js';
 
 export interface ControlPlane {
   app: App;
@@ -51,8 +52,9 @@ function createServices(config: KraterConfig, store: Store) {
   const identity = createIdentity(config, store, keys, policy);
   const agents = new LocalAgentDirectory(store);
   const containers = createContainerService(config, store, policy, agents);
-  const services: ServiceModule[] = [identity.module, containers.module];
-  return { policy, identity, services, agents };
+  const images = createImageService(config, store, policy);
+  const services: ServiceModule[] = [identity.module, containers.module, images.module];
+  return { policy, identity, services, agents, images };
 }
 
 /** Migrates and bootstraps the store without serving (the cluster primary does this before forking workers). */

@@ -310,7 +310,12 @@ export class ContainerdClient {
   }
 
   private get options(): ContainerdClientOptions {
-    return { address: this.address, namespace: this.namespace, snapshotter: this.snapshotter, timeoutMs: this.timeoutMs };
+    return {
+      address: this.address,
+      namespace: this.namespace,
+      snapshotter: this.snapshotter,
+      timeoutMs: this.timeoutMs,
+    };
   }
 
   /** A client for another namespace on the same connection. */
@@ -424,7 +429,11 @@ export class ContainerdClient {
     },
     /** Read a whole blob (meant for manifests and configs; use `readStream` for layers). */
     read: async (digest: string): Promise<Buffer> => {
-      const parts = await this.collect<{ offset: string; data: Buffer }>('content', 'Read', { digest, offset: 0, size: 0 });
+      const parts = await this.collect<{ offset: string; data: Buffer }>('content', 'Read', {
+        digest,
+        offset: 0,
+        size: 0,
+      });
       return Buffer.concat(parts.map((p) => p.data));
     },
     readStream: (digest: string): AsyncIterable<Buffer> => this.readContentStream(digest),
@@ -514,7 +523,14 @@ export class ContainerdClient {
         throw new Error(`content ${req.digest}: wrote ${offset} bytes, expected ${req.size}`);
       }
       try {
-        const r = await exchange({ action: 'COMMIT', ref: req.ref, total: req.size, expected: req.digest, offset, labels });
+        const r = await exchange({
+          action: 'COMMIT',
+          ref: req.ref,
+          total: req.size,
+          expected: req.digest,
+          offset,
+          labels,
+        });
         return { digest: r.digest || req.digest, existed: false };
       } catch (err) {
         if (isAlreadyExists(err)) return this.existingContent(req);

@@ -204,7 +204,10 @@ export class ContainerdSupervisor {
       child.once('error', () => res());
     });
     const spawnError = new Promise<Error>((res) => child.once('error', res));
-    await Promise.race([new Promise<void>((res) => child.once('spawn', () => res())), spawnError.then((e) => Promise.reject(e))]);
+    await Promise.race([
+      new Promise<void>((res) => child.once('spawn', () => res())),
+      spawnError.then((e) => Promise.reject(e)),
+    ]);
     sup.pid = child.pid;
     if (opts.detached) child.unref();
     writeFileSync(paths.pidFile, `${child.pid}\n`);
@@ -249,7 +252,8 @@ export class ContainerdSupervisor {
     // Wait for the socket file first: calls against a missing socket push the channel into backoff.
     while (!existsSync(socketPath)) {
       if (died || (this.pid !== undefined && !pidAlive(this.pid))) throw await this.deathError();
-      if (Date.now() > deadline) throw new Error(`containerd socket ${socketPath} did not appear within ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`containerd socket ${socketPath} did not appear within ${timeoutMs} ms`);
       await delay(10);
     }
     const probe = new ContainerdClient({ address: this.address, namespace: 'default', timeoutMs: 1000 });

@@ -25,15 +25,15 @@ import { readCgroupUsage } from './cgroups.js';
 import {
   type Container,
   type ContainerdClient,
-  type Labels,
-  type Process,
   isAlreadyExists,
   isNotFound,
   isUnavailable,
+  type Labels,
+  type Process,
   toDate,
 } from './containerd-client.js';
-import { resolveImage, unpackLayers } from './image-import.js';
-import { type OciMount, type OciRlimit, type OciSpec, buildSpec, processFromImage } from './oci-spec.js';
+import { type ResolvedImage, resolveImage, unpackLayers } from './image-import.js';
+import { buildSpec, type OciMount, type OciRlimit, type OciSpec, processFromImage } from './oci-spec.js';
 import { jsonAny, OCI_SPEC_TYPE_URL, packAny, unpackAny } from './protos.js';
 
 // ───────────────────────────── the interface ─────────────────────────────
@@ -211,7 +211,9 @@ const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Where the runc shim of a task listens: `/run/containerd/s/<sha256(<containerd address>/<ns>/<id>)>` (containerd 1.6). */
 export function shimSocketPath(containerdAddress: string, namespace: string, id: string): string {
   const address = containerdAddress.replace(/^unix:\/\//, '');
-  return `/run/containerd/s/${createHash('sha256').update(join(address, namespace, id)).digest('hex')}`;
+  return `/run/containerd/s/${createHash('sha256')
+    .update(join(address, namespace, id))
+    .digest('hex')}`;
 }
 
 function canConnect(path: string): Promise<boolean> {
@@ -320,7 +322,13 @@ export class ContainerdEngine implements Engine {
 
   private toStatus(c: Container, task: Process | undefined): ContainerStatus {
     const labels = c.labels ?? {};
-    const st: ContainerStatus = { id: c.id, image: c.image ?? '', state: 'created', labels, createdAt: toDate(c.created_at) };
+    const st: ContainerStatus = {
+      id: c.id,
+      image: c.image ?? '',
+      state: 'created',
+      labels,
+      createdAt: toDate(c.created_at),
+    };
     if (task) {
       switch (task.status) {
         case 'RUNNING':
@@ -413,7 +421,10 @@ export class ContainerdEngine implements Engine {
       [LABEL_EXITED_AT]: (info.exitedAt ?? new Date()).toISOString(),
     };
     try {
-      await this.client.containers.update({ id, labels } as Container, Object.keys(labels).map((k) => `labels.${k}`));
+      await this.client.containers.update(
+        { id, labels } as Container,
+        Object.keys(labels).map((k) => `labels.${k}`),
+      );
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -427,7 +438,7 @@ export class ContainerdEngine implements Engine {
       for (const k of Object.keys(o.labels ?? {})) {
         if (k.startsWith('krater.io/')) throw new EngineError('invalid', `label ${k} is reserved`);
       }
-      let image;
+      let image: ResolvedImage;
       try {
         image = await resolveImage(this.client, o.image);
       } catch (err) {
@@ -606,7 +617,7 @@ export class ContainerdEngine implements Engine {
     await this.getContainer(id);
     await this.withLock(id, async () => {
       const task = await this.getTask(id);
-      if (!task || task.status !== 'RUNNING') {
+      if (task?.status !== 'RUNNING') {
         throw new EngineError('conflict', `container ${id} is ${task ? task.status.toLowerCase() : 'not running'}`);
       }
       await this.client.tasks.pause(id);
@@ -628,7 +639,7 @@ export class ContainerdEngine implements Engine {
     const c = await this.getContainer(id);
     if (!o.args?.length) throw new EngineError('invalid', 'exec needs a command');
     const task = await this.getTask(id);
-    if (!task || task.status !== 'RUNNING') {
+    if (task?.status !== 'RUNNING') {
       throw new EngineError('conflict', `container ${id} is ${task ? task.status.toLowerCase() : 'not running'}`);
     }
     const spec = unpackAny<OciSpec>(c.spec);

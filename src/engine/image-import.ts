@@ -10,7 +10,14 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { arch } from 'node:process';
-import { type ContainerdClient, type Descriptor, type Image, isAlreadyExists, isNotFound } from './containerd-client.js';
+import {
+  type ContainerdClient,
+  type Descriptor,
+  type Image,
+  isAlreadyExists,
+  isNotFound,
+  type Mount,
+} from './containerd-client.js';
 import { type FileSource, openFileSource } from './tar-archive.js';
 
 export const MEDIA_TYPES = {
@@ -92,7 +99,14 @@ export function chainIds(diffIds: string[]): string[] {
 }
 
 function goArch(): string {
-  return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[arch] ?? arch;
+  return (
+    (
+      { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x' } as Record<
+        string,
+        string
+      >
+    )[arch] ?? arch
+  );
 }
 
 function sha256(buf: Buffer): string {
@@ -145,7 +159,8 @@ export async function importImageArchive(
     }
     if (planned.length === 0) throw new Error(`${path}: no images found`);
     if (opts.name !== undefined) {
-      if (planned.length > 1) throw new Error(`${path}: holds ${planned.length} images; cannot name them all ${opts.name}`);
+      if (planned.length > 1)
+        throw new Error(`${path}: holds ${planned.length} images; cannot name them all ${opts.name}`);
       planned[0]!.name = opts.name;
     }
     for (const p of planned) {
@@ -200,11 +215,13 @@ async function planOciLayout(
   const out: PlannedImage[] = [];
   for (const topJson of (index.manifests ?? []) as any[]) {
     const top = toContainerdDescriptor(topJson);
-    const name = top.annotations?.['io.containerd.image.name'] ?? top.annotations?.['org.opencontainers.image.ref.name'] ?? '';
+    const name =
+      top.annotations?.['io.containerd.image.name'] ?? top.annotations?.['org.opencontainers.image.ref.name'] ?? '';
     const blob = (desc: Descriptor, labels: Record<string, string>) => {
       const p = blobPath(desc.digest);
       if (!src.resolve(p)) throw new Error(`blob ${desc.digest} missing from the archive`);
-      if (src.size(p) !== Number(desc.size)) throw new Error(`blob ${desc.digest}: size ${src.size(p)} != ${desc.size}`);
+      if (src.size(p) !== Number(desc.size))
+        throw new Error(`blob ${desc.digest}: size ${src.size(p)} != ${desc.size}`);
       return { desc, labels, data: () => src.stream(p) };
     };
     let manifestDesc = top;
@@ -222,7 +239,8 @@ async function planOciLayout(
             (!platform.variant || pl.variant === platform.variant))
         );
       });
-      if (!match) throw new Error(`index ${top.digest}: no manifest for ${platform.os}/${platform.architecture} in the archive`);
+      if (!match)
+        throw new Error(`index ${top.digest}: no manifest for ${platform.os}/${platform.architecture} in the archive`);
       const labels: Record<string, string> = {};
       present.forEach((c, i) => {
         labels[`containerd.io/gc.ref.content.m.${i}`] = c.digest;
@@ -268,9 +286,14 @@ async function planDockerArchive(src: FileSource, snapshotter: string): Promise<
   for (const e of entries) {
     const configBuf = await src.read(e.Config);
     const configJson = JSON.parse(configBuf.toString('utf8'));
-    const config: Descriptor = { media_type: MEDIA_TYPES.dockerConfig, digest: sha256(configBuf), size: configBuf.length };
+    const config: Descriptor = {
+      media_type: MEDIA_TYPES.dockerConfig,
+      digest: sha256(configBuf),
+      size: configBuf.length,
+    };
     const diffIds: string[] = configJson.rootfs?.diff_ids ?? [];
-    if (diffIds.length !== e.Layers.length) throw new Error(`${e.Config}: ${diffIds.length} diff_ids for ${e.Layers.length} layers`);
+    if (diffIds.length !== e.Layers.length)
+      throw new Error(`${e.Config}: ${diffIds.length} diff_ids for ${e.Layers.length} layers`);
     const blobs: PlannedImage['blobs'] = [];
     const layers: Descriptor[] = [];
     for (const [i, layerPath] of e.Layers.entries()) {
@@ -305,7 +328,11 @@ async function planDockerArchive(src: FileSource, snapshotter: string): Promise<
       layers: layers.map((l) => ({ mediaType: l.media_type, digest: l.digest, size: l.size })),
     };
     const manifestBuf = Buffer.from(JSON.stringify(manifestJson));
-    const manifest: Descriptor = { media_type: MEDIA_TYPES.dockerManifest, digest: sha256(manifestBuf), size: manifestBuf.length };
+    const manifest: Descriptor = {
+      media_type: MEDIA_TYPES.dockerManifest,
+      digest: sha256(manifestBuf),
+      size: manifestBuf.length,
+    };
     const mLabels: Record<string, string> = { 'containerd.io/gc.ref.content.config': config.digest };
     layers.forEach((l, i) => {
       mLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest;
@@ -353,7 +380,7 @@ export async function unpackLayers(
       continue;
     }
     const key = `extract-${randomUUID()} ${chainId}`;
-    let mounts;
+    let mounts: Mount[];
     try {
       mounts = await client.snapshots.prepare(key, parent, { 'containerd.io/snapshot.ref': chainId }, snapshotter);
     } catch (err) {
@@ -419,7 +446,8 @@ export async function resolveImage(
       found = fromJsonDescriptor(m);
       break;
     }
-    if (!found) throw new Error(`image ${name}: no ${platform.os}/${platform.architecture} manifest in the content store`);
+    if (!found)
+      throw new Error(`image ${name}: no ${platform.os}/${platform.architecture} manifest in the content store`);
     manifestDesc = found;
   }
   const manifest = await readJson(manifestDesc.digest);

@@ -166,7 +166,9 @@ export function hostHardLimits(): Map<string, number> {
 let hardLimitsCache: Map<string, number> | undefined;
 
 /** Lower soft/hard values to the host's hard limit (and soft to hard). */
-export function capRlimits(rlimits: OciRlimit[], hard: Map<string, number> = (hardLimitsCache ??= hostHardLimits())) {
+export function capRlimits(rlimits: OciRlimit[], hardLimits?: Map<string, number>) {
+  if (!hardLimits) hardLimitsCache ??= hostHardLimits();
+  const hard = hardLimits ?? hardLimitsCache!;
   return rlimits.map((r) => {
     const type = r.type.startsWith('RLIMIT_') ? r.type : `RLIMIT_${r.type.toUpperCase()}`;
     const max = hard.get(type);
@@ -225,17 +227,32 @@ export function buildProcess(opts: ProcessOptions): OciProcess {
 export function defaultMounts(): OciMount[] {
   return [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    {
+      destination: '/dev',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+    },
     {
       destination: '/dev/pts',
       type: 'devpts',
       source: 'devpts',
       options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
     },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    {
+      destination: '/dev/shm',
+      type: 'tmpfs',
+      source: 'shm',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+    },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+    {
+      destination: '/sys/fs/cgroup',
+      type: 'cgroup',
+      source: 'cgroup',
+      options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
+    },
   ];
 }
 
@@ -266,8 +283,14 @@ export function buildSpec(opts: SpecOptions): OciSpec {
   if (Object.keys(cpu).length) resources.cpu = cpu;
   if (opts.pidsLimit !== undefined) resources.pids = { limit: opts.pidsLimit };
 
-  const namespaces: { type: string; path?: string }[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
-  if (!opts.hostNetwork) namespaces.push(opts.netnsPath ? { type: 'network', path: opts.netnsPath } : { type: 'network' });
+  const namespaces: { type: string; path?: string }[] = [
+    { type: 'pid' },
+    { type: 'ipc' },
+    { type: 'uts' },
+    { type: 'mount' },
+  ];
+  if (!opts.hostNetwork)
+    namespaces.push(opts.netnsPath ? { type: 'network', path: opts.netnsPath } : { type: 'network' });
 
   const extra = opts.mounts ?? [];
   const replaced = new Set(extra.map((m) => m.destination));

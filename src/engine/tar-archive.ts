@@ -98,6 +98,9 @@ export class TarArchive implements FileSource {
 
   private async index(): Promise<void> {
     const total = (await this.fh.stat()).size;
+    const magic = await this.readAt(0, 2);
+    if (magic[0] === 0x1f && magic[1] === 0x8b) throw new Error(`${this.path}: compressed tarballs are not supported`);
+    if (total < 512) throw new Error(`${this.path}: not a tar archive (${total} bytes)`);
     let pos = 0;
     let longName: string | undefined;
     let longLink: string | undefined;
@@ -105,7 +108,6 @@ export class TarArchive implements FileSource {
     while (pos + 512 <= total) {
       const h = await this.readAt(pos, 512);
       if (h.every((b) => b === 0)) break;
-      if (pos === 0 && h[0] === 0x1f && h[1] === 0x8b) throw new Error(`${this.path}: compressed tarballs are not supported`);
       const sum = numeric(h, 148, 8);
       let check = 0;
       for (let i = 0; i < 512; i++) check += i >= 148 && i < 156 ? 0x20 : h[i]!;
@@ -144,7 +146,9 @@ export class TarArchive implements FileSource {
       const e = this.entries.get(name);
       if (!e) return undefined;
       if (e.type === '2') {
-        name = normalizeEntryName(e.linkname.startsWith('/') ? e.linkname : posix.join(posix.dirname(name), e.linkname));
+        name = normalizeEntryName(
+          e.linkname.startsWith('/') ? e.linkname : posix.join(posix.dirname(name), e.linkname),
+        );
       } else if (e.type === '1') {
         name = normalizeEntryName(e.linkname);
       } else {

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { AgentDirectory, AgentRpc } from '../../agent/rpc.js';
+import { EngineError } from '../../engine/engine.js';
 import { policyCredentials } from '../../core/auth/context.js';
 import type { CoreContext } from '../../core/http/server.js';
 import type { Version } from '../../core/http/microversion.js';
@@ -42,9 +43,20 @@ export function checkState(c: ContainerRow, action: string): void {
   if (!canDo(action, c.status)) throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, c.status));
 }
 
-/** The agent of the container's host; a container without a host (or a host without an agent) cannot be reached. */
-export function agentFor(zx: ZunContext, c: ContainerRow): AgentRpc {
+/**
+ * Calls the agent of the container's host; a container without a reachable host is a 500 (Zun's
+ * ContainerHostNotUp), and engine errors become Zun's codes instead of bare 500s.
+ */
+export async function callAgent<T>(zx: ZunContext, c: ContainerRow, fn: (agent: AgentRpc) => Promise<T>): Promise<T> {
   const agent = c.host ? zx.agents.forHost(c.host) : undefined;
   if (!agent) throw zunError(500, 'ContainerHostNotUp', `Container ${c.uuid}'s host ${c.host ?? '(none)'} is not up.`);
-  return agent;
+  try {
+    return await fn(agent);
+  } catch (err) {
+    if (err instanceof EngineError) {
+      const status = { not_found: 404, conflict: 409, invalid: 400, failed: 500 }[err.code];
+      throw zunError(status, status === 404 ? 'NotFound' : status === 409 ? 'Conflict' : status === 400 ? 'Invalid' : 'DockerError', err.message);
+    }
+    throw err;
+  }
 }

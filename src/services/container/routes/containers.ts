@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../../../core/http/server.js';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
-import { agentFor, allowed, authorize, checkState, view, type ZunContext } from '../context.js';
+import { allowed, callAgent, authorize, checkState, view, type ZunContext } from '../context.js';
 import { parseCreate } from '../create.js';
 import { expectString, invalid, mergedParams, parseBool, parseNumber, schemaError, shlexSplit, zunError } from '../params.js';
 import { canDo, invalidStateMessage, Status, VALID_STATES } from '../states.js';
@@ -233,7 +233,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       if (Number.isNaN(since)) throw invalid(`Invalid since value: ${s}`);
     }
     // Zun answers with a JSON string.
-    const text = await agentFor(zx, c).logs(c, { stdout, stderr, timestamps, tail, since });
+    const text = await callAgent(zx, c, (a) => a.logs(c, { stdout, stderr, timestamps, tail, since }));
     return reply.type('application/json; charset=utf-8').send(JSON.stringify(text));
   });
 
@@ -246,7 +246,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const run = parseBool('run', p.run, true);
     const interactive = parseBool('interactive', p.interactive);
     if (!run || interactive) throw zunError(501, 'NotImplemented', 'Interactive exec is not available yet.');
-    const result = await agentFor(zx, c).exec(c, command, { tty: false });
+    const result = await callAgent(zx, c, (a) => a.exec(c, command, { tty: false }));
     return { output: result.output, exit_code: result.exitCode, exec_id: null, proxy_url: null };
   });
 
@@ -254,20 +254,20 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const c = await load(req, 'top');
     checkState(c, 'top');
     const psArgs = params(req).ps_args;
-    return agentFor(zx, c).top(c, psArgs === undefined || psArgs === null || psArgs === 'None' ? undefined : String(psArgs));
+    return callAgent(zx, c, (a) => a.top(c, psArgs === undefined || psArgs === null || psArgs === 'None' ? undefined : String(psArgs)));
   });
 
   app.get('/containers/:id/stats', async (req) => {
     const c = await load(req, 'stats');
     checkState(c, 'stats');
-    return agentFor(zx, c).stats(c);
+    return callAgent(zx, c, (a) => a.stats(c));
   });
 
   app.get('/containers/:id/get_archive', async (req) => {
     const c = await load(req, 'get_archive');
     checkState(c, 'get_archive');
     const path = expectString('path', params(req).path, { min: 1 });
-    const { tar, stat } = await agentFor(zx, c).getArchive(c, path);
+    const { tar, stat } = await callAgent(zx, c, (a) => a.getArchive(c, path));
     return { data: atLeast(req.zunVersion, 1, 25) ? tar.toString('base64') : tar.toString('latin1'), stat };
   });
 
@@ -282,7 +282,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(data)) throw zunError(400, 'Base64Exception', 'Failed to decode the archive data: it is not valid base64.');
       tar = Buffer.from(data, 'base64');
     } else tar = Buffer.from(data, 'latin1');
-    await agentFor(zx, c).putArchive(c, path, tar);
+    await callAgent(zx, c, (a) => a.putArchive(c, path, tar));
     return null;
   });
 

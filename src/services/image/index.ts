@@ -1,0 +1,91 @@
+import { join } from 'node:path';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { KraterConfig } from '../../core/config/config.js';
+import { type NormalizedError, STATUS_TITLES } from '../../core/http/errors.js';
+import type { App, RenderedError, ServiceModule } from '../../core/http/server.js';
+import type { PolicyEngine } from '../../core/policy/engine.js';
+import type { Store } from '../../core/store/db.js';
+import { type ImageContext, type ImageSettings, imageSettings } from './context.js';
+import { FilesystemImageStore, type ImageDataStore } from './data-store.js';
+import { imagePolicies } from './policies.js';
+import { ImageRepo } from './repo.js';
+import { dataRoutes } from './routes/data.js';
+import { imageRoutes } from './routes/images.js';
+import { imageSchema, imagesSchema, memberSchema, membersSchema } from './schemas.js';
+
+export const IMAGE_PREFIX = '/image';
+
+/** Glance advertises its minor versions (it is not microversioned); the newest is CURRENT. */
+const MINOR_VERSIONS = 18;
+
+function versionsDoc(base: string) {
+  const versions = [];
+  for (let minor = MINOR_VERSIONS; minor >= 0; minor--) {
+    versions.push({ id: `v2.${minor}`, status: minor === MINOR_VERSIONS ? 'CURRENT' : 'SUPPORTED', links: [{ rel: 'self', href: `${base}/v2/` }] });
+  }
+  return { versions };
+}
+
+const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+/**
+ * Glance's errors are webob error pages: JSON `{"code":"404 Not Found","title":"Not Found","message":"…"}` when the
+ * client asks for JSON, plain text when it asks only for text/plain, HTML otherwise. The flat JSON shape must not
+ * reach python-glanceclient (its `from_response` calls `.get('message')` on every top-level value and crashes on
+ * strings); glanceclient sends no Accept header, so it gets the HTML page it knows how to strip.
+ */
+export function renderGlanceError(err: NormalizedError, req: FastifyRequest): RenderedError {
+  const title = STATUS_TITLES[err.status] ?? 'Error';
+  const code = `${err.status} ${title}`;
+  const message = err.internal ? 'The server has either erred or is incapable of performing the requested operation.' : err.message;
+  const accept = String(req.headers.accept ?? '').toLowerCase();
+  const types = accept.split(',').map((t) => t.split(';')[0].trim());
+  if (types.includes('application/json') && !types.includes('text/html')) return { body: { code, title, message } };
+  if (types.length > 0 && types.every((t) => t === 'text/plain')) {
+    return { body: `${code}\n\n${message}\n\n   `, headers: { 'Content-Type': 'text/plain; charset=UTF-8' } };
+  }
+  const html = `<html>\n <head>\n  <title>${code}</title>\n </head>\n <body>\n  <h1>${code}</h1>\n  ${escapeHtml(message)}<br /><br />\n\n\n\n </body>\n</html>`;
+  return { body: html, headers: { 'Content-Type': 'text/html; charset=UTF-8' } };
+}
+
+export interface ImageService {
+  module: ServiceModule;
+  repo: ImageRepo;
+  data: ImageDataStore;
+  settings: ImageSettings;
+}
+
+/** The Glance v2 facade under `/image`: image records in the store, image data in `<data-dir>/images/`. */
+export function createImageService(config: KraterConfig, store: Store, policy: PolicyEngine, data?: ImageDataStore): ImageService {
+  policy.registerDefaults(imagePolicies);
+  const repo = new ImageRepo(store.db);
+  const settings = imageSettings();
+  const dataStore = data ?? new FilesystemImageStore(join(config.dataDir, 'images'));
+  const base = `${config.publicUrl}${IMAGE_PREFIX}`;
+  const module: ServiceModule = {
+    name: 'glance',
+    prefix: IMAGE_PREFIX,
+    catalog: { type: 'image', name: 'glance', suffix: '' },
+    renderError: renderGlanceError,
+    authenticateHeader: () => `Keystone uri="${config.publicUrl}/identity/v3"`,
+    async register(app: App, core) {
+      // Partial files of uploads a dead process left behind (a live upload touches its file continuously).
+      if (dataStore instanceof FilesystemImageStore) dataStore.sweepPartials(24 * 3600 * 1000);
+      const ix: ImageContext = { core, repo, data: dataStore, settings, base };
+      const versions = async (_req: FastifyRequest, reply: FastifyReply) => {
+        reply.code(300);
+        return versionsDoc(base);
+      };
+      app.get('/', { config: { public: true } }, versions);
+      app.get('/versions', { config: { public: true } }, async () => versionsDoc(base));
+      app.get('/v2', { config: { public: true } }, versions);
+      app.get('/v2/schemas/image', async () => imageSchema());
+      app.get('/v2/schemas/images', async () => imagesSchema());
+      app.get('/v2/schemas/member', async () => memberSchema());
+      app.get('/v2/schemas/members', async () => membersSchema());
+      imageRoutes(app, ix);
+      dataRoutes(app, ix);
+    },
+  };
+  return { module, repo, data: dataStore, settings };
+}

@@ -1,0 +1,220 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Krater } from '../helpers/krater.js';
+import { startCloud, waitContainer, waitGone, ZUN } from './fixtures.js';
+
+let k: Krater;
+let token: string;
+
+const api = (method: string, path: string, body?: unknown, v = '1.40') => k.http(method, `/container/v1${path}`, { token, headers: ZUN(v), body });
+const run = async (body: Record<string, unknown>) => {
+  const r = await api('POST', '/containers?run=true', { image: 'busybox', ...body });
+  expect(r.status, r.text).toBe(202);
+  return r.json;
+};
+
+beforeAll(async () => {
+  k = await startCloud();
+  token = (await k.passwordToken()).token;
+});
+afterAll(async () => {
+  await k?.destroy();
+});
+
+describe('Zun version documents and microversions', () => {
+  it('serves the root and v1 documents without a token', async () => {
+    const root = await k.http('GET', '/container/');
+    expect(root.status).toBe(200);
+    const v1 = root.json.versions.find((v: any) => v.status === 'CURRENT');
+    expect(v1).toMatchObject({ id: 'v1', min_version: '1.1', max_version: '1.40' });
+    expect(root.json.default_version).toEqual(v1);
+    const doc = await k.http('GET', '/container/v1');
+    expect(doc.status).toBe(200);
+    expect(doc.json.media_types[0].type).toBe('application/vnd.openstack.zun.v1+json');
+  });
+  it('negotiates versions and echoes them', async () => {
+    const none = await k.http('GET', '/container/v1/containers', { token });
+    expect(none.headers.get('openstack-api-version')).toBe('container 1.1');
+    expect(none.headers.get('openstack-api-minimum-version')).toBe('container 1.1');
+    expect(none.headers.get('openstack-api-maximum-version')).toBe('container 1.40');
+    expect(none.headers.get('vary')).toContain('OpenStack-API-Version');
+    const latest = await k.http('GET', '/container/v1/containers', { token, headers: { 'OpenStack-API-Version': 'container latest' } });
+    expect(latest.headers.get('openstack-api-version')).toBe('container 1.40');
+    expect(latest.json).toEqual({ containers: expect.any(Array), next: null });
+    const bad = await k.http('GET', '/container/v1/containers', { token, headers: { 'OpenStack-API-Version': 'container 1.41' } });
+    expect(bad.status).toBe(406);
+    expect(bad.json.errors[0]).toMatchObject({ code: 'zun.microversion-unsupported', max_version: '1.40', min_version: '1.1' });
+  });
+  it('requires a token on v1 resources', async () => {
+    const r = await k.http('GET', '/container/v1/containers');
+    expect(r.status).toBe(401);
+    expect(r.headers.get('www-authenticate')).toContain('Keystone uri=');
+  });
+  it('gates fields by microversion and rejects unknown fields', async () => {
+    const gated = await api('POST', '/containers', { image: 'busybox', hostname: 'h1' }, '1.8');
+    expect(gated.status).toBe(400);
+    expect(gated.json.errors[0].code).toBe('container.invalid-param-in-version');
+    const unknown = await api('POST', '/containers', { image: 'busybox', colour: 'blue' });
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.errors[0].code).toBe('container.schema-validation-error');
+    const tiny = await api('POST', '/containers', { image: 'busybox', memory: '2' });
+    expect(tiny.status).toBe(400);
+    const listFilter = await api('GET', '/containers?colour=blue');
+    expect(listFilter.status).toBe(400);
+  });
+});
+
+describe('container lifecycle on containerd', () => {
+  let c: any;
+  it('runs a container: 202 Creating, then Running, with Zun field types', async () => {
+    const r = await api('POST', '/containers?run=true', { image: 'busybox', name: 'web1', command: ['sh', '-c', 'echo started; sleep 600'], memory: '64', cpu: '0.5', environment: { A: '1' }, labels: {}, hints: {}, nets: [], mounts: [], auto_remove: false });
+    expect(r.status, r.text).toBe(202);
+    expect(r.headers.get('location')).toMatch(/\/container\/v1\/containers\/[0-9a-f-]{36}$/);
+    expect(r.json.status).toBe('Creating');
+    expect(r.json.memory).toBe('64');
+    expect(r.json.cpu).toBe(0.5);
+    c = await waitContainer(k, token, r.json.uuid, (x) => x.status === 'Running', 'Running');
+    expect(c.status_detail).toMatch(/^Up/);
+    expect(c.command).toEqual(['sh', '-c', 'echo started; sleep 600']);
+    expect(c.links[0].href).toContain(`/container/v1/containers/${c.uuid}`);
+    expect(c.host).toBeDefined();
+    // The action's request id is the create response's.
+    const actions = await api('GET', `/containers/${c.uuid}/container_actions`);
+    expect(actions.json.containerActions.map((a: any) => a.request_id)).toContain(r.headers.get('x-openstack-request-id'));
+  });
+  it('finds it by name, returns logs as a JSON string and runs exec', async () => {
+    const byName = await api('GET', '/containers/web1');
+    expect(byName.json.uuid).toBe(c.uuid);
+    const logs = await api('GET', `/containers/${c.uuid}/logs?stdout=True&stderr=True&timestamps=False&tail=all`);
+    expect(logs.status).toBe(200);
+    expect(logs.json).toBe('started\n');
+    const exec = await api('POST', `/containers/${c.uuid}/execute?command=${encodeURIComponent('sh -c "echo $A; exit 3"')}`);
+    expect(exec.status, exec.text).toBe(200);
+    expect(exec.json).toEqual({ output: '1\n', exit_code: 3, exec_id: null, proxy_url: null });
+  });
+  it('reports top and stats', async () => {
+    const top = await api('GET', `/containers/${c.uuid}/top?ps_args=None`);
+    expect(top.status, top.text).toBe(200);
+    expect(top.json.Titles).toContain('PID');
+    expect(top.json.Processes.some((p: string[]) => p.join(' ').includes('sleep 600'))).toBe(true);
+    const stats = await api('GET', `/containers/${c.uuid}/stats`);
+    expect(Object.keys(stats.json).sort()).toEqual(['BLOCK I/O(B)', 'CONTAINER', 'CPU %', 'MEM %', 'MEM LIMIT(MiB)', 'MEM USAGE(MiB)', 'NET I/O(B)']);
+    expect(stats.json['MEM LIMIT(MiB)']).toBe(64);
+  });
+  it('round-trips files with put_archive and get_archive (base64 tar)', async () => {
+    const write = await api('POST', `/containers/${c.uuid}/execute?command=${encodeURIComponent('sh -c "mkdir -p /data && echo payload-42 > /data/src.txt"')}`);
+    expect(write.json.exit_code).toBe(0);
+    const got = await api('GET', `/containers/${c.uuid}/get_archive?path=/data/src.txt`);
+    expect(got.status, got.text).toBe(200);
+    expect(got.json.stat).toMatchObject({ name: 'src.txt', size: 11 });
+    const put = await api('POST', `/containers/${c.uuid}/put_archive?path=/tmp`, { data: got.json.data });
+    expect(put.status, put.text).toBe(200);
+    const check = await api('POST', `/containers/${c.uuid}/execute?command=${encodeURIComponent('cat /tmp/src.txt')}`);
+    expect(check.json).toMatchObject({ exit_code: 0, output: 'payload-42\n' });
+    const missing = await api('GET', `/containers/${c.uuid}/get_archive?path=/no/such/file`);
+    expect(missing.status).toBe(404);
+  });
+  it('refuses actions in the wrong state with 409', async () => {
+    for (const [path, method] of [['unpause', 'POST'], ['start', 'POST']] as const) {
+      const r = await api(method, `/containers/${c.uuid}/${path}`);
+      expect(r.status, path).toBe(409);
+      expect(r.json.errors[0].code).toBe('container.invalid-state-exception');
+    }
+    const del = await api('DELETE', `/containers/${c.uuid}`);
+    expect(del.status).toBe(409);
+  });
+  it('pauses, unpauses, stops, starts and kills', async () => {
+    expect((await api('POST', `/containers/${c.uuid}/pause`)).status).toBe(202);
+    await waitContainer(k, token, c.uuid, (x) => x.status === 'Paused', 'Paused');
+    expect((await api('POST', `/containers/${c.uuid}/execute?command=true`)).status).toBe(409);
+    expect((await api('POST', `/containers/${c.uuid}/unpause`)).status).toBe(202);
+    await waitContainer(k, token, c.uuid, (x) => x.status === 'Running', 'Running');
+    expect((await api('POST', `/containers/${c.uuid}/stop?timeout=1`)).status).toBe(202);
+    const stopped = await waitContainer(k, token, c.uuid, (x) => x.status === 'Stopped', 'Stopped');
+    expect(stopped.status_detail).toMatch(/^Exited\(137\)/);
+    expect((await api('POST', `/containers/${c.uuid}/start`)).status).toBe(202);
+    await waitContainer(k, token, c.uuid, (x) => x.status === 'Running', 'Running again');
+    expect((await api('POST', `/containers/${c.uuid}/kill?signal=SIGKILL`)).status).toBe(202);
+    await waitContainer(k, token, c.uuid, (x) => x.status === 'Stopped', 'Stopped after kill');
+  });
+  it('deletes: the container leaves lists and show gives 404', async () => {
+    expect((await api('DELETE', `/containers/${c.uuid}`)).status).toBe(204);
+    await waitGone(k, token, c.uuid);
+    expect((await api('GET', `/containers/${c.uuid}`)).status).toBe(404);
+  });
+  it('deletes a running container with ?stop=true', async () => {
+    const x = await run({ command: ['sleep', '600'] });
+    await waitContainer(k, token, x.uuid, (y) => y.status === 'Running', 'Running');
+    expect((await api('DELETE', `/containers/${x.uuid}?stop=true`)).status).toBe(204);
+    await waitGone(k, token, x.uuid);
+  });
+});
+
+describe('lifecycle behaviour', () => {
+  it('restarts a crashing container under on-failure up to its retry count', async () => {
+    const x = await run({ command: ['sh', '-c', 'echo run; exit 2'], restart_policy: { Name: 'on-failure', MaximumRetryCount: '2' } });
+    expect(x.restart_policy).toEqual({ Name: 'on-failure', MaximumRetryCount: '2' });
+    const logsHaveThreeRuns = async () => {
+      for (let i = 0; i < 100; i++) {
+        const logs = await api('GET', `/containers/${x.uuid}/logs`);
+        if (logs.status === 200 && (logs.json.match(/run/g) ?? []).length >= 3) return logs.json;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('container was not restarted twice');
+    };
+    expect((await logsHaveThreeRuns()).match(/run/g)).toHaveLength(3);
+    const final = await waitContainer(k, token, x.uuid, (y) => y.status === 'Stopped', 'Stopped');
+    expect(final.status_detail).toMatch(/^Exited\(2\)/);
+    await api('DELETE', `/containers/${x.uuid}`);
+  });
+  it('removes an auto_remove container when it exits', async () => {
+    const x = await run({ command: ['true'], auto_remove: true });
+    await waitGone(k, token, x.uuid);
+  });
+  it('puts a container with an unknown image in Error with the reason', async () => {
+    const x = await run({ image: 'no-such-image-xyz' });
+    const e = await waitContainer(k, token, x.uuid, (y) => y.status === 'Error', 'Error');
+    expect(e.status_reason).toMatch(/no-such-image-xyz|not found/i);
+    expect((await api('DELETE', `/containers/${x.uuid}`)).status).toBe(204);
+  });
+});
+
+describe('quotas and tenancy', () => {
+  it('enforces the project quota with 403', async () => {
+    const project = (await api('GET', '/containers')).json;
+    void project;
+    const token2 = (await k.passwordToken()).body.token.project.id as string;
+    expect((await api('PUT', `/quotas/${token2}`, { containers: 0 })).status).toBe(200);
+    const r = await api('POST', '/containers', { image: 'busybox' });
+    expect(r.status).toBe(403);
+    expect(r.json.errors[0].title).toMatch(/Quota exceeded for resources: \['containers'\]/);
+    const usage = await api('GET', `/quotas/${token2}?usages=True`);
+    expect(usage.json.containers.limit).toBe(0);
+    expect((await api('DELETE', `/quotas/${token2}`)).status).toBe(200);
+  });
+  it("hides another project's containers and refuses admin APIs to members", async () => {
+    const x = await run({ command: ['sleep', '600'] });
+    const admin = { token, base: '/identity/v3' };
+    const proj = await k.http('POST', `${admin.base}/projects`, { token, body: { project: { name: 'zun-other', domain_id: 'default' } } });
+    const user = await k.http('POST', `${admin.base}/users`, { token, body: { user: { name: 'zun-member', domain_id: 'default', password: 'pw-member-1' } } });
+    const member = (await k.http('GET', `${admin.base}/roles?name=member`, { token })).json.roles[0];
+    expect((await k.http('PUT', `${admin.base}/projects/${proj.json.project.id}/users/${user.json.user.id}/roles/${member.id}`, { token })).status).toBe(204);
+    const other = (await k.passwordToken('zun-member', 'pw-member-1', 'zun-other')).token;
+    const show = await k.http('GET', `/container/v1/containers/${x.uuid}`, { token: other, headers: ZUN() });
+    expect(show.status).toBe(404);
+    const list = await k.http('GET', '/container/v1/containers', { token: other, headers: ZUN() });
+    expect(list.json.containers).toEqual([]);
+    const services = await k.http('GET', '/container/v1/services', { token: other, headers: ZUN() });
+    expect(services.status).toBe(403);
+    expect(services.json.errors[0].code).toBe('container.policy-not-authorized');
+    const mine = await k.http('GET', `/container/v1/containers/${x.uuid}`, { token, headers: ZUN() });
+    expect(mine.json.host).toBeDefined();
+    await api('DELETE', `/containers/${x.uuid}?stop=true`);
+  });
+  it('lists the compute service and host for admins', async () => {
+    const s = await api('GET', '/services');
+    expect(s.json.services[0]).toMatchObject({ binary: 'zun-compute', state: 'up', disabled: false });
+    const h = await api('GET', '/hosts');
+    expect(h.json.hosts[0].hostname).toBe(s.json.services[0].host);
+    expect((await api('GET', '/hosts', undefined, '1.3')).status).toBe(406);
+  });
+});
