@@ -5,7 +5,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ContainerdClient, type ContainerdEvent, ContainerdError, isNotFound } from '../../src/engine/containerd-client.js';
+import {
+  ContainerdClient,
+  ContainerdError,
+  type ContainerdEvent,
+  isNotFound,
+} from '../../src/engine/containerd-client.js';
 import { ContainerdSupervisor, containerdPaths } from '../../src/engine/containerd-supervisor.js';
 import { importImageArchive, resolveImage } from '../../src/engine/image-import.js';
 import { buildSpec } from '../../src/engine/oci-spec.js';
@@ -61,23 +66,39 @@ describe.skipIf(!!skip)('containerd supervisor + client', () => {
   it('writes content with labels under a lease, dedups, reads, updates and deletes it', async () => {
     const data = Buffer.from(`hello krater ${randomUUID()}\n`.repeat(1000));
     const digest = sha256(data);
+    // Everything inside the lease: unreferenced content is garbage-collected once the lease is gone.
     await fx.client.withTemporaryLease(async (leased) => {
       expect(leased.lease).toMatch(/^krater-/);
-      const w = await leased.content.write({ ref: `test-${digest}`, digest, size: data.length, data, labels: { a: '1' } });
+      const w = await leased.content.write({
+        ref: `test-${digest}`,
+        digest,
+        size: data.length,
+        data,
+        labels: { a: '1' },
+      });
       expect(w).toEqual({ digest, existed: false });
       const resources = await fx.client.leases.listResources(leased.lease!);
       expect(resources.map((r) => r.id)).toContain(digest);
       // Streamed in small chunks, and already present: not rewritten, labels merged in.
       const chunks = [data.subarray(0, 100), data.subarray(100)];
-      const again = await leased.content.write({ ref: `test2-${digest}`, digest, size: data.length, data: () => chunks, labels: { b: '2' } });
+      const again = await leased.content.write({
+        ref: `test2-${digest}`,
+        digest,
+        size: data.length,
+        data: () => chunks,
+        labels: { b: '2' },
+      });
       expect(again.existed).toBe(true);
+      const info = await leased.content.info(digest);
+      expect(Number(info.size)).toBe(data.length);
+      expect(info.labels).toMatchObject({ a: '1', b: '2' });
+      expect((await leased.content.read(digest)).equals(data)).toBe(true);
+      const streamed: Buffer[] = [];
+      for await (const c of leased.content.readStream(digest)) streamed.push(c);
+      expect(Buffer.concat(streamed).equals(data)).toBe(true);
+      await leased.content.delete(digest);
+      await expect(leased.content.info(digest)).rejects.toSatisfy(isNotFound);
     });
-    const info = await fx.client.content.info(digest);
-    expect(Number(info.size)).toBe(data.length);
-    expect(info.labels).toMatchObject({ a: '1', b: '2' });
-    expect((await fx.client.content.read(digest)).equals(data)).toBe(true);
-    await fx.client.content.delete(digest);
-    await expect(fx.client.content.info(digest)).rejects.toSatisfy(isNotFound);
     expect(await fx.client.leases.list()).toEqual([]);
   });
 
@@ -85,7 +106,9 @@ describe.skipIf(!!skip)('containerd supervisor + client', () => {
     const data = Buffer.from('abc');
     const wrong = sha256(Buffer.from('abd'));
     await expect(
-      fx.client.withTemporaryLease((l) => l.content.write({ ref: `bad-${randomUUID()}`, digest: wrong, size: 3, data })),
+      fx.client.withTemporaryLease((l) =>
+        l.content.write({ ref: `bad-${randomUUID()}`, digest: wrong, size: 3, data }),
+      ),
     ).rejects.toThrow(/digest|unexpected commit/i);
   });
 
@@ -161,7 +184,9 @@ describe.skipIf(!!skip)('containerd supervisor + client', () => {
     const exit = events.find((e) => e.topic === '/tasks/exit' && e.event?.container_id === id);
     expect(exit?.event?.exit_status).toBe(5);
     expect(exit?.namespace).toBe(fx.namespace);
-    expect(events.map((e) => e.topic)).toEqual(expect.arrayContaining(['/tasks/create', '/tasks/start', '/tasks/delete']));
+    expect(events.map((e) => e.topic)).toEqual(
+      expect.arrayContaining(['/tasks/create', '/tasks/start', '/tasks/delete']),
+    );
     expect(events.some((e) => e.topic.startsWith('/krater/probe/'))).toBe(false);
     sub.close();
   });

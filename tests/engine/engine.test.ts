@@ -30,12 +30,14 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
       runcRoot: fx.supervisor.paths!.runcRoot,
     });
     const archive = buildBusybox(join(fx.tmp, 'busybox.oci.tar'));
-    [{ name: image }] = (await importImageArchive(fx.client, archive)) as [{ name: string }];
+    const imported = await importImageArchive(fx.client, archive);
+    image = imported[0]!.name;
   });
 
   afterAll(async () => {
     if (engine) {
-      for (const c of await engine.list().catch(() => [])) await engine.delete(c.id, { force: true }).catch(() => undefined);
+      for (const c of await engine.list().catch(() => []))
+        await engine.delete(c.id, { force: true }).catch(() => undefined);
       engine.close();
     }
     await fx?.cleanup();
@@ -87,6 +89,39 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
     await engine.delete(id);
   });
 
+  it('applies the security defaults: Docker capabilities, no_new_privs, masked/read-only paths, capped rlimits', async () => {
+    const id = newId('sec');
+    const script = [
+      'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status',
+      'ulimit -n',
+      'wc -c < /proc/timer_list', // present on this kernel, masked by a /dev/null bind mount
+      '(echo 1 > /proc/sys/kernel/ns_last_pid) 2>/dev/null && echo rw || echo ro',
+      'ls /sys/fs/cgroup/memory/memory.limit_in_bytes',
+    ].join('; ');
+    // nofile 1048576 is above this host's hard limit: the engine lowers it (else runc fails with EPERM).
+    await engine.create(id, {
+      image,
+      command: ['sh', '-c', script],
+      rlimits: [{ type: 'RLIMIT_NOFILE', soft: 1048576, hard: 1048576 }],
+    });
+    await engine.start(id);
+    expect((await engine.wait(id)).exitCode).toBe(0);
+    const hard = readFileSync('/proc/self/limits', 'utf8').match(/Max open files\s+\d+\s+(\d+)/)![1];
+    expect(readFileSync(engine.logPaths(id).stdout, 'utf8')).toBe(
+      [
+        'CapEff:\t00000000a80425fb', // Docker's default set
+        'CapBnd:\t00000000a80425fb',
+        'NoNewPrivs:\t1',
+        String(Math.min(1048576, Number(hard))),
+        '0',
+        'ro',
+        '/sys/fs/cgroup/memory/memory.limit_in_bytes',
+        '',
+      ].join('\n'),
+    );
+    await engine.delete(id);
+  });
+
   it('stops a long-running sleep: TERM is ignored by PID 1, so KILL after the timeout', async () => {
     const id = newId('sleep');
     await engine.create(id, { image, command: ['sleep', '1000'] });
@@ -105,10 +140,15 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
 
   it('stops gracefully when the process handles SIGTERM', async () => {
     const id = newId('trap');
-    await engine.create(id, { image, command: ['sh', '-c', 'trap "echo bye; exit 0" TERM; while :; do sleep 0.05; done'] });
+    await engine.create(id, {
+      image,
+      command: ['sh', '-c', 'trap "echo bye; exit 0" TERM; while :; do sleep 0.05; done'],
+    });
     await engine.start(id);
     // Give sh a chance to install its trap: wait until it runs its first sleep.
-    await expect.poll(async () => (await fx.client.tasks.listPids(id)).length, { timeout: 5000, interval: 10 }).toBeGreaterThan(1);
+    await expect
+      .poll(async () => (await fx.client.tasks.listPids(id)).length, { timeout: 5000, interval: 10 })
+      .toBeGreaterThan(1);
     const exit = await engine.stop(id, { timeoutMs: 10_000 });
     expect(exit?.exitCode).toBe(0);
     expect(readFileSync(engine.logPaths(id).stdout, 'utf8')).toBe('bye\n');
@@ -121,13 +161,27 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
 
     beforeAll(async () => {
       id = newId('run');
-      await engine.create(id, { image, command: ['sleep', '1000'], memoryLimitBytes: memoryLimit, pidsLimit: 64, cpus: 0.5 });
+      await engine.create(id, {
+        image,
+        command: ['sleep', '1000'],
+        memoryLimitBytes: memoryLimit,
+        pidsLimit: 64,
+        cpus: 0.5,
+      });
       await engine.start(id);
     });
 
     it('execs echo hi and captures stdout, stderr and the exit code', async () => {
-      expect(await engine.exec(id, { args: ['echo', 'hi'] })).toEqual({ exitCode: 0, stdout: 'hi\n', stderr: '', timedOut: false });
-      const r = await engine.exec(id, { args: ['sh', '-c', 'echo out; echo err >&2; echo "$X"; exit 7'], env: ['X=y'] });
+      expect(await engine.exec(id, { args: ['echo', 'hi'] })).toEqual({
+        exitCode: 0,
+        stdout: 'hi\n',
+        stderr: '',
+        timedOut: false,
+      });
+      const r = await engine.exec(id, {
+        args: ['sh', '-c', 'echo out; echo err >&2; echo "$X"; exit 7'],
+        env: ['X=y'],
+      });
       expect(r).toEqual({ exitCode: 7, stdout: 'out\ny\n', stderr: 'err\n', timedOut: false });
       // No exec processes or output files are left behind.
       expect((await fx.client.tasks.listPids(id)).length).toBe(1);

@@ -52,11 +52,11 @@ export interface EngineFixture {
 
 /** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo). */
 export function mountsBelow(dir: string): string[] {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(Number.parseInt(o, 8)));
+  const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(Number.parseInt(o, 8)));
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter(Boolean)
-    .map((l) => unescape(l.split(' ')[4] ?? ''))
+    .map((l) => unescapeOctal(l.split(' ')[4] ?? ''))
     .filter((mp) => mp === dir || mp.startsWith(`${dir}/`))
     .sort((a, b) => b.length - a.length);
 }
