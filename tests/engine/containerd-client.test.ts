@@ -1,8 +1,10 @@
 /**
  * containerd client, supervisor and image import against a real, private containerd (root only).
  */
+
+import { execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -53,6 +55,30 @@ describe.skipIf(!!skip)('containerd supervisor + client', () => {
     expect(attached.owned).toBe(false);
     await attached.stop(); // no-op for an external daemon
     expect(fx.supervisor.running).toBe(true);
+  });
+
+  it('starts detached, is adopted by a new supervisor and stopped by PID', async () => {
+    const dataDir = join(fx.tmp, 'ctd2');
+    const first = await ContainerdSupervisor.start({ dataDir, detached: true, logLevel: 'warn' });
+    const pid = first.pid!;
+    const adopted = await ContainerdSupervisor.start({ dataDir });
+    expect(adopted.pid).toBe(pid);
+    expect((await adopted.client('x').version()).version).toMatch(/^1\./);
+    await expect(ContainerdSupervisor.start({ dataDir, adopt: false })).rejects.toThrow(/already running/);
+    await adopted.stop();
+    expect(adopted.running).toBe(false);
+    // Dead (a zombie until Node reaps its former child counts as dead), pid file gone.
+    await expect
+      .poll(() => {
+        try {
+          process.kill(pid, 0);
+          return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0];
+        } catch {
+          return 'gone';
+        }
+      })
+      .toMatch(/gone|Z/);
+    expect(ContainerdSupervisor.runningPid(containerdPaths(dataDir))).toBeUndefined();
   });
 
   it('requires the namespace header (namespaces are created on demand)', async () => {
@@ -125,6 +151,13 @@ describe.skipIf(!!skip)('containerd supervisor + client', () => {
     expect(b!.manifest.media_type).toBe('application/vnd.docker.distribution.manifest.v2+json');
     // Same rootfs, same diff IDs: the layer snapshot is shared.
     expect(b!.chainId).toBe(a!.chainId);
+    // An unpacked OCI layout directory works too.
+    const layoutDir = join(fx.tmp, 'layout');
+    mkdirSync(layoutDir);
+    execFileSync('tar', ['-xf', oci, '-C', layoutDir]);
+    const [c] = await importImageArchive(fx.client, layoutDir, { name: 'kr/busybox-dir:1' });
+    expect(c!.target.digest).toBe(a!.target.digest);
+    await fx.client.images.delete(c!.name, true);
     // Import is idempotent.
     const [again] = await importImageArchive(fx.client, oci);
     expect(again!.target.digest).toBe(a!.target.digest);
