@@ -255,6 +255,8 @@ export class Agent implements AgentRpc {
         return withTask('container_killing', async () => {
           this.expectedExit.add(c.uuid);
           await this.engine.kill(id, String(params.signal ?? 'SIGKILL'));
+          // The exit watcher records Stopped; a signal that does not end the task leaves it Running.
+          await this.repo.update(c.uuid, { task_state: null });
         }, (msg) => ({ status_reason: msg }));
       case 'reboot':
         return withTask('container_rebooting', async () => {

@@ -2,16 +2,42 @@
  * Image attributes as Glance's API layer sees them: which are base, read-only or reserved, how each is validated,
  * and how a v2.1 json-patch (`add` / `replace` / `remove` on `/name`, `/tags`, `/<property>`) applies to a record.
  */
+
+import { glanceError } from './context.js';
 import type { ImageRecord } from './repo.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, UUID_PATTERN, VISIBILITIES } from './schemas.js';
-import { glanceError } from './context.js';
 
 /** Never settable by clients (Glance's `_readonly_properties` plus the link fields). */
-export const READ_ONLY = new Set(['created_at', 'updated_at', 'status', 'checksum', 'os_hash_algo', 'os_hash_value', 'size', 'virtual_size', 'direct_url', 'self', 'file', 'schema', 'stores']);
+export const READ_ONLY = new Set([
+  'created_at',
+  'updated_at',
+  'status',
+  'checksum',
+  'os_hash_algo',
+  'os_hash_value',
+  'size',
+  'virtual_size',
+  'direct_url',
+  'self',
+  'file',
+  'schema',
+  'stores',
+]);
 /** Glance's `_reserved_properties` (and `locations`, which Krater does not expose). */
 export const RESERVED = new Set(['location', 'locations', 'deleted', 'deleted_at']);
 /** Base attributes a client may set. */
-export const MUTABLE_BASE = new Set(['name', 'visibility', 'protected', 'os_hidden', 'owner', 'container_format', 'disk_format', 'min_disk', 'min_ram', 'tags']);
+export const MUTABLE_BASE = new Set([
+  'name',
+  'visibility',
+  'protected',
+  'os_hidden',
+  'owner',
+  'container_format',
+  'disk_format',
+  'min_disk',
+  'min_ram',
+  'tags',
+]);
 
 export const UUID_RE = new RegExp(UUID_PATTERN);
 
@@ -40,7 +66,8 @@ export function validateTag(t: unknown): string {
 function nullableEnum(name: string, value: unknown, allowed: readonly string[]): string | null {
   if (value === null) return null;
   if (typeof value !== 'string') throw schemaError(`${repr(value)} is not of type 'null', 'string'`);
-  if (!allowed.includes(value)) throw schemaError(`${repr(value)} is not one of [None, ${allowed.map((a) => `'${a}'`).join(', ')}] (${name})`);
+  if (!allowed.includes(value))
+    throw schemaError(`${repr(value)} is not one of [None, ${allowed.map((a) => `'${a}'`).join(', ')}] (${name})`);
   return value;
 }
 
@@ -50,7 +77,8 @@ function boolean(value: unknown): number {
 }
 
 function nonNegativeInt(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw schemaError(`${repr(value)} is not of type 'integer'`);
+  if (typeof value !== 'number' || !Number.isInteger(value))
+    throw schemaError(`${repr(value)} is not of type 'integer'`);
   if (value < 0) throw glanceError(400, `Invalid value for ${name}: it must be a non-negative integer.`);
   if (value > 2 ** 31 - 1) throw glanceError(400, `Invalid value for ${name}: it is too large.`);
   return value;
@@ -74,7 +102,8 @@ export function setBase(rec: ImageRecord, name: string, value: unknown): void {
       r.owner = nullableString(value);
       return;
     case 'visibility':
-      if (typeof value !== 'string' || !(VISIBILITIES as readonly string[]).includes(value)) throw schemaError(`${repr(value)} is not one of ['community', 'public', 'private', 'shared']`);
+      if (typeof value !== 'string' || !(VISIBILITIES as readonly string[]).includes(value))
+        throw schemaError(`${repr(value)} is not one of ['community', 'public', 'private', 'shared']`);
       r.visibility = value;
       return;
     case 'protected':
@@ -119,13 +148,15 @@ export interface PatchOp {
 
 /** `/a~1b` → `['a/b']`; rejects what is not a JSON pointer. */
 export function decodePointer(path: unknown): string[] {
-  if (typeof path !== 'string') throw glanceError(400, 'Unable to find `path` in the operation, or it is not a string.');
+  if (typeof path !== 'string')
+    throw glanceError(400, 'Unable to find `path` in the operation, or it is not a string.');
   if (!path.startsWith('/')) throw glanceError(400, `Pointer \`${path}\` does not start with "/".`);
   return path
     .slice(1)
     .split('/')
     .map((p) => {
-      if (/~[^01]|~$/.test(p)) throw glanceError(400, `Pointer \`${path}\` contains "~" not part of a recognized escape sequence.`);
+      if (/~[^01]|~$/.test(p))
+        throw glanceError(400, `Pointer \`${path}\` contains "~" not part of a recognized escape sequence.`);
       return p.replace(/~1/g, '/').replace(/~0/g, '~');
     });
 }
@@ -134,12 +165,15 @@ export function decodePointer(path: unknown): string[] {
 export function parsePatch(body: unknown): PatchOp[] {
   if (!Array.isArray(body)) throw glanceError(400, 'Request body must be a JSON array of operation objects.');
   return body.map((raw) => {
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw glanceError(400, 'Operations must be JSON objects.');
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+      throw glanceError(400, 'Operations must be JSON objects.');
     const o = raw as Record<string, unknown>;
-    if (typeof o.op !== 'string') throw glanceError(400, 'Operation objects must contain exactly one member named "op".');
+    if (typeof o.op !== 'string')
+      throw glanceError(400, 'Operation objects must contain exactly one member named "op".');
     if (!['add', 'replace', 'remove'].includes(o.op)) throw glanceError(400, `Invalid operation: \`${o.op}\`.`);
     if (typeof o.path !== 'string') throw glanceError(400, 'Unable to find `path` in the operation.');
-    if (o.op !== 'remove' && !('value' in o)) throw glanceError(400, `Operation "${o.op}" requires a member named "value".`);
+    if (o.op !== 'remove' && !('value' in o))
+      throw glanceError(400, `Operation "${o.op}" requires a member named "value".`);
     return { op: o.op, path: o.path, value: o.value };
   });
 }
@@ -157,7 +191,8 @@ export function applyPatch(rec: ImageRecord, ops: PatchOp[]): ImageRecord {
     if (root === '') throw glanceError(400, `Invalid JSON pointer for this resource: '${op.path}'`);
     checkWritable(root, false);
     if (path.length > 1) {
-      if (root !== 'tags' || path.length !== 2) throw glanceError(400, `Invalid JSON pointer for this resource: '${op.path}'`);
+      if (root !== 'tags' || path.length !== 2)
+        throw glanceError(400, `Invalid JSON pointer for this resource: '${op.path}'`);
       patchTagIndex(out, op, path[1]);
       continue;
     }
@@ -181,7 +216,8 @@ export function applyPatch(rec: ImageRecord, ops: PatchOp[]): ImageRecord {
 function patchTagIndex(rec: ImageRecord, op: PatchOp, index: string): void {
   const n = rec.tags.length;
   const i = index === '-' && op.op === 'add' ? n : /^(0|[1-9]\d*)$/.test(index) ? Number(index) : -1;
-  if (i < 0 || i > n || (i === n && op.op !== 'add')) throw glanceError(400, `Invalid JSON pointer for this resource: '/tags/${index}'`);
+  if (i < 0 || i > n || (i === n && op.op !== 'add'))
+    throw glanceError(400, `Invalid JSON pointer for this resource: '/tags/${index}'`);
   if (op.op === 'remove') rec.tags.splice(i, 1);
   else if (op.op === 'replace') rec.tags[i] = validateTag(op.value);
   else rec.tags.splice(i, 0, validateTag(op.value));

@@ -54,13 +54,24 @@ export interface ImageContext {
 }
 
 /** Glance's errors carry only a status and a message (the envelope is the webob error page). */
-export const glanceError = (status: number, message: string, headers: Record<string, string> = {}) => new ApiError(status, message, undefined, headers);
+export const glanceError = (status: number, message: string, headers: Record<string, string> = {}) =>
+  new ApiError(status, message, undefined, headers);
 
-export function allowed(ix: ImageContext, req: FastifyRequest, action: string, target: Record<string, unknown> = {}): boolean {
+export function allowed(
+  ix: ImageContext,
+  req: FastifyRequest,
+  action: string,
+  target: Record<string, unknown> = {},
+): boolean {
   return ix.core.policy.enforce(action, target, policyCredentials(req.auth));
 }
 
-export function authorize(ix: ImageContext, req: FastifyRequest, action: string, target: Record<string, unknown> = {}): void {
+export function authorize(
+  ix: ImageContext,
+  req: FastifyRequest,
+  action: string,
+  target: Record<string, unknown> = {},
+): void {
   if (!allowed(ix, req, action, target)) throw glanceError(403, `You are not authorized to complete ${action} action.`);
 }
 
@@ -69,5 +80,11 @@ export const isAdmin = (ix: ImageContext, req: FastifyRequest) => allowed(ix, re
 
 /** Glance's ImageTarget: the policy target of an image (owner as `project_id`, caller's membership as `member_id`). */
 export function imageTarget(img: ImageRow, memberId?: string): Record<string, unknown> {
-  return { id: img.id, project_id: img.owner ?? undefined, owner: img.owner ?? undefined, visibility: img.visibility, member_id: memberId };
+  return {
+    id: img.id,
+    project_id: img.owner ?? undefined,
+    owner: img.owner ?? undefined,
+    visibility: img.visibility,
+    member_id: memberId,
+  };
 }

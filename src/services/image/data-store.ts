@@ -21,6 +21,13 @@ export interface ImageDataStore {
   /** A stream of the data at `location`, optionally the inclusive byte range [start, end]; 404-style null if gone. */
   open(location: string, range?: { start: number; end: number }): Promise<Readable | null>;
   delete(location: string): Promise<void>;
+  /**
+   * When data for an upload of `imageId` last arrived (ms since epoch), or null if none is in progress here. Lets a
+   * process tell uploads that died with another process from live ones; stores that cannot tell omit it.
+   */
+  uploadActivity?(imageId: string): Promise<number | null>;
+  /** Removes partial data of `imageId` idle for more than `maxIdleMs`. */
+  discardStalePartials?(imageId: string, maxIdleMs: number): Promise<void>;
 }
 
 const LOCATION_PREFIX = 'file:';
@@ -52,6 +59,29 @@ export class FilesystemImageStore implements ImageDataStore {
     return removed;
   }
 
+  private partials(imageId: string): Array<{ path: string; mtimeMs: number }> {
+    const prefix = `.${imageId}.`;
+    const out: Array<{ path: string; mtimeMs: number }> = [];
+    for (const name of readdirSync(this.dir)) {
+      if (!name.startsWith(prefix) || !name.endsWith(PART_SUFFIX)) continue;
+      try {
+        out.push({ path: join(this.dir, name), mtimeMs: statSync(join(this.dir, name)).mtimeMs });
+      } catch {
+        // finished or aborted meanwhile
+      }
+    }
+    return out;
+  }
+
+  async uploadActivity(imageId: string): Promise<number | null> {
+    const parts = this.partials(imageId);
+    return parts.length ? Math.max(...parts.map((p) => p.mtimeMs)) : null;
+  }
+
+  async discardStalePartials(imageId: string, maxIdleMs: number): Promise<void> {
+    for (const p of this.partials(imageId)) if (Date.now() - p.mtimeMs > maxIdleMs) await rm(p.path, { force: true });
+  }
+
   private pathOf(location: string): string {
     if (!location.startsWith(LOCATION_PREFIX)) throw new Error(`not a filesystem image location: ${location}`);
     const key = location.slice(LOCATION_PREFIX.length);
@@ -64,6 +94,9 @@ export class FilesystemImageStore implements ImageDataStore {
     const final = this.pathOf(`${LOCATION_PREFIX}${key}`);
     const part = join(this.dir, `.${key}.${randomBytes(4).toString('hex')}${PART_SUFFIX}`);
     const stream = createWriteStream(part, { flags: 'wx', mode: 0o600 });
+    // Errors reach the caller through its own listener and commit(); an abort can make an in-flight write fail
+    // after everyone stopped listening, which must not become an uncaught 'error' event.
+    stream.on('error', () => {});
     let done = false;
     const abort = async () => {
       done = true;

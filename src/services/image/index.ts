@@ -21,12 +21,17 @@ const MINOR_VERSIONS = 18;
 function versionsDoc(base: string) {
   const versions = [];
   for (let minor = MINOR_VERSIONS; minor >= 0; minor--) {
-    versions.push({ id: `v2.${minor}`, status: minor === MINOR_VERSIONS ? 'CURRENT' : 'SUPPORTED', links: [{ rel: 'self', href: `${base}/v2/` }] });
+    versions.push({
+      id: `v2.${minor}`,
+      status: minor === MINOR_VERSIONS ? 'CURRENT' : 'SUPPORTED',
+      links: [{ rel: 'self', href: `${base}/v2/` }],
+    });
   }
   return { versions };
 }
 
-const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const escapeHtml = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /**
  * Glance's errors are webob error pages: JSON `{"code":"404 Not Found","title":"Not Found","message":"…"}` when the
@@ -37,7 +42,9 @@ const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
 export function renderGlanceError(err: NormalizedError, req: FastifyRequest): RenderedError {
   const title = STATUS_TITLES[err.status] ?? 'Error';
   const code = `${err.status} ${title}`;
-  const message = err.internal ? 'The server has either erred or is incapable of performing the requested operation.' : err.message;
+  const message = err.internal
+    ? 'The server has either erred or is incapable of performing the requested operation.'
+    : err.message;
   const accept = String(req.headers.accept ?? '').toLowerCase();
   const types = accept.split(',').map((t) => t.split(';')[0].trim());
   if (types.includes('application/json') && !types.includes('text/html')) return { body: { code, title, message } };
@@ -48,6 +55,37 @@ export function renderGlanceError(err: NormalizedError, req: FastifyRequest): Re
   return { body: html, headers: { 'Content-Type': 'text/html; charset=UTF-8' } };
 }
 
+/** An upload with no data for this long is taken for dead (its process crashed or was killed). */
+const UPLOAD_IDLE_MS = 15 * 60 * 1000;
+
+/**
+ * Returns images stuck in `saving` by a process that died mid-upload to `queued` (and drops their partial data), so
+ * they can be uploaded again. An upload is dead when it started long ago and no data arrived for a while in any
+ * process sharing the data store.
+ */
+export async function recoverStalledUploads(
+  repo: ImageRepo,
+  data: ImageDataStore,
+  maxIdleMs = UPLOAD_IDLE_MS,
+): Promise<string[]> {
+  if (!data.uploadActivity) return [];
+  const cutoff = new Date(Date.now() - maxIdleMs).toISOString();
+  const rows = await repo.db
+    .selectFrom('images')
+    .select('id')
+    .where('status', '=', 'saving')
+    .where('updated_at', '<', cutoff)
+    .execute();
+  const recovered: string[] = [];
+  for (const { id } of rows) {
+    const last = await data.uploadActivity(id);
+    if (last !== null && Date.now() - last <= maxIdleMs) continue;
+    if (await repo.transition(id, ['saving'], { status: 'queued' })) recovered.push(id);
+    await data.discardStalePartials?.(id, maxIdleMs);
+  }
+  return recovered;
+}
+
 export interface ImageService {
   module: ServiceModule;
   repo: ImageRepo;
@@ -56,7 +94,12 @@ export interface ImageService {
 }
 
 /** The Glance v2 facade under `/image`: image records in the store, image data in `<data-dir>/images/`. */
-export function createImageService(config: KraterConfig, store: Store, policy: PolicyEngine, data?: ImageDataStore): ImageService {
+export function createImageService(
+  config: KraterConfig,
+  store: Store,
+  policy: PolicyEngine,
+  data?: ImageDataStore,
+): ImageService {
   policy.registerDefaults(imagePolicies);
   const repo = new ImageRepo(store.db);
   const settings = imageSettings();
@@ -69,8 +112,21 @@ export function createImageService(config: KraterConfig, store: Store, policy: P
     renderError: renderGlanceError,
     authenticateHeader: () => `Keystone uri="${config.publicUrl}/identity/v3"`,
     async register(app: App, core) {
-      // Partial files of uploads a dead process left behind (a live upload touches its file continuously).
-      if (dataStore instanceof FilesystemImageStore) dataStore.sweepPartials(24 * 3600 * 1000);
+      // Uploads a dead process left behind: images back to `queued`, partial files removed.
+      const recover = async () => {
+        try {
+          const ids = await recoverStalledUploads(repo, dataStore);
+          if (ids.length)
+            core.log.warn({ images: ids }, 'image uploads interrupted by a stopped process: images returned to queued');
+          if (dataStore instanceof FilesystemImageStore) dataStore.sweepPartials(24 * 3600 * 1000);
+        } catch (err) {
+          core.log.warn({ err }, 'could not check for interrupted image uploads');
+        }
+      };
+      await recover();
+      const timer = setInterval(recover, 5 * 60 * 1000);
+      timer.unref();
+      app.addHook('onClose', async () => clearInterval(timer));
       const ix: ImageContext = { core, repo, data: dataStore, settings, base };
       const versions = async (_req: FastifyRequest, reply: FastifyReply) => {
         reply.code(300);

@@ -11,7 +11,21 @@ import { MEMBER_STATUSES, VISIBILITIES } from './schemas.js';
 
 export type Query = Record<string, string | string[] | undefined>;
 
-export const SORT_KEYS = ['name', 'status', 'container_format', 'disk_format', 'size', 'id', 'created_at', 'updated_at', 'min_disk', 'min_ram', 'owner', 'visibility', 'virtual_size'] as const;
+export const SORT_KEYS = [
+  'name',
+  'status',
+  'container_format',
+  'disk_format',
+  'size',
+  'id',
+  'created_at',
+  'updated_at',
+  'min_disk',
+  'min_ram',
+  'owner',
+  'visibility',
+  'virtual_size',
+] as const;
 type SortKey = (typeof SORT_KEYS)[number];
 
 export interface ListRequest {
@@ -71,13 +85,18 @@ function parseTimeFilter(name: string, raw: string): { op: TimeOp; ms: number } 
   const text = m ? m[2] : raw;
   const withZone = /[zZ]|[+-]\d\d:?\d\d$/.test(text) ? text : `${text}Z`;
   const ms = Date.parse(withZone);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms)) throw glanceError(400, `Invalid ${name} filter: '${raw}'. Use <op>:<ISO 8601 time> with op gt, gte, eq, neq, lt or lte.`);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms))
+    throw glanceError(
+      400,
+      `Invalid ${name} filter: '${raw}'. Use <op>:<ISO 8601 time> with op gt, gte, eq, neq, lt or lte.`,
+    );
   return { op, ms };
 }
 
 function sortKey(k: string): SortKey {
   const key = k.trim();
-  if (!(SORT_KEYS as readonly string[]).includes(key)) throw glanceError(400, `Invalid sort key: ${key}. It must be one of the following: ${SORT_KEYS.join(', ')}.`);
+  if (!(SORT_KEYS as readonly string[]).includes(key))
+    throw glanceError(400, `Invalid sort key: ${key}. It must be one of the following: ${SORT_KEYS.join(', ')}.`);
   return key as SortKey;
 }
 
@@ -87,10 +106,26 @@ function sortDir(d: string): 'asc' | 'desc' {
   return dir;
 }
 
-const IN_COLUMNS = new Set(['id', 'name', 'status', 'container_format', 'disk_format', 'owner', 'checksum', 'os_hash_value']);
+const IN_COLUMNS = new Set([
+  'id',
+  'name',
+  'status',
+  'container_format',
+  'disk_format',
+  'owner',
+  'checksum',
+  'os_hash_value',
+]);
 
 export function parseListQuery(q: Query, defaultLimit: number, maxLimit: number): ListRequest {
-  const filter: ImageFilter = { memberStatus: 'accepted', columns: {}, osHidden: false, times: [], tags: [], properties: {} };
+  const filter: ImageFilter = {
+    memberStatus: 'accepted',
+    columns: {},
+    osHidden: false,
+    times: [],
+    tags: [],
+    properties: {},
+  };
   let limit = defaultLimit;
   let marker: string | undefined;
   let sort: ListRequest['sort'] = [];
@@ -119,11 +154,13 @@ export function parseListQuery(q: Query, defaultLimit: number, maxLimit: number)
         for (const d of all(value)) dirs.push(sortDir(d));
         break;
       case 'member_status':
-        if (v !== 'all' && !(MEMBER_STATUSES as readonly string[]).includes(v)) throw glanceError(400, `Invalid status value: ${v}`);
+        if (v !== 'all' && !(MEMBER_STATUSES as readonly string[]).includes(v))
+          throw glanceError(400, `Invalid status value: ${v}`);
         filter.memberStatus = v;
         break;
       case 'visibility':
-        if (v !== 'all' && !(VISIBILITIES as readonly string[]).includes(v)) throw glanceError(400, `Invalid visibility value: ${v}`);
+        if (v !== 'all' && !(VISIBILITIES as readonly string[]).includes(v))
+          throw glanceError(400, `Invalid visibility value: ${v}`);
         filter.visibility = v;
         break;
       case 'protected':
@@ -165,13 +202,15 @@ export function parseListQuery(q: Query, defaultLimit: number, maxLimit: number)
       sort.push({ key: sortKey(k), dir: d === undefined || d.trim() === '' ? 'desc' : sortDir(d) });
     }
   } else {
-    if (dirs.length > 1 && dirs.length !== keys.length) throw glanceError(400, 'Number of sort dirs does not match the number of sort keys');
+    if (dirs.length > 1 && dirs.length !== keys.length)
+      throw glanceError(400, 'Number of sort dirs does not match the number of sort keys');
     const ks = keys.length ? keys : (['created_at'] as SortKey[]);
     sort = ks.map((key, i) => ({ key, dir: dirs.length === 0 ? 'desc' : dirs.length === 1 ? dirs[0] : dirs[i] }));
   }
   // Glance appends created_at and id (in the first direction) so the order is total.
   const defaultDir = sort[0]?.dir ?? 'desc';
-  for (const key of ['created_at', 'id'] as const) if (!sort.some((s) => s.key === key)) sort.push({ key, dir: defaultDir });
+  for (const key of ['created_at', 'id'] as const)
+    if (!sort.some((s) => s.key === key)) sort.push({ key, dir: defaultDir });
   return { filter, limit, marker, sort };
 }
 

@@ -25,7 +25,12 @@ export interface ImageFilter {
   visibility?: string;
   memberStatus: string;
   /** Column → accepted values (an `in:` list or one value). */
-  columns: Partial<Record<'id' | 'name' | 'status' | 'owner' | 'container_format' | 'disk_format' | 'checksum' | 'os_hash_value', string[]>>;
+  columns: Partial<
+    Record<
+      'id' | 'name' | 'status' | 'owner' | 'container_format' | 'disk_format' | 'checksum' | 'os_hash_value',
+      string[]
+    >
+  >;
   protected?: boolean;
   osHidden: boolean;
   sizeMin?: number;
@@ -58,11 +63,24 @@ export class ImageRepo {
   }
 
   async member(imageId: string, memberId: string): Promise<ImageMemberRow | null> {
-    return (await this.db.selectFrom('image_members').selectAll().where('image_id', '=', imageId).where('member_id', '=', memberId).executeTakeFirst()) ?? null;
+    return (
+      (await this.db
+        .selectFrom('image_members')
+        .selectAll()
+        .where('image_id', '=', imageId)
+        .where('member_id', '=', memberId)
+        .executeTakeFirst()) ?? null
+    );
   }
 
   async members(imageId: string): Promise<ImageMemberRow[]> {
-    return this.db.selectFrom('image_members').selectAll().where('image_id', '=', imageId).orderBy('created_at').orderBy('member_id').execute();
+    return this.db
+      .selectFrom('image_members')
+      .selectAll()
+      .where('image_id', '=', imageId)
+      .orderBy('created_at')
+      .orderBy('member_id')
+      .execute();
   }
 
   /**
@@ -74,7 +92,8 @@ export class ImageRepo {
     if (img.visibility === 'public' || img.visibility === 'community') return { visible: true };
     if (!viewer.projectId) return { visible: false };
     if (img.owner === viewer.projectId) return { visible: true };
-    if (img.visibility === 'shared' && (await this.member(img.id, viewer.projectId))) return { visible: true, memberId: viewer.projectId };
+    if (img.visibility === 'shared' && (await this.member(img.id, viewer.projectId)))
+      return { visible: true, memberId: viewer.projectId };
     return { visible: false };
   }
 
@@ -85,14 +104,24 @@ export class ImageRepo {
     const tags = new Map<string, string[]>();
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500);
-      for (const p of await this.db.selectFrom('image_properties').selectAll().where('image_id', 'in', chunk).orderBy('name').execute()) {
-        let m = props.get(p.image_id);
-        if (!m) props.set(p.image_id, (m = {}));
+      for (const p of await this.db
+        .selectFrom('image_properties')
+        .selectAll()
+        .where('image_id', 'in', chunk)
+        .orderBy('name')
+        .execute()) {
+        const m = props.get(p.image_id) ?? {};
+        props.set(p.image_id, m);
         m[p.name] = p.value;
       }
-      for (const t of await this.db.selectFrom('image_tags').selectAll().where('image_id', 'in', chunk).orderBy('value').execute()) {
-        let l = tags.get(t.image_id);
-        if (!l) tags.set(t.image_id, (l = []));
+      for (const t of await this.db
+        .selectFrom('image_tags')
+        .selectAll()
+        .where('image_id', 'in', chunk)
+        .orderBy('value')
+        .execute()) {
+        const l = tags.get(t.image_id) ?? [];
+        tags.set(t.image_id, l);
         l.push(t.value);
       }
     }
@@ -187,14 +216,22 @@ export class ImageRepo {
   }
 
   async removeTag(id: string, tag: string): Promise<boolean> {
-    const res = await this.db.deleteFrom('image_tags').where('image_id', '=', id).where('value', '=', tag).executeTakeFirst();
+    const res = await this.db
+      .deleteFrom('image_tags')
+      .where('image_id', '=', id)
+      .where('value', '=', tag)
+      .executeTakeFirst();
     if (Number(res.numDeletedRows) === 0) return false;
     await this.touch(id);
     return true;
   }
 
   async tagCount(id: string): Promise<number> {
-    const r = await this.db.selectFrom('image_tags').select((eb) => eb.fn.countAll<number | string>().as('n')).where('image_id', '=', id).executeTakeFirst();
+    const r = await this.db
+      .selectFrom('image_tags')
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .where('image_id', '=', id)
+      .executeTakeFirst();
     return Number(r?.n ?? 0);
   }
 
@@ -215,23 +252,39 @@ export class ImageRepo {
 
   async addMember(imageId: string, memberId: string): Promise<ImageMemberRow> {
     const now = nowIso();
-    const row: ImageMemberRow = { image_id: imageId, member_id: memberId, status: 'pending', created_at: now, updated_at: now };
+    const row: ImageMemberRow = {
+      image_id: imageId,
+      member_id: memberId,
+      status: 'pending',
+      created_at: now,
+      updated_at: now,
+    };
     try {
       await this.db.insertInto('image_members').values(row).execute();
     } catch (err) {
-      if (isUniqueViolation(err)) throw glanceError(409, `Member ${memberId} already associated with image ${imageId}.`);
+      if (isUniqueViolation(err))
+        throw glanceError(409, `Member ${memberId} already associated with image ${imageId}.`);
       throw err;
     }
     return row;
   }
 
   async setMemberStatus(imageId: string, memberId: string, status: string): Promise<ImageMemberRow | null> {
-    await this.db.updateTable('image_members').set({ status, updated_at: nowIso() }).where('image_id', '=', imageId).where('member_id', '=', memberId).execute();
+    await this.db
+      .updateTable('image_members')
+      .set({ status, updated_at: nowIso() })
+      .where('image_id', '=', imageId)
+      .where('member_id', '=', memberId)
+      .execute();
     return this.member(imageId, memberId);
   }
 
   async removeMember(imageId: string, memberId: string): Promise<boolean> {
-    const res = await this.db.deleteFrom('image_members').where('image_id', '=', imageId).where('member_id', '=', memberId).executeTakeFirst();
+    const res = await this.db
+      .deleteFrom('image_members')
+      .where('image_id', '=', imageId)
+      .where('member_id', '=', memberId)
+      .executeTakeFirst();
     return Number(res.numDeletedRows) > 0;
   }
 
@@ -261,7 +314,15 @@ export class ImageRepo {
       else q = q.where(c, '<', hi);
     }
     for (const tag of filter.tags) {
-      q = q.where((eb) => eb.exists(eb.selectFrom('image_tags').select('image_tags.image_id').whereRef('image_tags.image_id', '=', 'images.id').where('image_tags.value', '=', tag)));
+      q = q.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('image_tags')
+            .select('image_tags.image_id')
+            .whereRef('image_tags.image_id', '=', 'images.id')
+            .where('image_tags.value', '=', tag),
+        ),
+      );
     }
     for (const [name, value] of Object.entries(filter.properties)) {
       q = q.where((eb) =>
@@ -286,10 +347,16 @@ export class ImageRepo {
     else if (vis !== 'all') q = q.where('visibility', '=', vis);
     if (viewer.admin) return q;
     const member = (eb: ExpressionBuilder<Database, 'images'>) => {
-      let sub = eb.selectFrom('image_members').select('image_members.image_id').whereRef('image_members.image_id', '=', 'images.id').where('image_members.member_id', '=', project);
+      let sub = eb
+        .selectFrom('image_members')
+        .select('image_members.image_id')
+        .whereRef('image_members.image_id', '=', 'images.id')
+        .where('image_members.member_id', '=', project);
       if (filter.memberStatus !== 'all') sub = sub.where('image_members.status', '=', filter.memberStatus);
       return eb.and([eb('visibility', '=', 'shared'), eb.exists(sub)]);
     };
-    return q.where((eb) => eb.or([eb('visibility', 'in', ['public', 'community']), eb('owner', '=', project), member(eb)]));
+    return q.where((eb) =>
+      eb.or([eb('visibility', 'in', ['public', 'community']), eb('owner', '=', project), member(eb)]),
+    );
   }
 }

@@ -6,9 +6,31 @@
  */
 
 export const CONTAINER_FORMATS = ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'] as const;
-export const DISK_FORMATS = ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'] as const;
+export const DISK_FORMATS = [
+  'ami',
+  'ari',
+  'aki',
+  'vhd',
+  'vhdx',
+  'vmdk',
+  'raw',
+  'qcow2',
+  'vdi',
+  'iso',
+  'ploop',
+] as const;
 export const VISIBILITIES = ['public', 'private', 'shared', 'community'] as const;
-export const STATUSES = ['queued', 'saving', 'active', 'killed', 'deleted', 'uploading', 'importing', 'pending_delete', 'deactivated'] as const;
+export const STATUSES = [
+  'queued',
+  'saving',
+  'active',
+  'killed',
+  'deleted',
+  'uploading',
+  'importing',
+  'pending_delete',
+  'deactivated',
+] as const;
 export const MEMBER_STATUSES = ['pending', 'accepted', 'rejected'] as const;
 
 export const UUID_PATTERN = '^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$';
@@ -18,11 +40,20 @@ export function imageBaseProperties(): Record<string, Record<string, unknown>> {
     id: { type: 'string', description: 'An identifier for the image', pattern: UUID_PATTERN },
     name: { type: ['null', 'string'], description: 'Descriptive name for the image', maxLength: 255 },
     status: { type: 'string', readOnly: true, description: 'Status of the image', enum: [...STATUSES] },
-    visibility: { type: 'string', description: 'Scope of image accessibility', enum: ['community', 'public', 'private', 'shared'] },
+    visibility: {
+      type: 'string',
+      description: 'Scope of image accessibility',
+      enum: ['community', 'public', 'private', 'shared'],
+    },
     protected: { type: 'boolean', description: 'If true, image will not be deletable.' },
     os_hidden: { type: 'boolean', description: 'If true, image will not appear in default image list response.' },
     checksum: { type: ['null', 'string'], readOnly: true, description: 'md5 hash of image contents.', maxLength: 32 },
-    os_hash_algo: { type: ['null', 'string'], readOnly: true, description: 'Algorithm to calculate the os_hash_value', maxLength: 64 },
+    os_hash_algo: {
+      type: ['null', 'string'],
+      readOnly: true,
+      description: 'Algorithm to calculate the os_hash_value',
+      maxLength: 64,
+    },
     os_hash_value: {
       type: ['null', 'string'],
       readOnly: true,
@@ -32,11 +63,19 @@ export function imageBaseProperties(): Record<string, Record<string, unknown>> {
     owner: { type: ['null', 'string'], description: 'Owner of the image', maxLength: 255 },
     size: { type: ['null', 'integer'], readOnly: true, description: 'Size of image file in bytes' },
     virtual_size: { type: ['null', 'integer'], readOnly: true, description: 'Virtual size of image in bytes' },
-    container_format: { type: ['null', 'string'], description: 'Format of the container', enum: [null, ...CONTAINER_FORMATS] },
+    container_format: {
+      type: ['null', 'string'],
+      description: 'Format of the container',
+      enum: [null, ...CONTAINER_FORMATS],
+    },
     disk_format: { type: ['null', 'string'], description: 'Format of the disk', enum: [null, ...DISK_FORMATS] },
     created_at: { type: 'string', readOnly: true, description: 'Date and time of image registration' },
     updated_at: { type: 'string', readOnly: true, description: 'Date and time of the last image modification' },
-    tags: { type: 'array', description: 'List of strings related to the image', items: { type: 'string', maxLength: 255 } },
+    tags: {
+      type: 'array',
+      description: 'List of strings related to the image',
+      items: { type: 'string', maxLength: 255 },
+    },
     direct_url: { type: 'string', readOnly: true, description: 'URL to access the image file kept in external store' },
     min_ram: { type: 'integer', description: 'Amount of ram (in MB) required to boot image.' },
     min_disk: { type: 'integer', description: 'Amount of disk space (in GB) required to boot image.' },
@@ -50,8 +89,12 @@ export function imageBaseProperties(): Record<string, Record<string, unknown>> {
 function imageMetadataProperties(): Record<string, Record<string, unknown>> {
   const s = (description: string) => ({ type: 'string', description, is_base: false });
   return {
-    architecture: s('Operating system architecture as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html'),
-    os_distro: s('Common name of operating system distribution as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html'),
+    architecture: s(
+      'Operating system architecture as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html',
+    ),
+    os_distro: s(
+      'Common name of operating system distribution as specified in https://docs.openstack.org/python-glanceclient/latest/cli/property-keys.html',
+    ),
     os_version: s('Operating system version as specified by the distributor.'),
     description: s('A human-readable string describing this image.'),
   };

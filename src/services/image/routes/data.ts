@@ -61,10 +61,15 @@ export function receive(source: Readable, sink: Writable, cap: number, tooBig: (
       resolve({ size, checksum: md5.digest('hex'), hashValue: sha512.digest('hex') });
     }
     function onError(err: Error) {
-      fail(err instanceof ApiError ? err : glanceError(400, `Image upload failed: ${err.message || 'the connection was closed'}.`));
+      fail(
+        err instanceof ApiError
+          ? err
+          : glanceError(400, `Image upload failed: ${err.message || 'the connection was closed'}.`),
+      );
     }
     function onClose() {
-      if (!source.readableEnded) fail(glanceError(400, 'Image upload failed: the client closed the connection before sending all data.'));
+      if (!source.readableEnded)
+        fail(glanceError(400, 'Image upload failed: the client closed the connection before sending all data.'));
     }
     source.on('data', onData);
     source.on('end', onEnd);
@@ -77,7 +82,10 @@ export function receive(source: Readable, sink: Writable, cap: number, tooBig: (
 }
 
 /** A single `bytes=` range against `size` bytes: null to ignore the header, 'unsatisfiable' for a 416. */
-export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'unsatisfiable' {
+export function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | null | 'unsatisfiable' {
   if (!header) return null;
   const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
   if (!m || (m[1] === '' && m[2] === '')) return null;
@@ -87,9 +95,9 @@ export function parseRange(header: string | undefined, size: number): { start: n
     return { start: Math.max(0, size - n), end: size - 1 };
   }
   const start = Number(m[1]);
-  const end = m[2] === '' ? size - 1 : Number(m[2]);
-  if (end < start) return null;
+  if (m[2] !== '' && Number(m[2]) < start) return null;
   if (start >= size) return 'unsatisfiable';
+  const end = m[2] === '' ? size - 1 : Number(m[2]);
   return { start, end: Math.min(end, size - 1) };
 }
 
@@ -110,7 +118,11 @@ export function dataRoutes(app: App, ix: ImageContext): void {
 
   app.put(
     '/v2/images/:id/file',
-    { schema: { params: ImageId }, preParsing: requireOctetStream, bodyLimit: Math.min(ix.settings.maxUploadBytes, Number.MAX_SAFE_INTEGER) },
+    {
+      schema: { params: ImageId },
+      preParsing: requireOctetStream,
+      bodyLimit: Math.min(ix.settings.maxUploadBytes, Number.MAX_SAFE_INTEGER),
+    },
     async (req, reply) => {
       const { id } = req.params as { id: string };
       const source = (req.body as Readable | undefined) ?? Readable.from([]);
@@ -118,20 +130,28 @@ export function dataRoutes(app: App, ix: ImageContext): void {
       try {
         const { row, memberId } = await visibleImage(ix, req, id);
         authorize(ix, req, 'upload_image', imageTarget(row, memberId));
-        if (row.status !== 'queued') throw glanceError(409, `Image status transition from ${row.status} to saving is not allowed`);
-        if (!row.container_format || !row.disk_format) throw glanceError(400, 'Properties container_format and disk_format must be set prior to saving data.');
+        if (row.status !== 'queued')
+          throw glanceError(409, `Image status transition from ${row.status} to saving is not allowed`);
+        if (!row.container_format || !row.disk_format)
+          throw glanceError(400, 'Properties container_format and disk_format must be set prior to saving data.');
 
         const { maxUploadBytes, quotaBytes } = ix.settings;
         let cap = maxUploadBytes;
-        let tooBig = () => glanceError(413, `Image exceeds the storage quota: the maximum image size is ${maxUploadBytes} bytes.`);
+        let tooBig = () =>
+          glanceError(413, `Image exceeds the storage quota: the maximum image size is ${maxUploadBytes} bytes.`);
         if (quotaBytes !== null && row.owner) {
           const left = Math.max(0, quotaBytes - (await repo.usage(row.owner)));
           if (left < cap) {
             cap = left;
-            tooBig = () => glanceError(413, `Denying attempt to upload image because it exceeds the quota: the remaining storage quota of project ${row.owner} is ${left} bytes (quota ${quotaBytes} bytes).`);
+            tooBig = () =>
+              glanceError(
+                413,
+                `Denying attempt to upload image because it exceeds the quota: the remaining storage quota of project ${row.owner} is ${left} bytes (quota ${quotaBytes} bytes).`,
+              );
           }
         }
-        const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
+        const declared =
+          req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
         if (declared !== undefined && declared > cap) throw tooBig();
 
         if (!(await repo.transition(id, ['queued'], { status: 'saving' }))) {
@@ -161,7 +181,10 @@ export function dataRoutes(app: App, ix: ImageContext): void {
         });
         if (!done) {
           await ix.data.delete(location);
-          throw glanceError(410, `Image ${id} could not be found after upload. The image may have been deleted during the upload.`);
+          throw glanceError(
+            410,
+            `Image ${id} could not be found after upload. The image may have been deleted during the upload.`,
+          );
         }
         reply.code(204).send();
       } catch (err) {
@@ -176,11 +199,15 @@ export function dataRoutes(app: App, ix: ImageContext): void {
     const { id } = req.params as { id: string };
     const { row, memberId } = await visibleImage(ix, req, id);
     authorize(ix, req, 'download_image', imageTarget(row, memberId));
-    if (row.status === 'deactivated' && !isAdmin(ix, req)) throw glanceError(403, 'The requested image has been deactivated. Image data download is prohibited.');
+    if (row.status === 'deactivated' && !isAdmin(ix, req))
+      throw glanceError(403, 'The requested image has been deactivated. Image data download is prohibited.');
     if (!row.location || (row.status !== 'active' && row.status !== 'deactivated')) return reply.code(204).send();
     const size = Number(row.size ?? 0);
     const range = parseRange(req.headers.range, size);
-    if (range === 'unsatisfiable') throw glanceError(416, `Requested range not satisfiable: the image is ${size} bytes.`, { 'Content-Range': `bytes */${size}` });
+    if (range === 'unsatisfiable')
+      throw glanceError(416, `Requested range not satisfiable: the image is ${size} bytes.`, {
+        'Content-Range': `bytes */${size}`,
+      });
     const stream = await ix.data.open(row.location, range ?? undefined);
     if (!stream) throw glanceError(404, `Image data for image ${id} is missing from the ${ix.data.name} store.`);
     reply.header('Content-Type', 'application/octet-stream').header('Accept-Ranges', 'bytes');

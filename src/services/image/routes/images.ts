@@ -3,7 +3,16 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import type { App } from '../../../core/http/server.js';
 import type { ImageRow } from '../../../core/store/schema.js';
-import { applyPatch, checkWritable, MUTABLE_BASE, parsePatch, setBase, UUID_RE, validateProperty, validateTag } from '../attributes.js';
+import {
+  applyPatch,
+  checkWritable,
+  MUTABLE_BASE,
+  parsePatch,
+  setBase,
+  UUID_RE,
+  validateProperty,
+  validateTag,
+} from '../attributes.js';
 import { authorize, glanceError, type ImageContext, imageTarget, isAdmin } from '../context.js';
 import { compareRows, parseListQuery, type Query } from '../list-query.js';
 import { renderImage, renderMember } from '../render.js';
@@ -16,13 +25,28 @@ const ImageId = Type.Object({ id: Type.String({ maxLength: 255 }) });
 const TagParams = Type.Object({ id: Type.String({ maxLength: 255 }), tag: Type.String() });
 const MemberParams = Type.Object({ id: Type.String({ maxLength: 255 }), member: Type.String({ maxLength: 255 }) });
 const ListQuery = Type.Record(Type.String(), Type.Union([Type.String(), Type.Array(Type.String())]));
-const AnyObject = Type.Object({}, { additionalProperties: true, description: 'image attributes; custom properties are top-level strings' });
-const PatchBody = Type.Array(Type.Object({ op: Type.String(), path: Type.String(), value: Type.Optional(Type.Unknown()) }, { additionalProperties: true }));
-const MemberCreate = Type.Object({ member: Type.String({ minLength: 1, maxLength: 255 }) }, { additionalProperties: true });
+const AnyObject = Type.Object(
+  {},
+  { additionalProperties: true, description: 'image attributes; custom properties are top-level strings' },
+);
+const PatchBody = Type.Array(
+  Type.Object(
+    { op: Type.String(), path: Type.String(), value: Type.Optional(Type.Unknown()) },
+    { additionalProperties: true },
+  ),
+);
+const MemberCreate = Type.Object(
+  { member: Type.String({ minLength: 1, maxLength: 255 }) },
+  { additionalProperties: true },
+);
 const MemberUpdate = Type.Object({ status: Type.String() }, { additionalProperties: true });
 
 /** The media type of a request, without parameters, lower-cased. */
-export const mediaType = (req: FastifyRequest) => String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+export const mediaType = (req: FastifyRequest) =>
+  String(req.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
 
 export function viewer(ix: ImageContext, req: FastifyRequest): Viewer {
   return { projectId: req.auth.projectId, admin: isAdmin(ix, req) };
@@ -31,7 +55,11 @@ export function viewer(ix: ImageContext, req: FastifyRequest): Viewer {
 export const imageNotFound = (id: string) => glanceError(404, `No image found with ID ${id}`);
 
 /** The image if the caller may see it (404 otherwise, as Glance hides what one cannot see), with the membership used. */
-export async function visibleImage(ix: ImageContext, req: FastifyRequest, id: string): Promise<{ row: ImageRow; memberId?: string }> {
+export async function visibleImage(
+  ix: ImageContext,
+  req: FastifyRequest,
+  id: string,
+): Promise<{ row: ImageRow; memberId?: string }> {
   const row = await ix.repo.get(id);
   if (!row) throw imageNotFound(id);
   const v = await ix.repo.visibleTo(row, viewer(ix, req));
@@ -41,8 +69,16 @@ export async function visibleImage(ix: ImageContext, req: FastifyRequest, id: st
 
 function checkQuotas(ix: ImageContext, rec: ImageRecord): void {
   const nProps = Object.keys(rec.properties).length;
-  if (nProps > ix.settings.maxProperties) throw glanceError(413, `Maximum number of image properties exceeded. Attempted: ${nProps}, Maximum: ${ix.settings.maxProperties}`);
-  if (rec.tags.length > ix.settings.maxTags) throw glanceError(413, `Maximum number of tags exceeded. Attempted: ${rec.tags.length}, Maximum: ${ix.settings.maxTags}`);
+  if (nProps > ix.settings.maxProperties)
+    throw glanceError(
+      413,
+      `Maximum number of image properties exceeded. Attempted: ${nProps}, Maximum: ${ix.settings.maxProperties}`,
+    );
+  if (rec.tags.length > ix.settings.maxTags)
+    throw glanceError(
+      413,
+      `Maximum number of tags exceeded. Attempted: ${rec.tags.length}, Maximum: ${ix.settings.maxTags}`,
+    );
 }
 
 function checkVisibilityChange(ix: ImageContext, req: FastifyRequest, row: ImageRow): void {
@@ -62,7 +98,8 @@ export function imageRoutes(app: App, ix: ImageContext): void {
     rows.sort((a, b) => compareRows(a, b, lr.sort));
     if (lr.marker !== undefined) {
       const m = await repo.get(lr.marker);
-      if (!m || !(await repo.visibleTo(m, who)).visible) throw glanceError(400, `Invalid marker. Image ${lr.marker} could not be found.`);
+      if (!m || !(await repo.visibleTo(m, who)).visible)
+        throw glanceError(400, `Invalid marker. Image ${lr.marker} could not be found.`);
       rows = rows.filter((r) => compareRows(r, m, lr.sort) > 0);
     }
     const page = rows.slice(0, lr.limit);
@@ -113,7 +150,11 @@ export function imageRoutes(app: App, ix: ImageContext): void {
     for (const [key, value] of Object.entries(body)) {
       checkWritable(key, true);
       if (key === 'id') {
-        if (typeof value !== 'string' || !UUID_RE.test(value)) throw glanceError(400, `Provided object does not match schema 'image': ${JSON.stringify(value)} does not match the UUID pattern (id)`);
+        if (typeof value !== 'string' || !UUID_RE.test(value))
+          throw glanceError(
+            400,
+            `Provided object does not match schema 'image': ${JSON.stringify(value)} does not match the UUID pattern (id)`,
+          );
         rec.row.id = value;
       } else if (MUTABLE_BASE.has(key)) {
         setBase(rec, key, value);
@@ -139,26 +180,35 @@ export function imageRoutes(app: App, ix: ImageContext): void {
 
   // ---- update (json-patch)
   const requirePatchType = async (req: FastifyRequest) => {
-    if (mediaType(req) !== PATCH_MEDIA_TYPE) throw glanceError(415, `Unsupported Content-Type: use ${PATCH_MEDIA_TYPE}.`, { 'Accept-Patch': PATCH_MEDIA_TYPE });
+    if (mediaType(req) !== PATCH_MEDIA_TYPE)
+      throw glanceError(415, `Unsupported Content-Type: use ${PATCH_MEDIA_TYPE}.`, {
+        'Accept-Patch': PATCH_MEDIA_TYPE,
+      });
   };
   // The media type is checked before the body is parsed or validated, so any other type is a 415.
-  app.patch('/v2/images/:id', { schema: { params: ImageId, body: PatchBody }, preParsing: requirePatchType }, async (req) => {
-    const { id } = req.params as { id: string };
-    const ops = parsePatch(req.body);
-    const { row, memberId } = await visibleImage(ix, req, id);
-    authorize(ix, req, 'modify_image', imageTarget(row, memberId));
-    const before = (await repo.details([row]))[0];
-    const after = applyPatch(before, ops);
-    for (const f of ['container_format', 'disk_format'] as const) {
-      if (after.row[f] !== before.row[f] && before.row.status !== 'queued') throw glanceError(403, `Attribute ${f} can be only replaced for a queued image.`);
-    }
-    if (after.row.owner !== before.row.owner && !isAdmin(ix, req)) throw glanceError(403, "Attribute 'owner' can be changed only by an administrator.");
-    if (after.row.visibility !== before.row.visibility) checkVisibilityChange(ix, req, after.row);
-    checkQuotas(ix, after);
-    after.row.updated_at = nowIso();
-    if (!(await repo.update(after))) throw imageNotFound(id);
-    return renderImage((await repo.record(id)) ?? after);
-  });
+  app.patch(
+    '/v2/images/:id',
+    { schema: { params: ImageId, body: PatchBody }, preParsing: requirePatchType },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const ops = parsePatch(req.body);
+      const { row, memberId } = await visibleImage(ix, req, id);
+      authorize(ix, req, 'modify_image', imageTarget(row, memberId));
+      const before = (await repo.details([row]))[0];
+      const after = applyPatch(before, ops);
+      for (const f of ['container_format', 'disk_format'] as const) {
+        if (after.row[f] !== before.row[f] && before.row.status !== 'queued')
+          throw glanceError(403, `Attribute ${f} can be only replaced for a queued image.`);
+      }
+      if (after.row.owner !== before.row.owner && !isAdmin(ix, req))
+        throw glanceError(403, "Attribute 'owner' can be changed only by an administrator.");
+      if (after.row.visibility !== before.row.visibility) checkVisibilityChange(ix, req, after.row);
+      checkQuotas(ix, after);
+      after.row.updated_at = nowIso();
+      if (!(await repo.update(after))) throw imageNotFound(id);
+      return renderImage((await repo.record(id)) ?? after);
+    },
+  );
 
   // ---- delete
   app.delete('/v2/images/:id', { schema: { params: ImageId } }, async (req, reply) => {
@@ -169,7 +219,9 @@ export function imageRoutes(app: App, ix: ImageContext): void {
     const gone = await repo.delete(id);
     if (!gone) throw imageNotFound(id);
     if (gone.location) {
-      await ix.data.delete(gone.location).catch((err) => req.log.warn({ err, image: id }, 'could not delete image data'));
+      await ix.data
+        .delete(gone.location)
+        .catch((err) => req.log.warn({ err, image: id }, 'could not delete image data'));
     }
     reply.code(204).send();
   });
@@ -182,7 +234,10 @@ export function imageRoutes(app: App, ix: ImageContext): void {
     validateTag(tag);
     const tags = (await repo.details([row]))[0].tags;
     if (!tags.includes(tag) && tags.length + 1 > ix.settings.maxTags) {
-      throw glanceError(413, `Maximum number of tags exceeded. Attempted: ${tags.length + 1}, Maximum: ${ix.settings.maxTags}`);
+      throw glanceError(
+        413,
+        `Maximum number of tags exceeded. Attempted: ${tags.length + 1}, Maximum: ${ix.settings.maxTags}`,
+      );
     }
     await repo.addTag(id, tag);
     reply.code(204).send();
@@ -219,7 +274,11 @@ export function imageRoutes(app: App, ix: ImageContext): void {
     const { id } = req.params as { id: string };
     const { row, memberId } = await visibleImage(ix, req, id);
     authorize(ix, req, 'add_member', imageTarget(row, memberId));
-    if (row.visibility !== 'shared') throw glanceError(403, `Image ${id} is not shared: only shared images can have members. Current visibility: ${row.visibility}`);
+    if (row.visibility !== 'shared')
+      throw glanceError(
+        403,
+        `Image ${id} is not shared: only shared images can have members. Current visibility: ${row.visibility}`,
+      );
     const { member } = req.body as { member: string };
     return renderMember(await repo.addMember(id, member));
   });
@@ -228,7 +287,8 @@ export function imageRoutes(app: App, ix: ImageContext): void {
     const { row, memberId } = await visibleImage(ix, req, id);
     authorize(ix, req, 'get_members', imageTarget(row, memberId));
     let members = await repo.members(id);
-    if (!isAdmin(ix, req) && row.owner !== req.auth.projectId) members = members.filter((m) => m.member_id === req.auth.projectId);
+    if (!isAdmin(ix, req) && row.owner !== req.auth.projectId)
+      members = members.filter((m) => m.member_id === req.auth.projectId);
     return { members: members.map(renderMember), schema: '/v2/schemas/members' };
   });
   app.get('/v2/images/:id/members/:member', { schema: { params: MemberParams } }, async (req) => {
@@ -236,14 +296,19 @@ export function imageRoutes(app: App, ix: ImageContext): void {
     const { row, memberId } = await visibleImage(ix, req, id);
     authorize(ix, req, 'get_member', imageTarget(row, memberId));
     const m = await repo.member(id, member);
-    if (!m || (!isAdmin(ix, req) && row.owner !== req.auth.projectId && member !== req.auth.projectId)) throw memberNotFound(id, member);
+    if (!m || (!isAdmin(ix, req) && row.owner !== req.auth.projectId && member !== req.auth.projectId))
+      throw memberNotFound(id, member);
     return renderMember(m);
   });
   app.put('/v2/images/:id/members/:member', { schema: { params: MemberParams, body: MemberUpdate } }, async (req) => {
     const { id, member } = req.params as { id: string; member: string };
     const { row } = await visibleImage(ix, req, id);
     const { status } = req.body as { status: string };
-    if (!(MEMBER_STATUSES as readonly string[]).includes(status)) throw glanceError(400, `Provided object does not match schema 'member': '${status}' is not one of ['pending', 'accepted', 'rejected']`);
+    if (!(MEMBER_STATUSES as readonly string[]).includes(status))
+      throw glanceError(
+        400,
+        `Provided object does not match schema 'member': '${status}' is not one of ['pending', 'accepted', 'rejected']`,
+      );
     if (!(await repo.member(id, member))) throw memberNotFound(id, member);
     authorize(ix, req, 'modify_member', { ...imageTarget(row), member_id: member });
     return renderMember((await repo.setMemberStatus(id, member, status))!);
