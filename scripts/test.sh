@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-apt_ensure ca-certificates curl jq iproute2 python3-openstackclient python3-zunclient python3-magnumclient \
+apt_ensure ca-certificates curl jq iproute2 python3-openstackclient python3-glanceclient python3-zunclient python3-magnumclient \
   postgresql containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static
 node_ensure
 npm_ensure
