@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
 import { cpus, hostname as osHostname, totalmem, freemem, release, arch } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
@@ -459,6 +460,53 @@ export class Agent implements AgentRpc {
       text = lines.slice(Math.max(0, lines.length - opts.tail)).join('\n') + (trailing === '' && opts.tail > 0 ? '\n' : '');
     }
     return text;
+  }
+
+  followLogs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; tail: number | 'all' }): NodeJS.ReadableStream {
+    const paths = this.engine.logPaths(engineId(c.uuid));
+    const files = [opts.stdout ? paths.stdout : null, opts.stderr ? paths.stderr : null].filter((f): f is string => !!f);
+    const offsets = new Map<string, number>();
+    const out = new PassThrough();
+    let timer: NodeJS.Timeout | undefined;
+    let closed = false;
+    out.on('close', () => {
+      closed = true;
+      if (timer) clearTimeout(timer);
+    });
+    const live = ['Running', 'Paused', 'Restarting', 'Creating', 'Created', 'Rebuilding'];
+    const poll = async () => {
+      if (closed) return;
+      let grew = false;
+      for (const f of files) {
+        const size = await stat(f).then((s) => s.size, () => 0);
+        const from = offsets.get(f) ?? 0;
+        if (size > from) {
+          const fh = await open(f, 'r');
+          try {
+            const buf = Buffer.alloc(size - from);
+            await fh.read(buf, 0, buf.length, from);
+            out.write(buf);
+          } finally {
+            await fh.close();
+          }
+          offsets.set(f, size);
+          grew = true;
+        }
+      }
+      const row = await this.repo.get(c.uuid);
+      if (!grew && (!row || !live.includes(row.status))) {
+        out.end();
+        return;
+      }
+      timer = setTimeout(() => void poll().catch((err) => out.destroy(err)), 200);
+    };
+    void (async () => {
+      // Start with the requested tail of what is already there, then follow from the end of each file.
+      out.write(await this.logs(c, { stdout: opts.stdout, stderr: opts.stderr, timestamps: false, tail: opts.tail }));
+      for (const f of files) offsets.set(f, await stat(f).then((s) => s.size, () => 0));
+      await poll();
+    })().catch((err) => out.destroy(err));
+    return out;
   }
 
   async exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }> {

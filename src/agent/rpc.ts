@@ -7,6 +7,8 @@ import type { ContainerRow } from '../core/store/schema.js';
 export interface AgentRpc {
   wake(): void;
   logs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number }): Promise<string>;
+  /** Krater's extension: the log as it grows, until the container stops (Zun itself has no follow). */
+  followLogs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; tail: number | 'all' }): NodeJS.ReadableStream;
   exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }>;
   top(c: ContainerRow, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }>;
   stats(c: ContainerRow): Promise<Record<string, string | number>>;

@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { writeCloudEntry } from '../app/clouds-yaml.js';
+import { registerDockerCommands } from './docker.js';
 import { startControlPlane, tokenKeyRepository } from '../app/control-plane.js';
 import { type ConfigInput, resolveConfig } from '../core/config/config.js';
 import { ADMIN_PASSWORD_FILE, type BootstrapResult } from '../services/identity/bootstrap.js';
@@ -115,6 +116,8 @@ keys
     repo.rotate();
     process.stdout.write(`rotated token keys in ${repo.dir}: ${repo.load().map((k) => k.index).sort((a, b) => a - b).join(', ')}\n`);
   });
+
+registerDockerCommands(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`krater: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,5 +1,7 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Krater } from '../helpers/krater.js';
+import { type Krater, REPO_ROOT } from '../helpers/krater.js';
 import { startCloud, waitContainer, waitGone, ZUN } from './fixtures.js';
 
 let k: Krater;
@@ -216,5 +218,38 @@ describe('quotas and tenancy', () => {
     const h = await api('GET', '/hosts');
     expect(h.json.hosts[0].hostname).toBe(s.json.services[0].host);
     expect((await api('GET', '/hosts', undefined, '1.3')).status).toBe(406);
+  });
+});
+
+describe('the Docker-like krater CLI', () => {
+  const krater = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [join(REPO_ROOT, 'bin/krater.js'), ...args], { env: k.oscEnv(), timeout: 60_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      });
+    });
+  it('runs attached, streams the output and returns the exit code; --rm removes it', async () => {
+    const r = await krater(['run', '--rm', '--name', 'cli-att', 'busybox', 'sh', '-c', 'echo one; sleep 0.5; echo two; exit 3']);
+    expect(r.stdout).toBe('one\ntwo\n');
+    expect(r.code).toBe(3);
+    expect((await api('GET', '/containers/cli-att')).status).toBe(404);
+  });
+  it('runs detached, lists, execs, follows logs and removes', async () => {
+    const d = await krater(['run', '-d', '--name', 'cli-det', '-e', 'X=42', '-m', '32m', 'busybox', 'sh', '-c', 'echo ready; sleep 600']);
+    expect(d.code, d.stderr).toBe(0);
+    const uuid = d.stdout.trim();
+    expect((await api('GET', `/containers/${uuid}`)).json.memory).toBe('32');
+    const ps = await krater(['ps']);
+    expect(ps.stdout).toContain('cli-det');
+    const ex = await krater(['exec', 'cli-det', 'sh', '-c', 'echo $X; exit 2']);
+    expect(ex).toMatchObject({ stdout: '42\n', code: 2 });
+    const logs = await krater(['logs', 'cli-det']);
+    expect(logs.stdout).toBe('ready\n');
+    const rm = await krater(['rm', '-f', 'cli-det']);
+    expect(rm.code).toBe(0);
+    await waitGone(k, token, uuid);
+    const missing = await krater(['stop', 'no-such-container']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('could not be found');
   });
 });

@@ -232,6 +232,11 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       since = /^\d+(\.\d+)?$/.test(s) ? Number(s) * 1000 : Date.parse(`${s.replace(' ', 'T').replace(',', '.')}Z`);
       if (Number.isNaN(since)) throw invalid(`Invalid since value: ${s}`);
     }
+    if (parseBool('follow', q.follow)) {
+      // Krater's extension: a plain-text stream that ends when the container stops.
+      const stream = await callAgent(zx, c, async (a) => a.followLogs(c, { stdout, stderr, tail }));
+      return reply.type('text/plain; charset=utf-8').send(stream);
+    }
     // Zun answers with a JSON string.
     const text = await callAgent(zx, c, (a) => a.logs(c, { stdout, stderr, timestamps, tail, since }));
     return reply.type('application/json; charset=utf-8').send(JSON.stringify(text));
