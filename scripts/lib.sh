@@ -28,8 +28,10 @@ node_ensure() {
 # npm_ensure: dependencies installed exactly as locked, and the TypeScript built.
 npm_ensure() {
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    echo ">> npm ci"
-    npm ci --no-audit --no-fund --loglevel=error
+    # `npm install` honours package-lock.json; `npm ci` rejects locks written by npm 11 on one platform (it wants
+    # every other platform's optional binaries listed too).
+    echo ">> npm install"
+    npm install --no-audit --no-fund --loglevel=error
   fi
   echo ">> build"
   npx tsc -p tsconfig.json
