@@ -430,6 +430,47 @@ describe.each(stores)('identity with the openstack CLI on $store', ({ store }) =
     expect(shown.secret ?? null, 'secret is never shown again').toBeNull();
   });
 
+  test('a member manages its own application credentials and reads its own user', async () => {
+    const self = await k.osc(['user', 'show', USER], { cloud: 'e2e-user' });
+    expectExit(k, self, true);
+    expect(self.json).toMatchObject({ id: userId, name: USER });
+
+    const ac = await k.oscOk(['application', 'credential', 'create', '--role', 'member', 'e2e-user-ac'], {
+      cloud: 'e2e-user',
+    });
+    expect(ac).toMatchObject({ name: 'e2e-user-ac', project_id: projectId, user_id: userId });
+    const env = {
+      OS_CLIENT_CONFIG_FILE: undefined,
+      OS_AUTH_TYPE: 'v3applicationcredential',
+      OS_AUTH_URL: k.identityUrl,
+      OS_APPLICATION_CREDENTIAL_ID: ac.id,
+      OS_APPLICATION_CREDENTIAL_SECRET: ac.secret,
+      OS_IDENTITY_API_VERSION: '3',
+    };
+    const t = await k.oscOk(['token', 'issue'], { cloud: null, env });
+    expect(t).toMatchObject({ user_id: userId, project_id: projectId });
+    const v = await k.http('GET', `${k.identityUrl}/auth/tokens`, {
+      token: t.id,
+      headers: { 'X-Subject-Token': t.id },
+    });
+    // Only the delegated role (Keystone 22 lists just `member`; its implied `reader` is acceptable), never the
+    // user's other roles (the group role e2e-custom).
+    const acRoles: string[] = (v.json?.token?.roles ?? []).map((x: any) => x.name);
+    expect(acRoles, describeHttp('GET', `${k.identityUrl}/auth/tokens`, v)).toContain('member');
+    expect(
+      acRoles.filter((r) => r !== 'member' && r !== 'reader'),
+      'roles beyond the credential',
+    ).toEqual([]);
+
+    const list = await k.osc(['application', 'credential', 'list'], { cloud: 'e2e-user' });
+    expectExit(k, list, true);
+    expect(list.json.map((x: any) => x.Name)).toEqual(['e2e-user-ac']);
+    const del = await k.osc(['application', 'credential', 'delete', 'e2e-user-ac'], { cloud: 'e2e-user' });
+    expectExit(k, del, true);
+    const after = await k.osc(['token', 'issue'], { cloud: null, env });
+    expectExit(k, after, false);
+  });
+
   test('catalog list: identity with public, internal and admin endpoints', async () => {
     const catalog = await k.oscOk(['catalog', 'list']);
     const identity = catalog.find((e: any) => e.Type === 'identity');

@@ -1,5 +1,5 @@
 /**
- * End-to-end over raw HTTP: `krater up --workers 2`, on SQLite and on PostgreSQL. Every request uses a fresh TCP
+ * End-to-end over raw HTTP: `krater api --workers 2` (the control plane with two API worker processes), on SQLite and on PostgreSQL. Every request uses a fresh TCP
  * connection, so repeated requests reach both API worker processes; each change made through one worker (revocation,
  * password change, role removal, disabling, deletion) must be seen by every worker at once, even after the workers
  * have cached the previous state.
@@ -17,7 +17,7 @@ const N = 6;
 
 const stores = [{ store: 'sqlite' }, { store: 'postgres' }] as const;
 
-describe.each(stores)('identity with --workers 2 on $store (HTTP)', ({ store }) => {
+describe.each(stores)('identity with krater api --workers 2 on $store (HTTP)', ({ store }) => {
   let k: Krater;
   let db: TestDatabase | undefined;
   let admin = '';
@@ -64,7 +64,7 @@ describe.each(stores)('identity with --workers 2 on $store (HTTP)', ({ store }) 
 
   beforeAll(async () => {
     if (store === 'postgres') db = await createTestDatabase();
-    k = await Krater.start({ database: db?.url, args: ['--workers', '2'] });
+    k = await Krater.start({ database: db?.url, mode: 'api', args: ['--workers', '2'] });
     admin = (await k.passwordToken()).token;
     projectId = (await must('POST', '/projects', 201, { project: { name: 'e2e-w-project', domain_id: 'default' } }))
       .project.id;

@@ -302,7 +302,9 @@ export interface StartOptions {
   database?: string;
   /** Extra environment for the Krater process. */
   env?: Record<string, string | undefined>;
-  /** Extra `krater up` arguments, e.g. `['--workers', '2']`. */
+  /** Subcommand: `up` (all-in-one, default) or `api` (control plane only; the one that takes `--workers`). */
+  mode?: 'up' | 'api';
+  /** Extra arguments, e.g. `['--workers', '2']` (with mode `api`). */
   args?: string[];
   readyTimeoutMs?: number;
 }
@@ -378,7 +380,7 @@ export class Krater {
   private args(): string[] {
     const args = [
       KRATER_BIN,
-      'up',
+      this.opts.mode ?? 'up',
       '--data-dir',
       this.dataDir,
       '--bind',
