@@ -58,6 +58,10 @@ export class Agent implements AgentRpc {
   private closed = false;
   /** Containers a user action is stopping: their exit must not trigger the restart policy. */
   private expectedExit = new Set<string>();
+  /** Containers containerd reported an OOM kill for (its `/tasks/oom` event precedes the exit). */
+  private oomSeen = new Set<string>();
+  private oomEvents?: { close(): void };
+  private healthTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(private opts: AgentOptions) {
     this.host = opts.host ?? process.env.KRATER_HOST ?? osHostname();
@@ -75,6 +79,10 @@ export class Agent implements AgentRpc {
     });
     this.engine = this.setup.engine;
     await this.engine.recover();
+    this.oomEvents = this.setup.client.subscribe(['topic=="/tasks/oom"'], (ev) => {
+      const id = String(ev.event?.container_id ?? '');
+      if (id.startsWith('zun-')) this.oomSeen.add(id.slice(4));
+    });
     if (this.opts.defaultImageArchive && existsSync(this.opts.defaultImageArchive)) await this.ensureDefaultImage(this.opts.defaultImageArchive);
     await this.register();
     await this.reconcile();
@@ -91,6 +99,8 @@ export class Agent implements AgentRpc {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    for (const t of this.healthTimers.values()) clearTimeout(t);
+    this.oomEvents?.close();
     await Promise.allSettled([...this.busy.values()]);
     if (!this.setup) return;
     if (mode === 'purge') {
@@ -336,8 +346,9 @@ export class Agent implements AgentRpc {
   private async startInEngine(c: ContainerRow, id: string): Promise<void> {
     this.expectedExit.delete(c.uuid);
     await this.engine.start(id);
-    await this.repo.update(c.uuid, { status: Status.Running, task_state: null, status_reason: null, started_at: new Date().toISOString(), exit_code: null });
+    await this.repo.update(c.uuid, { status: Status.Running, task_state: null, status_reason: null, started_at: new Date().toISOString(), exit_code: null, health: c.healthcheck ? 'starting' : null });
     this.watch(c.uuid);
+    this.startHealthcheck(c);
   }
 
   private async stopInEngine(c: ContainerRow, id: string, timeoutMs: number): Promise<void> {
@@ -359,7 +370,8 @@ export class Agent implements AgentRpc {
         const expected = this.expectedExit.delete(uuid);
         const c = await this.repo.get(uuid);
         if (!c || c.status === Status.Deleting) return;
-        const oom = exit.exitCode === 137 && (await this.oomKilled(id));
+        this.stopHealthcheck(uuid);
+        const oom = exit.exitCode === 137 && (await this.oomKilled(uuid));
         await this.repo.update(uuid, {
           status: Status.Stopped,
           exit_code: exit.exitCode,
@@ -396,13 +408,53 @@ export class Agent implements AgentRpc {
     await next;
   }
 
-  private async oomKilled(id: string): Promise<boolean> {
-    try {
-      const st = await this.engine.status(id);
-      return st.labels?.['krater.io/oom-killed'] === 'true';
-    } catch {
-      return false;
-    }
+  /** Whether containerd reported an OOM kill (the event may trail the exit by a few milliseconds). */
+  private async oomKilled(uuid: string): Promise<boolean> {
+    for (let i = 0; i < 10 && !this.oomSeen.has(uuid); i++) await new Promise((r) => setTimeout(r, 20));
+    return this.oomSeen.delete(uuid);
+  }
+
+  // ---------------------------------------------------------------- healthchecks
+
+  /**
+   * Runs the container's healthcheck command every `interval` seconds (Docker's semantics): `retries` failures in
+   * a row make it unhealthy; with auto_heal an unhealthy container is restarted. Shown in status_detail.
+   */
+  private startHealthcheck(c: ContainerRow): void {
+    if (!c.healthcheck || this.healthTimers.has(c.uuid)) return;
+    const hc = JSON.parse(c.healthcheck) as { test: string | null; interval: number; retries: number; timeout: number };
+    if (!hc.test) return;
+    const intervalMs = Math.max(1, hc.interval || 30) * 1000;
+    const retries = Math.max(1, hc.retries || 3);
+    let failures = 0;
+    const tick = async () => {
+      if (this.closed || !this.healthTimers.has(c.uuid)) return;
+      let ok = false;
+      try {
+        const r = await this.engine.exec(engineId(c.uuid), { args: ['sh', '-c', hc.test!], timeoutMs: Math.max(1, hc.timeout || 30) * 1000 });
+        ok = r.exitCode === 0 && !r.timedOut;
+      } catch {
+        ok = false;
+      }
+      failures = ok ? 0 : failures + 1;
+      const health = ok ? 'healthy' : failures >= retries ? 'unhealthy' : null;
+      const row = await this.repo.get(c.uuid);
+      if (!row || row.status !== Status.Running) return;
+      if (health && row.health !== health) await this.repo.update(c.uuid, { health });
+      if (health === 'unhealthy' && row.auto_heal) {
+        failures = 0;
+        await this.repo.enqueue(this.host, c.uuid, 'reboot', { timeout: 1 }, null);
+        this.wake();
+      }
+      if (this.healthTimers.has(c.uuid)) this.healthTimers.set(c.uuid, setTimeout(() => void tick(), intervalMs));
+    };
+    this.healthTimers.set(c.uuid, setTimeout(() => void tick(), intervalMs));
+  }
+
+  private stopHealthcheck(uuid: string): void {
+    const t = this.healthTimers.get(uuid);
+    if (t) clearTimeout(t);
+    this.healthTimers.delete(uuid);
   }
 
   // ---------------------------------------------------------------- reconcile
@@ -432,6 +484,7 @@ export class Agent implements AgentRpc {
       if (st.state === 'running') {
         await this.repo.update(c.uuid, { status: Status.Running, task_state: null });
         this.watch(c.uuid);
+        this.startHealthcheck(c);
       } else if (st.state === 'paused') {
         await this.repo.update(c.uuid, { status: Status.Paused, task_state: null });
         this.watch(c.uuid);

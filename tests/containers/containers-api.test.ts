@@ -168,6 +168,21 @@ describe('lifecycle behaviour', () => {
     expect(final.status_detail).toMatch(/^Exited\(2\)/);
     await api('DELETE', `/containers/${x.uuid}`);
   });
+  it('reports an OOM kill in status_reason', async () => {
+    const x = await run({ memory: '8', command: ['sh', '-c', 'x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done'] });
+    const oom = await waitContainer(k, token, x.uuid, (y) => y.status === 'Stopped', 'Stopped');
+    expect(oom.status_reason).toMatch(/OOMKilled/);
+    expect(oom.status_detail).toMatch(/^Exited\(137\)/);
+    await api('DELETE', `/containers/${x.uuid}`);
+  });
+  it('turns a failing healthcheck unhealthy and a passing one healthy', async () => {
+    const x = await run({ command: ['sleep', '600'], healthcheck: { cmd: 'test -f /tmp/ok', interval: 1, retries: 2, timeout: 1 } });
+    expect(x.healthcheck).toEqual({ test: 'test -f /tmp/ok', interval: 1, retries: 2, timeout: 1 });
+    await waitContainer(k, token, x.uuid, (y) => /\(unhealthy\)/.test(y.status_detail ?? ''), 'unhealthy');
+    await api('POST', `/containers/${x.uuid}/execute?command=${encodeURIComponent('touch /tmp/ok')}`);
+    await waitContainer(k, token, x.uuid, (y) => /\(healthy\)/.test(y.status_detail ?? ''), 'healthy');
+    await api('DELETE', `/containers/${x.uuid}?stop=true`);
+  });
   it('removes an auto_remove container when it exits', async () => {
     const x = await run({ command: ['true'], auto_remove: true });
     await waitGone(k, token, x.uuid);
