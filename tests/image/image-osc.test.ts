@@ -63,7 +63,7 @@ describe('images with the openstack and glance CLIs', () => {
   const show = async (ref: string) => (await k.http('GET', `/image/v2/images/${ref}`, { token })).json;
 
   beforeAll(async () => {
-    k = await Krater.start({ env: { KRATER_AGENT_SHUTDOWN: 'purge' } });
+    k = await Krater.start({ env: { KRATER_AGENT_SHUTDOWN: 'purge', KRATER_IMAGE_QUOTA_BYTES: '2m' } });
     token = (await k.passwordToken()).token;
     data = randomBytes(256 * 1024 + 11);
     file = join(k.workDir, 'image.tar');
@@ -181,6 +181,27 @@ describe('images with the openstack and glance CLIs', () => {
     const again = await glance(k, ['image-upload', '--file', file, props.id]);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toContain('409 Conflict');
+  });
+
+  test('over the storage quota: the CLI reports the 413 (no broken pipe) and no image is left', async () => {
+    const big = join(k.workDir, 'big.tar');
+    writeFileSync(big, Buffer.alloc(2 * 1024 * 1024, 1));
+    const r = await k.osc([
+      'image',
+      'create',
+      '--file',
+      big,
+      '--container-format',
+      'docker',
+      '--disk-format',
+      'raw',
+      'osc-too-big',
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/413|quota/);
+    expect(r.stderr).not.toMatch(/Broken pipe/i);
+    const left = await k.http('GET', '/image/v2/images?name=osc-too-big', { token });
+    expect(left.json.images).toEqual([]);
   });
 
   test('image delete: gone, data removed', async () => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { ApiError } from '../../../core/http/errors.js';
 import type { App } from '../../../core/http/server.js';
 import { authorize, glanceError, type ImageContext, imageTarget, isAdmin } from '../context.js';
@@ -108,10 +108,11 @@ export function dataRoutes(app: App, ix: ImageContext): void {
   // The raw request stream reaches the handler: nothing is buffered, whatever the size.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
-  const closeUnlessRead = (reply: FastifyReply) => reply.header('Connection', 'close');
-  const requireOctetStream = async (req: FastifyRequest, reply: FastifyReply) => {
+  // Errors are answered at once but the connection stays open: Node discards the rest of the body. Closing it
+  // instead makes python-requests clients (glanceclient, openstacksdk), which send the whole body before reading
+  // the response, fail with a broken pipe rather than show the error.
+  const requireOctetStream = async (req: FastifyRequest) => {
     if (mediaType(req) !== 'application/octet-stream') {
-      closeUnlessRead(reply);
       throw glanceError(415, 'Unsupported Content-Type: image data must be sent as application/octet-stream.');
     }
   };
@@ -126,72 +127,63 @@ export function dataRoutes(app: App, ix: ImageContext): void {
     async (req, reply) => {
       const { id } = req.params as { id: string };
       const source = (req.body as Readable | undefined) ?? Readable.from([]);
-      let consumed = false;
+      const { row, memberId } = await visibleImage(ix, req, id);
+      authorize(ix, req, 'upload_image', imageTarget(row, memberId));
+      if (row.status !== 'queued')
+        throw glanceError(409, `Image status transition from ${row.status} to saving is not allowed`);
+      if (!row.container_format || !row.disk_format)
+        throw glanceError(400, 'Properties container_format and disk_format must be set prior to saving data.');
+
+      const { maxUploadBytes, quotaBytes } = ix.settings;
+      let cap = maxUploadBytes;
+      let tooBig = () =>
+        glanceError(413, `Image exceeds the storage quota: the maximum image size is ${maxUploadBytes} bytes.`);
+      if (quotaBytes !== null && row.owner) {
+        const left = Math.max(0, quotaBytes - (await repo.usage(row.owner)));
+        if (left < cap) {
+          cap = left;
+          tooBig = () =>
+            glanceError(
+              413,
+              `Denying attempt to upload image because it exceeds the quota: the remaining storage quota of project ${row.owner} is ${left} bytes (quota ${quotaBytes} bytes).`,
+            );
+        }
+      }
+      const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
+      if (declared !== undefined && declared > cap) throw tooBig();
+
+      if (!(await repo.transition(id, ['queued'], { status: 'saving' }))) {
+        const fresh = await repo.get(id);
+        if (!fresh) throw imageNotFound(id);
+        throw glanceError(409, `Image status transition from ${fresh.status} to saving is not allowed`);
+      }
+      const writer = await ix.data.begin(id);
+      let got: Received;
+      let location: string;
       try {
-        const { row, memberId } = await visibleImage(ix, req, id);
-        authorize(ix, req, 'upload_image', imageTarget(row, memberId));
-        if (row.status !== 'queued')
-          throw glanceError(409, `Image status transition from ${row.status} to saving is not allowed`);
-        if (!row.container_format || !row.disk_format)
-          throw glanceError(400, 'Properties container_format and disk_format must be set prior to saving data.');
-
-        const { maxUploadBytes, quotaBytes } = ix.settings;
-        let cap = maxUploadBytes;
-        let tooBig = () =>
-          glanceError(413, `Image exceeds the storage quota: the maximum image size is ${maxUploadBytes} bytes.`);
-        if (quotaBytes !== null && row.owner) {
-          const left = Math.max(0, quotaBytes - (await repo.usage(row.owner)));
-          if (left < cap) {
-            cap = left;
-            tooBig = () =>
-              glanceError(
-                413,
-                `Denying attempt to upload image because it exceeds the quota: the remaining storage quota of project ${row.owner} is ${left} bytes (quota ${quotaBytes} bytes).`,
-              );
-          }
-        }
-        const declared =
-          req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
-        if (declared !== undefined && declared > cap) throw tooBig();
-
-        if (!(await repo.transition(id, ['queued'], { status: 'saving' }))) {
-          const fresh = await repo.get(id);
-          if (!fresh) throw imageNotFound(id);
-          throw glanceError(409, `Image status transition from ${fresh.status} to saving is not allowed`);
-        }
-        const writer = await ix.data.begin(id);
-        let got: Received;
-        let location: string;
-        try {
-          got = await receive(source, writer.stream, cap, tooBig);
-          consumed = true;
-          location = await writer.commit();
-        } catch (err) {
-          await writer.abort();
-          await repo.transition(id, ['saving'], { status: 'queued' });
-          throw err;
-        }
-        const done = await repo.transition(id, ['saving'], {
-          status: 'active',
-          size: got.size,
-          checksum: got.checksum,
-          os_hash_algo: 'sha512',
-          os_hash_value: got.hashValue,
-          location,
-        });
-        if (!done) {
-          await ix.data.delete(location);
-          throw glanceError(
-            410,
-            `Image ${id} could not be found after upload. The image may have been deleted during the upload.`,
-          );
-        }
-        reply.code(204).send();
+        got = await receive(source, writer.stream, cap, tooBig);
+        location = await writer.commit();
       } catch (err) {
-        // Do not make the client send the rest of a body nobody will read.
-        if (!consumed && !source.readableEnded) closeUnlessRead(reply);
+        await writer.abort();
+        await repo.transition(id, ['saving'], { status: 'queued' });
         throw err;
       }
+      const done = await repo.transition(id, ['saving'], {
+        status: 'active',
+        size: got.size,
+        checksum: got.checksum,
+        os_hash_algo: 'sha512',
+        os_hash_value: got.hashValue,
+        location,
+      });
+      if (!done) {
+        await ix.data.delete(location);
+        throw glanceError(
+          410,
+          `Image ${id} could not be found after upload. The image may have been deleted during the upload.`,
+        );
+      }
+      reply.code(204).send();
     },
   );
 
