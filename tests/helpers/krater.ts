@@ -9,7 +9,7 @@
  * Environment knobs: KRATER_E2E_TMPDIR (parent of the temp dirs, default os.tmpdir()), KRATER_E2E_KEEP=1 (keep the
  * temp dir for inspection), KRATER_E2E_NO_BUILD=1 (do not rebuild dist/ when it is older than src/).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -316,6 +316,16 @@ export interface ExitInfo {
   killed?: boolean;
 }
 
+/** Running Krater processes of this test process: killed if it exits without stopping them (crash, Ctrl-C). */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) {
+    try {
+      p.kill('SIGKILL');
+    } catch {}
+  }
+});
+
 export class Krater {
   readonly workDir: string;
   readonly dataDir: string;
@@ -398,10 +408,13 @@ export class Krater {
   }
 
   private async launch(): Promise<void> {
-    const env = applyEnv(cleanEnv(), { HOME: this.homeDir, ...this.opts.env });
+    // `purge`: stopping Krater also stops the agent's private containerd (the default `keep` leaves it running).
+    const env = applyEnv(cleanEnv(), { HOME: this.homeDir, KRATER_AGENT_SHUTDOWN: 'purge', ...this.opts.env });
     this.log.push(`\n[harness] starting: node ${this.args().join(' ')}\n`);
     const proc = spawn(process.execPath, this.args(), { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
+    live.add(proc);
+    proc.on('exit', () => live.delete(proc));
     proc.stdout?.on('data', (c) => this.log.push(c));
     proc.stderr?.on('data', (c) => this.log.push(c));
     this.exited = new Promise<ExitInfo>((r) => {
@@ -576,21 +589,125 @@ export class Krater {
   /** Stops and starts Krater again on the same data dir, port and database. */
   async restart(): Promise<ExitInfo | undefined> {
     const exit = await this.stop();
-    await this.launch();
-    this.adminPassword = this.readAdminPassword();
-    this.writeCloudsYaml();
+    await this.startAgain();
     return exit;
   }
 
-  /** Stops Krater (if running) and removes the temp dir (unless KRATER_E2E_KEEP=1). */
-  async destroy(): Promise<void> {
+  /** Starts a stopped instance again on the same data dir, port and database. */
+  async startAgain(): Promise<void> {
+    if (this.proc) throw new Error('krater is still running');
+    await this.launch();
+    this.adminPassword = this.readAdminPassword();
+    this.writeCloudsYaml();
+  }
+
+  /**
+   * Stops Krater (if running), ends any process still running from the temp dir (e.g. an orphaned containerd of the
+   * agent), unmounts what is mounted below it, and removes it (unless KRATER_E2E_KEEP=1). Returns what it had to clean
+   * up, so a test may assert that Krater left nothing behind.
+   */
+  async destroy(): Promise<{ leftoverProcesses: string[]; leftoverMounts: string[] }> {
     await this.stop();
+    const leftoverProcesses = await killProcessesUnder(this.workDir);
+    if (leftoverProcesses.length > 0) {
+      process.stderr.write(
+        `[harness] processes left running by krater (killed):\n  ${leftoverProcesses.join('\n  ')}\n`,
+      );
+    }
+    const leftoverMounts = unmountUnder(this.workDir);
+    if (leftoverMounts.length > 0) {
+      process.stderr.write(`[harness] mounts left by krater (unmounted): ${leftoverMounts.join(', ')}\n`);
+    }
     if (process.env.KRATER_E2E_KEEP === '1') {
       process.stderr.write(`[harness] keeping ${this.workDir}\n`);
-      return;
+    } else if (unmountUnder(this.workDir).length === 0) {
+      rmSync(this.workDir, { recursive: true, force: true });
+    } else {
+      process.stderr.write(`[harness] not removing ${this.workDir}: mounts remain below it\n`);
     }
-    rmSync(this.workDir, { recursive: true, force: true });
+    return { leftoverProcesses, leftoverMounts };
   }
+
+  /** Processes (pid and command line) whose command line or environment refers to this instance's temp dir. */
+  processesUsingWorkDir(): string[] {
+    return processesUnder(this.workDir).map((p) => `${p.pid} ${p.cmdline}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Leftovers below a temp dir (by PID and mount point only: nothing outside the dir is touched)
+
+interface ProcInfo {
+  pid: number;
+  cmdline: string;
+}
+
+/** Processes other than this one whose command line or HOME lies in `dir` (the harness gives each Krater HOME=dir/home). */
+function processesUnder(dir: string): ProcInfo[] {
+  const prefix = `${dir}/`;
+  const out: ProcInfo[] = [];
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return out;
+  }
+  for (const name of pids) {
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+      if (!cmdline) continue; // kernel thread or zombie
+      let match = cmdline.includes(prefix);
+      if (!match) {
+        const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+        match = env.includes(`HOME=${dir}/home`);
+      }
+      if (match) out.push({ pid, cmdline });
+    } catch {
+      // gone, or not readable
+    }
+  }
+  return out;
+}
+
+async function killProcessesUnder(dir: string): Promise<string[]> {
+  const found = processesUnder(dir);
+  for (const p of found) {
+    try {
+      process.kill(p.pid, 'SIGTERM');
+    } catch {}
+  }
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && processesUnder(dir).length > 0) await sleep(100);
+  for (const p of processesUnder(dir)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {}
+  }
+  return found.map((p) => `${p.pid} ${p.cmdline}`);
+}
+
+/** Unmounts (lazily, deepest first) every mount point below `dir`; returns the mount points found. */
+function unmountUnder(dir: string): string[] {
+  let info: string;
+  try {
+    info = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const decode = (s: string) => s.replace(/\\(\d{3})/g, (_, o) => String.fromCharCode(Number.parseInt(o, 8)));
+  const points = info
+    .split('\n')
+    .map((line) => decode(line.split(' ')[4] ?? ''))
+    .filter((mp) => mp.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const mp of points) {
+    try {
+      execFileSync('umount', ['-l', mp], { stdio: 'ignore' });
+    } catch {}
+  }
+  return points;
 }
 
 /** A random suffix for resource names. */

@@ -6,7 +6,7 @@
  * `scripts/test-postgres.sh start <dir>` and the last release stops and removes it. Every suite gets its own fresh
  * database (`krater_e2e_<random>`), dropped afterwards.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -24,6 +24,14 @@ interface Server {
 
 let server: Promise<Server> | undefined;
 let users = 0;
+/** Cluster directory started by this process and not yet stopped: stopped synchronously if the process exits. */
+let startedDir: string | undefined;
+process.once('exit', () => {
+  if (!startedDir) return;
+  try {
+    execFileSync(SCRIPT, ['stop', startedDir], { stdio: 'ignore', timeout: 60_000 });
+  } catch {}
+});
 
 function run(cmd: string, args: string[], timeoutMs: number): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
@@ -44,6 +52,7 @@ async function startServer(): Promise<Server> {
   if (fromEnv) return { url: fromEnv };
   // Under /tmp (not the repo) so that user `postgres` can always reach it; short enough for a Unix socket path.
   const dir = mkdtempSync('/tmp/krater-pg-');
+  startedDir = dir;
   try {
     // apt-get install may run on a fresh machine: allow minutes.
     const { stdout } = await run(SCRIPT, ['start', dir], 600_000);
@@ -52,6 +61,7 @@ async function startServer(): Promise<Server> {
     return { url, dir };
   } catch (err) {
     await run(SCRIPT, ['stop', dir], 120_000).catch(() => rmSync(dir, { recursive: true, force: true }));
+    startedDir = undefined;
     throw err;
   }
 }
@@ -73,7 +83,10 @@ async function releaseServer(): Promise<void> {
   if (users > 0 || !server) return;
   const s = await server.catch(() => undefined);
   server = undefined;
-  if (s?.dir) await run(SCRIPT, ['stop', s.dir], 120_000);
+  if (s?.dir) {
+    await run(SCRIPT, ['stop', s.dir], 120_000);
+    if (startedDir === s.dir) startedDir = undefined;
+  }
 }
 
 function withDatabase(url: string, database: string): string {
