@@ -24,11 +24,16 @@ export class PolicyNotRegistered extends Error {}
 export class PolicyEngine {
   private rules = new Map<string, Check>();
   private sources = new Map<string, string>();
+  private defaults = new Map<string, string>();
 
   constructor(private overridesFile?: string) {}
 
+  /** Services share one rule namespace: a name registered twice with different rules is a programming error. */
   registerDefaults(defaults: Record<string, string>): void {
     for (const [name, rule] of Object.entries(defaults)) {
+      const existing = this.defaults.get(name);
+      if (existing !== undefined && existing !== rule) throw new Error(`policy ${name} is registered twice with different rules ("${existing}" and "${rule}")`);
+      this.defaults.set(name, rule);
       this.sources.set(name, rule);
       this.rules.set(name, parseRule(rule));
     }

@@ -1,5 +1,8 @@
-/** Zun's default policies (`zun/common/policies/*.py`), in the shared policy engine's language. */
-const ADMIN_OR_OWNER = 'is_admin:True or project_id:%(project_id)s';
+/**
+ * Zun's default policies (`zun/common/policies/*.py`), in the shared policy engine's language. Zun's base rules
+ * (`admin_or_owner`, `admin_api`, `deny_everybody`) carry a `zun:` prefix here because every service shares one
+ * rule namespace, and identity's `admin_or_owner` means something else.
+ */
 const ADMIN_API = 'rule:context_is_admin';
 
 const containerActions = [
@@ -11,14 +14,14 @@ const containerActions = [
 
 export const containerPolicies: Record<string, string> = {
   context_is_admin: 'role:admin',
-  admin_or_owner: ADMIN_OR_OWNER,
-  admin_api: ADMIN_API,
-  deny_everybody: '!',
-  ...Object.fromEntries(containerActions.map((a) => [`container:${a}`, 'rule:admin_or_owner'])),
+  'zun:admin_or_owner': 'is_admin:True or project_id:%(project_id)s',
+  'zun:admin_api': ADMIN_API,
+  'zun:deny_everybody': '!',
+  ...Object.fromEntries(containerActions.map((a) => [`container:${a}`, 'rule:zun:admin_or_owner'])),
   'container:create:runtime': ADMIN_API,
   'container:create:requested_destination': ADMIN_API,
   'container:create:image_pull_policy': ADMIN_API,
-  'container:create:privileged': 'rule:deny_everybody',
+  'container:create:privileged': 'rule:zun:deny_everybody',
   'container:delete_all_projects': ADMIN_API,
   'container:delete_force': ADMIN_API,
   'container:get_one_all_projects': ADMIN_API,
@@ -35,11 +38,11 @@ export const containerPolicies: Record<string, string> = {
   'zun-service:enable': ADMIN_API,
   'zun-service:disable': ADMIN_API,
   'zun-service:force_down': ADMIN_API,
-  'availability_zones:get_all': 'rule:admin_or_owner',
+  'availability_zones:get_all': 'rule:zun:admin_or_owner',
   'quota:update': ADMIN_API,
   'quota:delete': ADMIN_API,
-  'quota:get': 'rule:admin_or_owner',
-  'quota:get_default': 'rule:admin_or_owner',
+  'quota:get': 'rule:zun:admin_or_owner',
+  'quota:get_default': 'rule:zun:admin_or_owner',
   'quota_class:update': ADMIN_API,
   'quota_class:get': ADMIN_API,
 };

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { autoId } from './util.js';
 
 /** Zun's resources: containers, their actions and events, quotas, compute services and hosts. */
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -58,7 +59,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await s.createIndex('containers_host').on('containers').columns(['host']).execute();
   await s
     .createTable('container_actions')
-    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('id', ...autoId(db))
     .addColumn('action', 'text', (c) => c.notNull())
     .addColumn('container_uuid', 'text', (c) => c.notNull())
     .addColumn('request_id', 'text', (c) => c.notNull())
@@ -71,7 +72,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await s.createIndex('container_actions_uuid').on('container_actions').columns(['container_uuid', 'request_id']).execute();
   await s
     .createTable('container_action_events')
-    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('id', ...autoId(db))
     .addColumn('action_id', 'integer', (c) => c.notNull())
     .addColumn('event', 'text', (c) => c.notNull())
     .addColumn('start_time', 'text', (c) => c.notNull())
@@ -82,7 +83,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   /** Work the API hands to a host's agent; the agent claims and finishes each one. */
   await s
     .createTable('agent_tasks')
-    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('id', ...autoId(db))
     .addColumn('host', 'text', (c) => c.notNull())
     .addColumn('container_uuid', 'text', (c) => c.notNull())
     .addColumn('action', 'text', (c) => c.notNull())
@@ -101,7 +102,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .execute();
   await s
     .createTable('compute_services')
-    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('id', ...autoId(db))
     .addColumn('host', 'text', (c) => c.notNull())
     .addColumn('binary', 'text', (c) => c.notNull())
     .addColumn('availability_zone', 'text', (c) => c.notNull().defaultTo('nova'))
