@@ -110,7 +110,15 @@ export function registerDockerCommands(program: Command): void {
         }
         await streamLogs(client, base, created.uuid, 'all');
         const done = await waitFor(client, base, created.uuid, (c) => c.status !== 'Running' && c.task_state === null);
-        if (o.rm) await client.request('DELETE', `${base}/containers/${created.uuid}`, { headers: HEADERS });
+        if (o.rm) {
+          await client.request('DELETE', `${base}/containers/${created.uuid}`, { headers: HEADERS });
+          // Like Docker, return once it is gone (Zun deletes asynchronously).
+          for (;;) {
+            const gone = await client.request('GET', `${base}/containers/${created.uuid}`, { headers: HEADERS }).then(() => false, (err) => err instanceof CloudError && err.status === 404);
+            if (gone) break;
+            await sleep(50);
+          }
+        }
         return exitCodeOf(done);
       }),
     );
