@@ -95,7 +95,7 @@ function announce(config: ReturnType<typeof resolveConfig>, boot: BootstrapResul
   const out = process.stdout;
   const store = config.database.startsWith('postgres') ? 'postgresql' : 'sqlite';
   out.write(`Krater ${mode === 'up' ? 'all-in-one cloud' : 'control plane'} listening on ${config.publicUrl} (store: ${store}, data: ${config.dataDir}, workers: ${workers})\n`);
-  out.write(`  identity   ${authUrl}\n  container  ${config.publicUrl}/container/v1\n`);
+  out.write(`  identity   ${authUrl}\n  image      ${config.publicUrl}/image\n  container  ${config.publicUrl}/container/v1\n`);
   if (boot.generatedPassword) {
     out.write(`Bootstrapped: user "admin" in project "admin", password: ${boot.generatedPassword}\n`);
     out.write(`  (shown once; kept in ${join(config.dataDir, ADMIN_PASSWORD_FILE)})\n`);
