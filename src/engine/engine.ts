@@ -16,11 +16,13 @@
  * Lifecycle operations on one container are serialised; exec, stats and status are not.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { readCgroupUsage } from './cgroups.js';
 import {
   type Container,
@@ -35,6 +37,7 @@ import {
 import { type ResolvedImage, resolveImage, unpackLayers } from './image-import.js';
 import { buildSpec, type OciMount, type OciRlimit, type OciSpec, processFromImage } from './oci-spec.js';
 import { jsonAny, OCI_SPEC_TYPE_URL, packAny, unpackAny } from './protos.js';
+import { FifoStdin, LogFollower, mergeStreams, mkfifo, openFifoReader, openFifoWriter } from './stdio.js';
 
 // ───────────────────────────── the interface ─────────────────────────────
 
@@ -70,6 +73,16 @@ export interface CreateContainerOptions {
   /** Labels stored on the containerd container (keys under `krater.io/` are reserved). */
   labels?: Labels;
   annotations?: Record<string, string>;
+  /**
+   * Give the main process a stdin that `attach()` sessions write to: a FIFO in the container's state dir,
+   * kept across restarts. Without it the process' stdin is /dev/null.
+   */
+  openStdin?: boolean;
+  /**
+   * Run the main process on a pseudo-terminal (`TERM=xterm` is added unless set). Its output (stdout and
+   * stderr, merged by the terminal) is appended to the stdout log; the stderr log stays empty.
+   */
+  tty?: boolean;
 }
 
 export interface ExitInfo {
@@ -106,6 +119,66 @@ export interface ExecResult {
   stdout: string;
   stderr: string;
   timedOut: boolean;
+}
+
+/** Terminal size in character cells. */
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+}
+
+export interface InteractiveExecOptions {
+  args: string[];
+  /** Allocate a pseudo-terminal (`TERM=xterm` is added unless `env` sets it). */
+  tty: boolean;
+  /** Added to / overriding the container's environment. */
+  env?: string[];
+  cwd?: string;
+  /** Numeric `uid[:gid]` (default: the container's user). */
+  user?: string;
+  /** Initial terminal size (tty only); later changes with `resize`. */
+  size?: TerminalSize;
+}
+
+/**
+ * A process started by `execInteractive`. Consume `output` (or `resume()` it): while nobody reads it the
+ * process blocks once the pipes are full, and `exit` waits for the output to be delivered.
+ */
+export interface InteractiveProcess {
+  execId: string;
+  /**
+   * The process' stdin. `end()` closes it (the process reads EOF; with a tty the terminal is hung up).
+   * Writes after the process has exited are discarded.
+   */
+  stdin: Writable;
+  /** stdout and stderr merged (with a tty: the terminal's output). Ends after the process has exited. */
+  output: Readable;
+  /** Set the terminal size (`Tasks.ResizePty`); a no-op without a tty or after exit. */
+  resize(cols: number, rows: number): Promise<void>;
+  /** Resolves after the process has exited, was deleted from the shim and `output` has ended. */
+  exit: Promise<ExitInfo>;
+  /** Signal the process (default SIGKILL); a no-op once it has exited. */
+  kill(signal?: string | number): Promise<void>;
+}
+
+/** A session attached to a container's main process (`attach`). */
+export interface AttachSession {
+  /**
+   * Writes go to the main process' stdin (interleaved with other sessions). `end()` only releases this
+   * session's handle: the process' stdin stays open. Without `openStdin` writes are discarded.
+   */
+  stdin: Writable;
+  /** The stdout (and stderr, unless tty) log from its end at attach time. Ends when the run exits or on `close()`. */
+  output: Readable;
+  /** `Tasks.ResizePty` on the main process; a no-op without a tty or when the task is gone. */
+  resize(cols: number, rows: number): Promise<void>;
+  /** Detach: ends `output`, releases stdin. The container keeps running. */
+  close(): void;
+  /** Whether the container was created with `tty` / `openStdin`. */
+  readonly tty: boolean;
+  readonly stdinOpen: boolean;
+  /** Resolves with the exit of the attached run (after `output` ended), or undefined after `close()`. */
+  done: Promise<ExitInfo | undefined>;
 }
 
 export interface ContainerStats {
@@ -158,6 +231,10 @@ export interface Engine {
   unpause(id: string): Promise<void>;
   /** Run a command in the running container and capture its output (non-interactive). */
   exec(id: string, opts: ExecOptions): Promise<ExecResult>;
+  /** Start a process in the running container with stdin/output streams (and optionally a tty). */
+  execInteractive(id: string, opts: InteractiveExecOptions): Promise<InteractiveProcess>;
+  /** Attach to the running main process: its stdin (`openStdin` containers) and its log output from now on. */
+  attach(id: string): Promise<AttachSession>;
   /** Files the container's stdout/stderr are appended to (they persist across restarts). */
   logPaths(id: string): LogPaths;
   /** CPU, memory and pids usage of a running container. */
@@ -192,6 +269,8 @@ export interface ContainerdEngineOptions {
 export const LABEL_MANAGED = 'krater.io/managed';
 export const LABEL_EXIT_STATUS = 'krater.io/exit-status';
 export const LABEL_EXITED_AT = 'krater.io/exited-at';
+/** Set on containers created with `openStdin`: their tasks get the stdin FIFO. */
+export const LABEL_OPEN_STDIN = 'krater.io/open-stdin';
 
 const ID_RE = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 
@@ -207,6 +286,49 @@ function signalNumber(signal: string | number): number {
 }
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function checkSize(cols: number, rows: number): void {
+  for (const v of [cols, rows]) {
+    if (!Number.isInteger(v) || v < 1 || v > 65535) {
+      throw new EngineError('invalid', `invalid terminal size ${cols}x${rows}`);
+    }
+  }
+}
+
+function hasEnv(env: string[], name: string): boolean {
+  return env.some((e) => e === name || e.startsWith(`${name}=`));
+}
+
+const shQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const CAT = ['/usr/bin/cat', '/bin/cat'].find((p) => existsSync(p)) ?? 'cat';
+
+/**
+ * stdout for a task with a terminal. The runc shim opens a plain-path stdout of a tty process with
+ * O_WRONLY at offset 0 (it expects a FIFO there), which would overwrite the log from its start on every
+ * run. A `binary://` logger appends instead: the shim starts it with the pty output on fd 3 and waits for
+ * fd 5 to close (containerd.md §3c); it ends when the process' terminal closes. It writes its pid to
+ * `marker` before it signals readiness and removes the file when the log is complete (see `reap`).
+ */
+function ttyLogUri(logPath: string, marker: string): string {
+  const script = `exec 4>&-; echo $$ >${shQuote(marker)}; exec 5>&-; ${CAT} <&3 >>${shQuote(logPath)}; rm -f ${shQuote(marker)}`;
+  return `binary:///bin/sh?-c=${encodeURIComponent(script)}`;
+}
+
+/** Wait (bounded) until a tty logger has finished: its marker is gone or its pid is dead. */
+async function waitTtyLogger(marker: string, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const pid = Number((await readFile(marker, 'utf8').catch(() => '')).trim());
+    if (!pid) return;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      await rm(marker, { force: true });
+      return;
+    }
+    await delay(5);
+  }
+}
 
 /** Where the runc shim of a task listens: `/run/containerd/s/<sha256(<containerd address>/<ns>/<id>)>` (containerd 1.6). */
 export function shimSocketPath(containerdAddress: string, namespace: string, id: string): string {
@@ -255,6 +377,8 @@ export class ContainerdEngine implements Engine {
   constructor(opts: ContainerdEngineOptions) {
     this.opts = opts;
     this.client = opts.client;
+    // Every pending Tasks.Wait (one per task and per exec) listens on this signal.
+    setMaxListeners(0, this.abort.signal);
   }
 
   // ── helpers ──
@@ -303,6 +427,25 @@ export class ContainerdEngine implements Engine {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+  }
+
+  private ttyLoggerMarker(id: string): string {
+    return join(this.containerDir(id), 'tty-logger.pid');
+  }
+
+  private stdinFifoPath(id: string): string {
+    return join(this.containerDir(id), 'stdin');
+  }
+
+  /** The main process' stdin FIFO (`openStdin` containers), created if missing. */
+  private async ensureStdinFifo(id: string): Promise<string> {
+    const path = this.stdinFifoPath(id);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isFIFO()) return path;
+    if (st) await rm(path, { force: true });
+    await mkdir(this.containerDir(id), { recursive: true, mode: 0o700 });
+    await mkfifo([path]);
+    return path;
   }
 
   private async ensureLogFiles(id: string): Promise<LogPaths> {
@@ -394,6 +537,8 @@ export class ContainerdEngine implements Engine {
       const task = await this.getTask(id);
       if (!task || task.pid !== pid || task.status !== 'STOPPED') return;
       await this.deleteTask(id);
+      // A tty's output reaches the log through a logger that may still be writing (ttyLogUri).
+      await waitTtyLogger(this.ttyLoggerMarker(id));
       await this.recordExit(id, info);
     } finally {
       // Only now: `wait()` must find the tracker until the exit is recorded.
@@ -460,10 +605,12 @@ export class ContainerdEngine implements Engine {
       })();
       let spec: OciSpec;
       try {
+        if (o.tty && !hasEnv(proc.env, 'TERM')) proc.env.push('TERM=xterm');
         spec = buildSpec({
           id,
           cgroupParent: this.opts.cgroupParent,
           ...proc,
+          terminal: o.tty ?? false,
           hostname: o.hostname,
           memoryLimitBytes: o.memoryLimitBytes,
           cpus: o.cpus,
@@ -483,6 +630,7 @@ export class ContainerdEngine implements Engine {
         throw new EngineError('invalid', (err as Error).message, { cause: err });
       }
       await this.ensureLogFiles(id);
+      if (o.openStdin) await this.ensureStdinFifo(id);
       const created = await this.client.withTemporaryLease(async (leased) => {
         if (image.chainId && !(await leased.snapshots.stat(image.chainId))) {
           await unpackLayers(leased, image.layers, image.diffIds);
@@ -497,7 +645,11 @@ export class ContainerdEngine implements Engine {
           return await leased.containers.create({
             id,
             image: image.name,
-            labels: { ...(o.labels ?? {}), [LABEL_MANAGED]: 'true' },
+            labels: {
+              ...(o.labels ?? {}),
+              [LABEL_MANAGED]: 'true',
+              ...(o.openStdin ? { [LABEL_OPEN_STDIN]: 'true' } : {}),
+            },
             runtime: { name: this.opts.runtime ?? 'io.containerd.runc.v2', options: this.runtimeOptions() },
             spec: jsonAny(OCI_SPEC_TYPE_URL, spec),
             snapshotter: leased.snapshotter,
@@ -527,14 +679,18 @@ export class ContainerdEngine implements Engine {
       }
       if (!task) {
         const logs = await this.ensureLogFiles(id);
+        const tty = unpackAny<OciSpec>(c.spec)?.process?.terminal === true;
+        const stdin = c.labels?.[LABEL_OPEN_STDIN] === 'true' ? await this.ensureStdinFifo(id) : '';
         const mounts = await this.client.snapshots.mounts(c.snapshot_key || id, c.snapshotter || undefined);
         let created: { pid: number };
         try {
           created = await this.client.tasks.create({
             container_id: id,
             rootfs: mounts,
-            stdout: logs.stdout,
-            stderr: logs.stderr,
+            stdin,
+            stdout: tty ? ttyLogUri(logs.stdout, this.ttyLoggerMarker(id)) : logs.stdout,
+            stderr: tty ? '' : logs.stderr,
+            terminal: tty,
           });
         } catch (err) {
           throw new EngineError('failed', `cannot create task for ${id}: ${(err as Error).message}`, { cause: err });
@@ -635,7 +791,12 @@ export class ContainerdEngine implements Engine {
     });
   }
 
-  async exec(id: string, o: ExecOptions): Promise<ExecResult> {
+  /** Checks for exec: a command, a running task; returns the exec process spec (from the container's). */
+  private async execProcess(
+    id: string,
+    o: { args: string[]; env?: string[]; cwd?: string; user?: string },
+    terminal: boolean,
+  ): Promise<Record<string, unknown>> {
     const c = await this.getContainer(id);
     if (!o.args?.length) throw new EngineError('invalid', 'exec needs a command');
     const task = await this.getTask(id);
@@ -651,7 +812,7 @@ export class ContainerdEngine implements Engine {
     }
     const process: Record<string, unknown> = {
       ...spec.process,
-      terminal: false,
+      terminal,
       args: o.args,
       env: [...env.values()],
       cwd: o.cwd ?? spec.process.cwd ?? '/',
@@ -665,6 +826,11 @@ export class ContainerdEngine implements Engine {
       }
       process.user = { uid, gid };
     }
+    return process;
+  }
+
+  async exec(id: string, o: ExecOptions): Promise<ExecResult> {
+    const process = await this.execProcess(id, o, false);
     const execId = `exec-${randomUUID().slice(0, 12)}`;
     const dir = join(this.containerDir(id), 'exec');
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -703,6 +869,173 @@ export class ContainerdEngine implements Engine {
       await rm(out, { force: true });
       await rm(err, { force: true });
     }
+  }
+
+  async execInteractive(id: string, o: InteractiveExecOptions): Promise<InteractiveProcess> {
+    const tty = o.tty === true;
+    if (o.size) checkSize(o.size.cols, o.size.rows);
+    const process = await this.execProcess(id, o, tty);
+    if (tty) {
+      const env = process.env as string[];
+      if (!hasEnv(env, 'TERM')) env.push('TERM=xterm');
+      if (o.size) process.consoleSize = { height: o.size.rows, width: o.size.cols };
+    }
+    const execId = `exec-${randomUUID().slice(0, 12)}`;
+    const dir = join(this.containerDir(id), 'exec');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const fifos = { in: join(dir, `${execId}.in`), out: join(dir, `${execId}.out`), err: join(dir, `${execId}.err`) };
+    const paths = tty ? [fifos.in, fifos.out] : [fifos.in, fifos.out, fifos.err];
+    await mkfifo(paths);
+    // Our ends are opened before Exec/Start, without blocking (stdio.ts): the shim opens its writers on the
+    // output FIFOs synchronously in Start and needs a reader there.
+    let stdinSock: ReturnType<typeof openFifoWriter> | undefined;
+    const readers: ReturnType<typeof openFifoReader>[] = [];
+    let created = false;
+    let exitWait: Promise<ExitInfo>;
+    try {
+      stdinSock = openFifoWriter(fifos.in);
+      readers.push(openFifoReader(fifos.out));
+      if (!tty) readers.push(openFifoReader(fifos.err));
+      await this.client.tasks.exec({
+        container_id: id,
+        exec_id: execId,
+        process,
+        stdin: fifos.in,
+        stdout: fifos.out,
+        stderr: tty ? '' : fifos.err,
+        terminal: tty,
+      });
+      created = true;
+      exitWait = this.waitLoop(id, execId);
+      exitWait.catch(() => undefined);
+      try {
+        await this.client.tasks.start(id, execId);
+      } catch (e) {
+        throw new EngineError('failed', `exec in ${id} failed: ${(e as Error).message}`, { cause: e });
+      }
+    } catch (err) {
+      stdinSock?.destroy();
+      for (const r of readers) r.stream.destroy();
+      if (created) await this.client.tasks.deleteProcess(id, execId).catch(() => undefined);
+      if (isNotFound(err)) throw new EngineError('conflict', `container ${id} is not running`, { cause: err });
+      throw err;
+    } finally {
+      // The shim has opened every FIFO by now (through O_PATH handles taken in Start), or never will:
+      // the names can go, and so can the placeholder writers.
+      for (const r of readers) r.releaseHold();
+      await Promise.all(paths.map((p) => rm(p, { force: true })));
+    }
+
+    const { output, closed: outputClosed } = mergeStreams(readers.map((r) => r.stream));
+    const stdin = new FifoStdin(stdinSock, async () => {
+      await this.client.tasks.closeIO(id, execId).catch(() => undefined);
+    });
+    const exit = (async () => {
+      let info: ExitInfo;
+      try {
+        info = await exitWait;
+      } catch (err) {
+        stdin.detach();
+        output.destroy();
+        await this.client.tasks.deleteProcess(id, execId).catch(() => undefined);
+        throw err;
+      }
+      stdin.detach();
+      // DeleteProcess waits (up to 2 s) for the shim's output copy; afterwards its writers are closed.
+      await this.client.tasks.deleteProcess(id, execId).catch(() => undefined);
+      await outputClosed;
+      return info;
+    })();
+    exit.catch(() => undefined);
+    let exited = false;
+    void exit.finally(() => {
+      exited = true;
+    });
+    return {
+      execId,
+      stdin,
+      output,
+      exit,
+      resize: async (cols: number, rows: number) => {
+        checkSize(cols, rows);
+        if (!tty || exited) return;
+        try {
+          await this.client.tasks.resizePty(id, cols, rows, execId);
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      },
+      kill: async (signal: string | number = 'SIGKILL') => {
+        const n = signalNumber(signal);
+        if (exited) return;
+        try {
+          await this.client.tasks.kill(id, n, { execId });
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      },
+    };
+  }
+
+  async attach(id: string): Promise<AttachSession> {
+    const c = await this.getContainer(id);
+    const task = await this.getTask(id);
+    if (!task || (task.status !== 'RUNNING' && task.status !== 'PAUSED' && task.status !== 'PAUSING')) {
+      throw new EngineError('conflict', `container ${id} is ${task ? task.status.toLowerCase() : 'not running'}`);
+    }
+    const tty = unpackAny<OciSpec>(c.spec)?.process?.terminal === true;
+    const stdinOpen = c.labels?.[LABEL_OPEN_STDIN] === 'true';
+    const logs = this.logPaths(id);
+    const tracker = this.track(id, task.pid);
+    const follower = await LogFollower.follow(tty ? [logs.stdout] : [logs.stdout, logs.stderr]);
+    let stdin: FifoStdin;
+    try {
+      stdin = new FifoStdin(stdinOpen ? openFifoWriter(await this.ensureStdinFifo(id)) : undefined);
+    } catch (err) {
+      follower.destroy();
+      throw err;
+    }
+    let detached = false;
+    let resolveDone!: (info: ExitInfo | undefined) => void;
+    const done = new Promise<ExitInfo | undefined>((r) => {
+      resolveDone = r;
+    });
+    const close = () => {
+      if (detached) return;
+      detached = true;
+      stdin.detach();
+      follower.stop();
+      resolveDone(undefined);
+    };
+    tracker.reaped.then(
+      async (info) => {
+        if (detached) return;
+        detached = true;
+        stdin.detach();
+        // The log is complete once the task is deleted (a tty logger may lag a little: finish() waits).
+        await follower.finish();
+        resolveDone(info);
+      },
+      () => close(),
+    );
+    follower.once('close', close);
+    return {
+      stdin,
+      output: follower,
+      tty,
+      stdinOpen,
+      done,
+      close,
+      resize: async (cols: number, rows: number) => {
+        checkSize(cols, rows);
+        if (!tty) return;
+        try {
+          await this.client.tasks.resizePty(id, cols, rows);
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      },
+    };
   }
 
   async stats(id: string): Promise<ContainerStats> {
