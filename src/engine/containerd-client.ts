@@ -500,9 +500,11 @@ export class ContainerdClient {
         throw wrapError('Content.Write', err);
       }
       let offset = Number(status.offset);
-      let skip = offset; // resume: drop what containerd already has
+      // resume: drop what containerd already has (a `dataFrom` source starts at the offset itself)
+      let skip = req.dataFrom ? 0 : offset;
       const chunkSize = 1024 * 1024;
-      const source = typeof req.data === 'function' ? req.data() : req.data;
+      const source = req.dataFrom ? req.dataFrom(offset) : typeof req.data === 'function' ? req.data() : req.data;
+      if (source === undefined) throw new Error(`content ${req.digest}: no data given`);
       const chunks: Iterable<Buffer> | AsyncIterable<Buffer> = Buffer.isBuffer(source) ? [source] : source;
       for await (let chunk of chunks) {
         if (skip > 0) {
@@ -806,7 +808,12 @@ export interface ContentWriteRequest {
   size: number;
   /** Labels applied at commit (or with Content.Update if the blob already exists). */
   labels?: Labels;
-  data: BlobData | (() => BlobData);
+  data?: BlobData | (() => BlobData);
+  /**
+   * Alternative to `data` for sources that can start anywhere (HTTP Range): called with the offset containerd
+   * already holds for this ref (0 for a new ingest), it yields the bytes from that offset on.
+   */
+  dataFrom?: (offset: number) => BlobData;
   /** How long to retry while the ref is locked by another writer (default 30 s). */
   lockedRetryMs?: number;
 }
