@@ -14,7 +14,9 @@ import type { AgentTaskRow as AgentTaskTable, ContainerRow } from '../core/store
 import { ContainerRepo } from '../services/container/repo.js';
 import { restartDelayMs, type RestartPolicy, Status, shouldRestart } from '../services/container/states.js';
 import type { AgentRpc } from './rpc.js';
+import { type StreamSession, StreamSessions } from './sessions.js';
 import { createEngine, type EngineSetup } from './engine-setup.js';
+import { AgentImages } from '../images/host.js';
 
 type AgentTaskRow = Selectable<AgentTaskTable>;
 
@@ -47,6 +49,12 @@ export class Agent implements AgentRpc {
   readonly host: string;
   private repo: ContainerRepo;
   private engine!: Engine;
+  private imagesHost?: AgentImages;
+  /** The image side: pulls and Glance imports before create, commit, and the API's image calls. */
+  get images(): AgentImages {
+    this.imagesHost ??= new AgentImages({ client: this.setup.client, engine: this.engine, store: this.opts.store, dataDir: this.opts.dataDir, log: this.opts.log });
+    return this.imagesHost;
+  }
   private setup!: EngineSetup;
   private cgroupParent: string;
   private timer: NodeJS.Timeout | null = null;
@@ -62,6 +70,7 @@ export class Agent implements AgentRpc {
   private oomSeen = new Set<string>();
   private oomEvents?: { close(): void };
   private healthTimers = new Map<string, NodeJS.Timeout>();
+  private sessions = new StreamSessions(() => this.engine);
 
   constructor(private opts: AgentOptions) {
     this.host = opts.host ?? process.env.KRATER_HOST ?? osHostname();
@@ -231,6 +240,7 @@ export class Agent implements AgentRpc {
   }
 
   private async execute(task: AgentTaskRow): Promise<void> {
+    if (task.action === 'image_pull' || task.action === 'image_delete') return this.images.runTask(task.action, task.container_uuid);
     const c = await this.repo.get(task.container_uuid);
     if (!c) return;
     const params = JSON.parse(task.params) as Record<string, unknown>;
@@ -303,6 +313,8 @@ export class Agent implements AgentRpc {
           });
           await this.opts.store.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
         }, (msg) => ({ status: Status.Error, status_reason: msg }));
+      case 'commit':
+        return this.images.commit(c, id, params as { imageId: string; repository: string; tag: string });
       case 'update_resources':
         // Limits apply the next time the task starts (runc update is not exposed by the engine yet).
         return;
@@ -314,7 +326,7 @@ export class Agent implements AgentRpc {
   private async createInEngine(c: ContainerRow): Promise<void> {
     const json = (s: string | null) => (s ? JSON.parse(s) : undefined);
     const env = Object.entries(json(c.environment) ?? {}).map(([k, v]) => `${k}=${v}`);
-    const image = normalizeImageRef(c.image);
+    const image = await this.images.ensureForContainer(c);
     const status = await this.engine.create(engineId(c.uuid), {
       image,
       command: json(c.command),
@@ -325,6 +337,9 @@ export class Agent implements AgentRpc {
       memoryLimitBytes: Number(c.memory) * 1024 * 1024,
       cpus: c.cpu,
       labels: { 'zun.container': c.uuid },
+      // Interactive containers keep a stdin open for `attach`; tty gives them a terminal.
+      openStdin: !!c.interactive,
+      tty: !!c.tty,
     });
     const patch: Partial<ContainerRow> = {};
     if (!c.hostname) patch.hostname = c.uuid.slice(0, 12);
@@ -560,6 +575,22 @@ export class Agent implements AgentRpc {
       await poll();
     })().catch((err) => out.destroy(err));
     return out;
+  }
+
+  createExec(c: ContainerRow, command: string[]): { execId: string; token: string } {
+    return this.sessions.createExec(c.uuid, engineId(c.uuid), command);
+  }
+  resizeExec(c: ContainerRow, execId: string, cols: number, rows: number): Promise<boolean> {
+    return this.sessions.resizeExec(c.uuid, execId, cols, rows);
+  }
+  createAttach(c: ContainerRow): string {
+    return this.sessions.createAttach(c.uuid, engineId(c.uuid));
+  }
+  resizeAttach(c: ContainerRow, cols: number, rows: number): Promise<void> {
+    return this.sessions.resizeAttach(c.uuid, cols, rows);
+  }
+  openStream(token: string, uuid: string, execId?: string): Promise<StreamSession | undefined> {
+    return this.sessions.open(token, uuid, execId);
   }
 
   async exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }> {

@@ -1,4 +1,5 @@
 import type { ContainerRow } from '../core/store/schema.js';
+import type { StreamSession } from './sessions.js';
 
 /**
  * What the API asks of a host's agent. Long work (create, start, stop, delete, …) goes through `agent_tasks` in
@@ -10,6 +11,13 @@ export interface AgentRpc {
   /** Krater's extension: the log as it grows, until the container stops (Zun itself has no follow). */
   followLogs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; tail: number | 'all' }): NodeJS.ReadableStream;
   exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }>;
+  /** Interactive exec: the process starts when the returned token's WebSocket connects. */
+  createExec(c: ContainerRow, command: string[]): { execId: string; token: string };
+  resizeExec(c: ContainerRow, execId: string, cols: number, rows: number): Promise<boolean>;
+  createAttach(c: ContainerRow): string;
+  resizeAttach(c: ContainerRow, cols: number, rows: number): Promise<void>;
+  /** Redeems a one-time stream token (undefined: refused). */
+  openStream(token: string, uuid: string, execId?: string): Promise<StreamSession | undefined>;
   top(c: ContainerRow, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }>;
   stats(c: ContainerRow): Promise<Record<string, string | number>>;
   getArchive(c: ContainerRow, path: string): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }>;

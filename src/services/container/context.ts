@@ -23,6 +23,8 @@ export interface ZunContext {
   agents: AgentDirectory;
   /** `<public url>/container` */
   base: string;
+  /** Where exec and attach WebSockets connect: `ws://<public host>/container/ws`. */
+  wsBase: string;
 }
 
 const creds = (req: FastifyRequest) => policyCredentials(req.auth);

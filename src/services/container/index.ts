@@ -9,7 +9,9 @@ import type { ZunContext } from './context.js';
 import { containerPolicies } from './policies.js';
 import { ContainerRepo } from './repo.js';
 import { adminRoutes } from './routes/admin.js';
+import { attachWebSocketServer } from './websocket.js';
 import { containerRoutes } from './routes/containers.js';
+import { imageRoutes } from './routes/images.js';
 
 export const CONTAINER_PREFIX = '/container';
 export const ZUN_VERSIONS: MicroversionSpec = { words: ['container'], min: { major: 1, minor: 1 }, max: { major: 1, minor: 40 }, echo: 'requested' };
@@ -47,7 +49,9 @@ export function createContainerService(config: KraterConfig, store: Store, polic
     },
     authenticateHeader: () => `Keystone uri="${config.publicUrl}/identity/v3"`,
     async register(app: App, core) {
-      const zx: ZunContext = { core, repo, agents, base };
+      const wsBase = `${config.publicUrl.replace(/^http/, 'ws')}${CONTAINER_PREFIX}/ws`;
+      const zx: ZunContext = { core, repo, agents, base, wsBase };
+      attachWebSocketServer(app.server, { path: `${CONTAINER_PREFIX}/ws`, publicUrl: config.publicUrl, repo, agents, log: core.log });
       app.get('/', { config: { public: true } }, async () => ({
         name: 'OpenStack Zun API',
         description: 'Zun is an OpenStack project which aims to provide containers service.',
@@ -82,6 +86,7 @@ export function createContainerService(config: KraterConfig, store: Store, polic
             });
             containerRoutes(s, zx);
             adminRoutes(s, zx);
+            imageRoutes(s, zx);
           },
           { prefix },
         );

@@ -5,6 +5,7 @@ import type { ContainerRow } from '../../../core/store/schema.js';
 import { allowed, callAgent, authorize, checkState, view, type ZunContext } from '../context.js';
 import { parseCreate } from '../create.js';
 import { expectString, invalid, mergedParams, parseBool, parseNumber, schemaError, shlexSplit, zunError } from '../params.js';
+import { findRegistry } from '../registries.js';
 import { canDo, invalidStateMessage, Status, VALID_STATES } from '../states.js';
 
 const LIST_FILTERS = ['name', 'image', 'project_id', 'user_id', 'memory', 'host', 'task_state', 'status', 'auto_remove'];
@@ -46,7 +47,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const create = parseCreate(params(req), v, { userId: req.auth.userId, projectId: req.auth.projectId });
     for (const rule of create.privilegedFields) authorize(zx, req, rule, { project_id: req.auth.projectId });
     const args = params(req);
-    if (args.registry !== undefined && args.registry !== null) throw zunError(404, 'RegistryNotFound', `Registry ${args.registry} could not be found.`);
+    if (args.registry !== undefined && args.registry !== null) create.row.registry_id = (await findRegistry(repo.db, String(args.registry), req.auth.projectId, req.auth.isAdmin)).uuid;
     const row = create.row;
     await repo.checkQuota(row.project_id, { containers: 1, cpu: row.cpu, memory: Number(row.memory), disk: row.disk ?? 0 });
     // Scheduling is synchronous: the first schedulable host wins (Zun has no weighers).
@@ -250,9 +251,43 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const command = Array.isArray(p.command) ? (p.command as string[]) : shlexSplit(String(p.command));
     const run = parseBool('run', p.run, true);
     const interactive = parseBool('interactive', p.interactive);
-    if (!run || interactive) throw zunError(501, 'NotImplemented', 'Interactive exec is not available yet.');
+    if (interactive || !run) {
+      // Zun's interactive exec: an exec instance whose process starts when the client opens proxy_url.
+      const { execId, token } = await callAgent(zx, c, async (a) => a.createExec(c, command));
+      const proxyUrl = `${zx.wsBase}?token=${token}&uuid=${c.uuid}&exec_id=${execId}`;
+      return { output: null, exit_code: null, exec_id: execId, proxy_url: proxyUrl };
+    }
     const result = await callAgent(zx, c, (a) => a.exec(c, command, { tty: false }));
     return { output: result.output, exit_code: result.exitCode, exec_id: null, proxy_url: null };
+  });
+
+  const size = (p: Record<string, unknown>) => ({ cols: parseNumber('w', p.w, 1, 65535, true), rows: parseNumber('h', p.h, 1, 65535, true) });
+
+  app.post('/containers/:id/execute_resize', async (req) => {
+    const c = await load(req, 'execute_resize');
+    checkState(c, 'execute_resize');
+    const p = params(req);
+    const execId = expectString('exec_id', p.exec_id, { pattern: /^[a-f0-9]{64}$/ });
+    const { cols, rows } = size(p);
+    const found = await callAgent(zx, c, (a) => a.resizeExec(c, execId, cols, rows));
+    if (!found) throw zunError(404, 'ExecInstanceNotFound', `Exec instance ${execId} could not be found.`);
+    return null;
+  });
+
+  app.get('/containers/:id/attach', async (req, reply) => {
+    const c = await load(req, 'attach');
+    checkState(c, 'attach');
+    if (!c.interactive) throw zunError(400, 'NoInteractiveFlag', `Cannot attach to container ${c.uuid}: it was not created with the interactive flag.`);
+    const token = await callAgent(zx, c, async (a) => a.createAttach(c));
+    return reply.type('application/json; charset=utf-8').send(JSON.stringify(`${zx.wsBase}?token=${token}&uuid=${c.uuid}`));
+  });
+
+  app.post('/containers/:id/resize', async (req) => {
+    const c = await load(req, 'resize');
+    checkState(c, 'resize');
+    const { cols, rows } = size(params(req));
+    await callAgent(zx, c, (a) => a.resizeAttach(c, cols, rows));
+    return null;
   });
 
   app.get('/containers/:id/top', async (req) => {
