@@ -1,4 +1,5 @@
 import type { ContainerRow } from '../core/store/schema.js';
+import type { HostImages } from '../images/host.js';
 import type { StreamSession } from './sessions.js';
 
 /**
@@ -7,6 +8,8 @@ import type { StreamSession } from './sessions.js';
  */
 export interface AgentRpc {
   wake(): void;
+  /** Image calls (pull with progress, list, rmi, load, save on this host's engine). */
+  images?: HostImages;
   logs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number }): Promise<string>;
   /** Krater's extension: the log as it grows, until the container stops (Zun itself has no follow). */
   followLogs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; tail: number | 'all' }): NodeJS.ReadableStream;

@@ -97,10 +97,13 @@ export class CloudClient {
     return ep.url.replace(/\/+$/, '');
   }
 
-  async request(method: string, url: string, opts: { body?: unknown; headers?: Record<string, string> } = {}): Promise<Response> {
+  /** `body` is sent as JSON; `raw` (a buffer or a stream, e.g. an image archive) is sent as it is. */
+  async request(method: string, url: string, opts: { body?: unknown; raw?: Buffer | ReadableStream<Uint8Array>; headers?: Record<string, string> } = {}): Promise<Response> {
     const headers: Record<string, string> = { 'X-Auth-Token': this.token, Accept: 'application/json', ...opts.headers };
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
-    const res = await fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    const init: RequestInit & { duplex?: 'half' } = { method, headers, body: (opts.raw as BodyInit | undefined) ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)) };
+    if (opts.raw && !Buffer.isBuffer(opts.raw)) init.duplex = 'half';
+    const res = await fetch(url, init);
     if (res.status >= 400) throw new CloudError(await errorText(res), res.status);
     return res;
   }

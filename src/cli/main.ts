@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { writeCloudEntry } from '../app/clouds-yaml.js';
 import { registerDockerCommands } from './docker.js';
+import { registerImageCommands } from './images.js';
 import { startControlPlane, tokenKeyRepository } from '../app/control-plane.js';
 import { type ConfigInput, resolveConfig } from '../core/config/config.js';
 import { ADMIN_PASSWORD_FILE, type BootstrapResult } from '../services/identity/bootstrap.js';
@@ -118,6 +119,7 @@ keys
   });
 
 registerDockerCommands(program);
+registerImageCommands(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`krater: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -298,3 +298,38 @@ export interface Database {
   image_tags: ImageTagRow;
   image_members: ImageMemberRow;
 }
+
+// ---- Zun's images and registries (migration 0004).
+/** An image pulled onto a host through `/v1/images`. `size` is bigint: PostgreSQL returns a string. */
+export interface ZunImageRow {
+  uuid: string;
+  image_id: string | null;
+  repo: string;
+  tag: string;
+  size: number | string | null;
+  project_id: string | null;
+  user_id: string | null;
+  host: string;
+  image_pull_policy: string | null;
+  /** pulling | ready | error | deleting */
+  status: string;
+  status_reason: string | null;
+  created_at: string;
+  updated_at: string | null;
+}
+/** Per-project registry credentials; `password` is encrypted (src/images/credentials.ts). */
+export interface RegistryRow {
+  uuid: string;
+  name: string | null;
+  domain: string;
+  username: string | null;
+  password: string | null;
+  project_id: string;
+  user_id: string;
+  created_at: string;
+  updated_at: string | null;
+}
+export interface Database {
+  zun_images: ZunImageRow;
+  registries: RegistryRow;
+}

@@ -45,6 +45,17 @@ export const containerPolicies: Record<string, string> = {
   'quota:get_default': 'rule:zun:admin_or_owner',
   'quota_class:update': ADMIN_API,
   'quota_class:get': ADMIN_API,
+  'image:pull': ADMIN_API,
+  'image:get_all': ADMIN_API,
+  'image:get_one': ADMIN_API,
+  'image:delete': ADMIN_API,
+  'image:search': 'rule:admin_or_owner',
+  'registry:create': 'rule:admin_or_owner',
+  'registry:delete': 'rule:admin_or_owner',
+  'registry:get_one': 'rule:admin_or_owner',
+  'registry:get_all': 'rule:admin_or_owner',
+  'registry:update': 'rule:admin_or_owner',
+  'registry:get_all_all_projects': ADMIN_API,
 };
 
 /** Fields hidden unless `container:get_one:<field>` passes (other fields have no rule: always shown). */
