@@ -49,12 +49,12 @@ export const containerPolicies: Record<string, string> = {
   'image:get_all': ADMIN_API,
   'image:get_one': ADMIN_API,
   'image:delete': ADMIN_API,
-  'image:search': 'rule:admin_or_owner',
-  'registry:create': 'rule:admin_or_owner',
-  'registry:delete': 'rule:admin_or_owner',
-  'registry:get_one': 'rule:admin_or_owner',
-  'registry:get_all': 'rule:admin_or_owner',
-  'registry:update': 'rule:admin_or_owner',
+  'image:search': 'rule:zun:admin_or_owner',
+  'registry:create': 'rule:zun:admin_or_owner',
+  'registry:delete': 'rule:zun:admin_or_owner',
+  'registry:get_one': 'rule:zun:admin_or_owner',
+  'registry:get_all': 'rule:zun:admin_or_owner',
+  'registry:update': 'rule:zun:admin_or_owner',
   'registry:get_all_all_projects': ADMIN_API,
 };
 

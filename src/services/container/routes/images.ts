@@ -485,8 +485,11 @@ export function imageRoutes(app: App, zx: ZunContext): void {
 
   // ================================================================ /v1/registries
 
+  // Zun strips a field when a `registry:get_one:<field>` rule exists and denies it (no rule: shown).
   const canSeeRegistryField = (req: Req, r: RegistryRow) => (field: string) =>
+    zx.core.policy.ruleText(`registry:get_one:${field}`) === undefined ||
     allowed(zx, req, `registry:get_one:${field}`, r as unknown as Record<string, unknown>);
+
   const regView = (req: Req, r: RegistryRow) => renderRegistry(r, zx.base, canSeeRegistryField(req, r));
 
   const registryBody = (req: Req, create: boolean): Record<string, unknown> => {
