@@ -91,7 +91,8 @@ export async function commitContainer(
       ...(Array.isArray(config.history) ? config.history : []),
       { created: now, created_by: 'krater commit', ...(opts.comment ? { comment: opts.comment } : {}) },
     ];
-    const c = (config.config ??= {}) as Record<string, any>;
+    if (!config.config) config.config = {};
+    const c = config.config as Record<string, any>;
     if (opts.config?.cmd) c.Cmd = opts.config.cmd;
     if (opts.config?.entrypoint) {
       c.Entrypoint = opts.config.entrypoint;

@@ -56,7 +56,8 @@ export function parseReference(ref: string): ImageReference {
   const domain = rest.slice(0, slash);
   const path = rest.slice(slash + 1);
   if (!DOMAIN.test(domain)) throw new ImageReferenceError(`invalid reference format: bad registry ${domain} in ${ref}`);
-  if (!path || !path.split('/').every((c) => PATH_COMPONENT.test(c))) {
+  const components = path ? path.split('/') : [];
+  if (components.length === 0 || !components.every((c) => PATH_COMPONENT.test(c))) {
     throw new ImageReferenceError(`invalid reference format: repository name must be lowercase in ${ref}`);
   }
   if (path.length > 255) throw new ImageReferenceError(`invalid reference format: repository name too long in ${ref}`);

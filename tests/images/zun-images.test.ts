@@ -9,10 +9,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCloud, waitContainer, waitGone, ZUN } from '../containers/fixtures.js';
+import { busyboxArchive, startCloud, waitContainer, waitGone, ZUN } from '../containers/fixtures.js';
 import { type Krater, REPO_ROOT, sleep } from '../helpers/krater.js';
 import { type RunningRegistry, skopeoPush, startRegistry } from './registry-helpers.js';
-import { busyboxArchive } from '../containers/fixtures.js';
 
 const skip = (() => {
   if (process.getuid?.() !== 0) return 'needs root';
