@@ -60,6 +60,12 @@ export class Agent implements AgentRpc {
   private timer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private busy = new Map<string, Promise<void>>();
+  /**
+   * Run generation per container: bumped when a new run starts or a user action takes over a run's exit (stop,
+   * reboot). An exit watcher only acts for the generation it was armed for, so a late exit of an old run never
+   * overwrites the state of a newer one.
+   */
+  private runs = new Map<string, number>();
   private watching = new Set<string>();
   private pumping = false;
   private repump = false;
@@ -358,8 +364,13 @@ export class Agent implements AgentRpc {
     }
   }
 
+  private retire(uuid: string): void {
+    this.runs.set(uuid, (this.runs.get(uuid) ?? 0) + 1);
+  }
+
   private async startInEngine(c: ContainerRow, id: string): Promise<void> {
     this.expectedExit.delete(c.uuid);
+    this.retire(c.uuid);
     await this.engine.start(id);
     await this.repo.update(c.uuid, { status: Status.Running, task_state: null, status_reason: null, started_at: new Date().toISOString(), exit_code: null, health: c.healthcheck ? 'starting' : null });
     this.watch(c.uuid);
@@ -368,23 +379,28 @@ export class Agent implements AgentRpc {
 
   private async stopInEngine(c: ContainerRow, id: string, timeoutMs: number): Promise<void> {
     this.expectedExit.add(c.uuid);
+    // This action records the exit itself; the run's watcher must not.
+    this.retire(c.uuid);
     const exit = await this.engine.stop(id, { timeoutMs });
     await this.repo.update(c.uuid, { status: Status.Stopped, task_state: null, exit_code: exit?.exitCode ?? null, finished_at: new Date().toISOString() });
   }
 
   /** Follows a running container's exit: records it and applies the restart policy and auto_remove. */
   private watch(uuid: string): void {
-    if (this.watching.has(uuid)) return;
-    this.watching.add(uuid);
+    const gen = this.runs.get(uuid) ?? 0;
+    const key = `${uuid}#${gen}`;
+    if (this.watching.has(key)) return;
+    this.watching.add(key);
     const id = engineId(uuid);
+    const current = () => this.runs.get(uuid) === gen || (gen === 0 && !this.runs.has(uuid));
     void this.engine
       .wait(id)
       .then(async (exit) => {
-        this.watching.delete(uuid);
-        if (this.closed) return;
+        this.watching.delete(key);
+        if (this.closed || !current()) return;
         const expected = this.expectedExit.delete(uuid);
         const c = await this.repo.get(uuid);
-        if (!c || c.status === Status.Deleting) return;
+        if (!c || c.status === Status.Deleting || !current()) return;
         this.stopHealthcheck(uuid);
         const oom = exit.exitCode === 137 && (await this.oomKilled(uuid));
         await this.repo.update(uuid, {
@@ -406,7 +422,7 @@ export class Agent implements AgentRpc {
         }
       })
       .catch((err) => {
-        this.watching.delete(uuid);
+        this.watching.delete(key);
         if (!this.closed) this.opts.log.debug({ err, uuid }, 'wait ended');
       });
   }
