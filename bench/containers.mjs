@@ -38,7 +38,8 @@ const sh = (cmd, args) =>
       else reject(new Error(`${cmd} ${args.join(' ')}: ${signal ?? code}: ${text}`));
     });
   });
-const run = (cmd, args, opts = {}) => (execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts }) ?? '').toString();
+const run = (cmd, args, opts = {}) =>
+  (execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts }) ?? '').toString();
 
 async function freePort() {
   return new Promise((res) => {
@@ -56,15 +57,35 @@ if (!existsSync(archive)) run('sh', [join(REPO, 'scripts/engine-build-busybox.sh
 
 const port = await freePort();
 const dataDir = join(work, 'data');
-const krater = spawn(process.execPath, [join(REPO, 'bin/krater.js'), 'up', '--data-dir', dataDir, '--port', String(port), '--log-level', 'warn', '--no-clouds-yaml'], {
-  env: { ...process.env, KRATER_DEFAULT_IMAGE: archive, KRATER_AGENT_SHUTDOWN: 'purge' },
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
+const krater = spawn(
+  process.execPath,
+  [
+    join(REPO, 'bin/krater.js'),
+    'up',
+    '--data-dir',
+    dataDir,
+    '--port',
+    String(port),
+    '--log-level',
+    'warn',
+    '--no-clouds-yaml',
+  ],
+  {
+    env: { ...process.env, KRATER_DEFAULT_IMAGE: archive, KRATER_AGENT_SHUTDOWN: 'purge' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  },
+);
 const base = `http://127.0.0.1:${port}`;
 const results = {};
 try {
   for (let i = 0; ; i++) {
-    if (await fetch(`${base}/identity/v3`).then((r) => r.ok, () => false)) break;
+    if (
+      await fetch(`${base}/identity/v3`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
     if (i > 300) throw new Error('krater did not start');
     await sleep(100);
   }
@@ -72,7 +93,15 @@ try {
   const tokRes = await fetch(`${base}/identity/v3/auth/tokens`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password } } }, scope: { project: { name: 'admin', domain: { name: 'Default' } } } } }),
+    body: JSON.stringify({
+      auth: {
+        identity: {
+          methods: ['password'],
+          password: { user: { name: 'admin', domain: { name: 'Default' }, password } },
+        },
+        scope: { project: { name: 'admin', domain: { name: 'Default' } } },
+      },
+    }),
   });
   const token = tokRes.headers.get('x-subject-token');
   const H = { 'X-Auth-Token': token, 'Content-Type': 'application/json', 'OpenStack-API-Version': 'container 1.40' };
@@ -86,7 +115,11 @@ try {
   /** One API start: POST run=true, then poll until Running. */
   const apiStart = async () => {
     const t0 = process.hrtime.bigint();
-    const r = await fetch(`${zun}/containers?run=true`, { method: 'POST', headers: H, body: JSON.stringify({ image: 'busybox', command: ['sleep', '3600'] }) });
+    const r = await fetch(`${zun}/containers?run=true`, {
+      method: 'POST',
+      headers: H,
+      body: JSON.stringify({ image: 'busybox', command: ['sleep', '3600'] }),
+    });
     if (r.status !== 202) throw new Error(`create: ${r.status} ${await r.text()}`);
     const { uuid } = await r.json();
     for (;;) {
@@ -178,14 +211,23 @@ rmSync(work, { recursive: true, force: true });
 const f = (x) => (x === undefined ? 'n/a' : x.toFixed(1));
 console.log(`\nContainer start, ${N} sequential starts each (ms):`);
 console.log('system                          p50      p99');
-for (const [k, label] of [['krater_api', 'Krater API create → Running'], ['ctr_run', 'ctr run -d'], ['runc_run', 'runc run -d']]) {
+for (const [k, label] of [
+  ['krater_api', 'Krater API create → Running'],
+  ['ctr_run', 'ctr run -d'],
+  ['runc_run', 'runc run -d'],
+]) {
   console.log(`${label.padEnd(30)} ${f(results[k]?.p50).padStart(6)}   ${f(results[k]?.p99).padStart(6)}`);
 }
 if (results.krater_api && results.ctr_run) {
   results.ratio_p50_vs_ctr = results.krater_api.p50 / results.ctr_run.p50;
-  console.log(`\nratio Krater/ctr (p50): ${results.ratio_p50_vs_ctr.toFixed(2)}  (goal ≤ 1.5; p50 ≤ 100 ms, p99 ≤ 250 ms)`);
+  console.log(
+    `\nratio Krater/ctr (p50): ${results.ratio_p50_vs_ctr.toFixed(2)}  (goal ≤ 1.5; p50 ≤ 100 ms, p99 ≤ 250 ms)`,
+  );
 }
-if (results.krater_concurrent) console.log(`concurrent: ${CONCURRENCY} creates → Running in ${results.krater_concurrent.wall_ms.toFixed(0)} ms (${results.krater_concurrent.per_second.toFixed(1)}/s)`);
+if (results.krater_concurrent)
+  console.log(
+    `concurrent: ${CONCURRENCY} creates → Running in ${results.krater_concurrent.wall_ms.toFixed(0)} ms (${results.krater_concurrent.per_second.toFixed(1)}/s)`,
+  );
 mkdirSync(join(REPO, 'bench/results'), { recursive: true });
 const out = join(REPO, 'bench/results', `containers-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 writeFileSync(out, JSON.stringify({ n: N, ...results }, null, 2));

@@ -9,4 +9,5 @@ apt_ensure ca-certificates curl jq iproute2 python3-openstackclient python3-glan
   postgresql containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static docker-registry openssl
 node_ensure
 npm_ensure
+npx biome check src tests bench
 npx vitest run "$@"

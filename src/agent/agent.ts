@@ -1,22 +1,22 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
-import { PassThrough } from 'node:stream';
-import { cpus, hostname as osHostname, totalmem, freemem, release, arch } from 'node:os';
+import { arch, cpus, freemem, hostname as osHostname, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
+import type { Selectable } from 'kysely';
+import type { Store } from '../core/store/db.js';
+import type { AgentTaskRow as AgentTaskTable, ContainerRow } from '../core/store/schema.js';
 import { removeCgroupTree } from '../engine/cgroups.js';
 import { type Engine, EngineError } from '../engine/engine.js';
 import { importImageArchive, normalizeImageRef } from '../engine/image-import.js';
-import type { Store } from '../core/store/db.js';
-import type { Selectable } from 'kysely';
-import type { AgentTaskRow as AgentTaskTable, ContainerRow } from '../core/store/schema.js';
+import { AgentImages } from '../images/host.js';
 import { ContainerRepo } from '../services/container/repo.js';
-import { restartDelayMs, type RestartPolicy, Status, shouldRestart } from '../services/container/states.js';
+import { type RestartPolicy, restartDelayMs, Status, shouldRestart } from '../services/container/states.js';
+import { createEngine, type EngineSetup } from './engine-setup.js';
 import type { AgentRpc } from './rpc.js';
 import { type StreamSession, StreamSessions } from './sessions.js';
-import { createEngine, type EngineSetup } from './engine-setup.js';
-import { AgentImages } from '../images/host.js';
 
 type AgentTaskRow = Selectable<AgentTaskTable>;
 
@@ -52,7 +52,13 @@ export class Agent implements AgentRpc {
   private imagesHost?: AgentImages;
   /** The image side: pulls and Glance imports before create, commit, and the API's image calls. */
   get images(): AgentImages {
-    this.imagesHost ??= new AgentImages({ client: this.setup.client, engine: this.engine, store: this.opts.store, dataDir: this.opts.dataDir, log: this.opts.log });
+    this.imagesHost ??= new AgentImages({
+      client: this.setup.client,
+      engine: this.engine,
+      store: this.opts.store,
+      dataDir: this.opts.dataDir,
+      log: this.opts.log,
+    });
     return this.imagesHost;
   }
   private setup!: EngineSetup;
@@ -98,10 +104,14 @@ export class Agent implements AgentRpc {
       const id = String(ev.event?.container_id ?? '');
       if (id.startsWith('zun-')) this.oomSeen.add(id.slice(4));
     });
-    if (this.opts.defaultImageArchive && existsSync(this.opts.defaultImageArchive)) await this.ensureDefaultImage(this.opts.defaultImageArchive);
+    if (this.opts.defaultImageArchive && existsSync(this.opts.defaultImageArchive))
+      await this.ensureDefaultImage(this.opts.defaultImageArchive);
     await this.register();
     await this.reconcile();
-    this.heartbeatTimer = setInterval(() => void this.heartbeat().catch((err) => this.opts.log.warn({ err }, 'heartbeat failed')), HEARTBEAT_MS);
+    this.heartbeatTimer = setInterval(
+      () => void this.heartbeat().catch((err) => this.opts.log.warn({ err }, 'heartbeat failed')),
+      HEARTBEAT_MS,
+    );
     this.timer = setInterval(() => this.wake(), POLL_MS);
     this.wake();
   }
@@ -119,7 +129,8 @@ export class Agent implements AgentRpc {
     await Promise.allSettled([...this.busy.values()]);
     if (!this.setup) return;
     if (mode === 'purge') {
-      for (const st of await this.engine.list().catch(() => [])) await this.engine.delete(st.id, { force: true }).catch(() => undefined);
+      for (const st of await this.engine.list().catch(() => []))
+        await this.engine.delete(st.id, { force: true }).catch(() => undefined);
       this.engine.close();
       await this.setup.supervisor.stop({ timeoutMs: 5000 });
       removeCgroupTree(this.cgroupParent);
@@ -132,7 +143,13 @@ export class Agent implements AgentRpc {
   private async ensureDefaultImage(archive: string): Promise<void> {
     const client = this.setup.client;
     try {
-      if (await client.images.get(normalizeImageRef('busybox')).then(() => true, () => false)) return;
+      if (
+        await client.images.get(normalizeImageRef('busybox')).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
       await importImageArchive(client, archive, { name: normalizeImageRef('busybox') });
       this.opts.log.info({ archive }, 'default image imported');
     } catch (err) {
@@ -146,14 +163,49 @@ export class Agent implements AgentRpc {
     const db = this.opts.store.db;
     const now = new Date().toISOString();
     const info = this.hostInfo();
-    const existing = await db.selectFrom('compute_hosts').select('uuid').where('hostname', '=', this.host).executeTakeFirst();
-    if (existing) await db.updateTable('compute_hosts').set({ info: JSON.stringify(info), updated_at: now }).where('uuid', '=', existing.uuid).execute();
-    else await db.insertInto('compute_hosts').values({ uuid: randomUUID(), hostname: this.host, info: JSON.stringify(info), created_at: now, updated_at: null }).execute();
-    const svc = await db.selectFrom('compute_services').select('id').where('host', '=', this.host).where('binary', '=', BINARY).executeTakeFirst();
+    const existing = await db
+      .selectFrom('compute_hosts')
+      .select('uuid')
+      .where('hostname', '=', this.host)
+      .executeTakeFirst();
+    if (existing)
+      await db
+        .updateTable('compute_hosts')
+        .set({ info: JSON.stringify(info), updated_at: now })
+        .where('uuid', '=', existing.uuid)
+        .execute();
+    else
+      await db
+        .insertInto('compute_hosts')
+        .values({
+          uuid: randomUUID(),
+          hostname: this.host,
+          info: JSON.stringify(info),
+          created_at: now,
+          updated_at: null,
+        })
+        .execute();
+    const svc = await db
+      .selectFrom('compute_services')
+      .select('id')
+      .where('host', '=', this.host)
+      .where('binary', '=', BINARY)
+      .executeTakeFirst();
     if (!svc) {
       await db
         .insertInto('compute_services')
-        .values({ host: this.host, binary: BINARY, availability_zone: this.opts.availabilityZone ?? 'nova', disabled: 0, disabled_reason: null, forced_down: 0, report_count: 0, last_seen_up: now, created_at: now, updated_at: null })
+        .values({
+          host: this.host,
+          binary: BINARY,
+          availability_zone: this.opts.availabilityZone ?? 'nova',
+          disabled: 0,
+          disabled_reason: null,
+          forced_down: 0,
+          report_count: 0,
+          last_seen_up: now,
+          created_at: now,
+          updated_at: null,
+        })
         .execute();
     }
     await this.heartbeat();
@@ -184,14 +236,32 @@ export class Agent implements AgentRpc {
   private async heartbeat(): Promise<void> {
     const db = this.opts.store.db;
     const now = new Date().toISOString();
-    const svc = await db.selectFrom('compute_services').select(['id', 'report_count']).where('host', '=', this.host).where('binary', '=', BINARY).executeTakeFirst();
-    if (svc) await db.updateTable('compute_services').set({ report_count: svc.report_count + 1, last_seen_up: now, updated_at: now }).where('id', '=', svc.id).execute();
+    const svc = await db
+      .selectFrom('compute_services')
+      .select(['id', 'report_count'])
+      .where('host', '=', this.host)
+      .where('binary', '=', BINARY)
+      .executeTakeFirst();
+    if (svc)
+      await db
+        .updateTable('compute_services')
+        .set({ report_count: svc.report_count + 1, last_seen_up: now, updated_at: now })
+        .where('id', '=', svc.id)
+        .execute();
   }
 
   /** Hosts that may take new containers: enabled, not forced down, heartbeat fresh. */
   static async schedulableHosts(store: Store): Promise<string[]> {
     const since = new Date(Date.now() - 180_000).toISOString();
-    const rows = await store.db.selectFrom('compute_services').select('host').where('binary', '=', BINARY).where('disabled', '=', 0).where('forced_down', '=', 0).where('last_seen_up', '>', since).orderBy('id').execute();
+    const rows = await store.db
+      .selectFrom('compute_services')
+      .select('host')
+      .where('binary', '=', BINARY)
+      .where('disabled', '=', 0)
+      .where('forced_down', '=', 0)
+      .where('last_seen_up', '>', since)
+      .orderBy('id')
+      .execute();
     return rows.map((r) => r.host);
   }
 
@@ -218,9 +288,21 @@ export class Agent implements AgentRpc {
   /** Claims pending tasks; tasks of one container run in order, different containers run concurrently. */
   private async pump(): Promise<void> {
     const db = this.opts.store.db;
-    const tasks = await db.selectFrom('agent_tasks').selectAll().where('host', '=', this.host).where('state', '=', 'pending').orderBy('id').limit(64).execute();
+    const tasks = await db
+      .selectFrom('agent_tasks')
+      .selectAll()
+      .where('host', '=', this.host)
+      .where('state', '=', 'pending')
+      .orderBy('id')
+      .limit(64)
+      .execute();
     for (const task of tasks) {
-      const claimed = await db.updateTable('agent_tasks').set({ state: 'running' }).where('id', '=', task.id).where('state', '=', 'pending').executeTakeFirst();
+      const claimed = await db
+        .updateTable('agent_tasks')
+        .set({ state: 'running' })
+        .where('id', '=', task.id)
+        .where('state', '=', 'pending')
+        .executeTakeFirst();
       if (Number(claimed.numUpdatedRows) === 0) continue;
       const prev = this.busy.get(task.container_uuid) ?? Promise.resolve();
       const next = prev.then(() => this.runTask(task));
@@ -241,17 +323,23 @@ export class Agent implements AgentRpc {
       this.opts.log.warn({ container: task.container_uuid, action: task.action, err: error }, 'container task failed');
     } finally {
       await this.opts.store.db.deleteFrom('agent_tasks').where('id', '=', task.id).execute();
-      if (task.action_id !== null) await this.repo.finishAction(task.action_id, `compute__do_container_${task.action}`, error, started);
+      if (task.action_id !== null)
+        await this.repo.finishAction(task.action_id, `compute__do_container_${task.action}`, error, started);
     }
   }
 
   private async execute(task: AgentTaskRow): Promise<void> {
-    if (task.action === 'image_pull' || task.action === 'image_delete') return this.images.runTask(task.action, task.container_uuid);
+    if (task.action === 'image_pull' || task.action === 'image_delete')
+      return this.images.runTask(task.action, task.container_uuid);
     const c = await this.repo.get(task.container_uuid);
     if (!c) return;
     const params = JSON.parse(task.params) as Record<string, unknown>;
     const id = engineId(c.uuid);
-    const withTask = async (state: string, fn: () => Promise<void>, onError: (msg: string) => Partial<ContainerRow>) => {
+    const withTask = async (
+      state: string,
+      fn: () => Promise<void>,
+      onError: (msg: string) => Partial<ContainerRow>,
+    ) => {
       await this.repo.update(c.uuid, { task_state: state });
       try {
         await fn();
@@ -263,10 +351,14 @@ export class Agent implements AgentRpc {
     };
     switch (task.action) {
       case 'create':
-        await withTask('container_creating', async () => {
-          await this.createInEngine(c);
-          await this.repo.update(c.uuid, { status: Status.Created, task_state: null });
-        }, (msg) => ({ status: Status.Error, status_reason: msg }));
+        await withTask(
+          'container_creating',
+          async () => {
+            await this.createInEngine(c);
+            await this.repo.update(c.uuid, { status: Status.Created, task_state: null });
+          },
+          (msg) => ({ status: Status.Error, status_reason: msg }),
+        );
         if (params.run) await this.startContainer(c, id);
         return;
       case 'start':
@@ -274,51 +366,79 @@ export class Agent implements AgentRpc {
         return this.startContainer(c, id);
       case 'stop':
         await this.repo.update(c.uuid, { desired: 'stopped' });
-        return withTask('container_stopping', async () => {
-          await this.stopInEngine(c, id, Number(params.timeout ?? 10) * 1000);
-        }, (msg) => ({ status_reason: msg }));
+        return withTask(
+          'container_stopping',
+          async () => {
+            await this.stopInEngine(c, id, Number(params.timeout ?? 10) * 1000);
+          },
+          (msg) => ({ status_reason: msg }),
+        );
       case 'kill':
         await this.repo.update(c.uuid, { desired: 'stopped' });
-        return withTask('container_killing', async () => {
-          this.expectedExit.add(c.uuid);
-          await this.engine.kill(id, String(params.signal ?? 'SIGKILL'));
-          // The exit watcher records Stopped; a signal that does not end the task leaves it Running.
-          await this.repo.update(c.uuid, { task_state: null });
-        }, (msg) => ({ status_reason: msg }));
+        return withTask(
+          'container_killing',
+          async () => {
+            this.expectedExit.add(c.uuid);
+            await this.engine.kill(id, String(params.signal ?? 'SIGKILL'));
+            // The exit watcher records Stopped; a signal that does not end the task leaves it Running.
+            await this.repo.update(c.uuid, { task_state: null });
+          },
+          (msg) => ({ status_reason: msg }),
+        );
       case 'reboot':
-        return withTask('container_rebooting', async () => {
-          await this.stopInEngine(c, id, Number(params.timeout ?? 10) * 1000);
-          await this.repo.update(c.uuid, { desired: 'running' });
-          await this.startInEngine(c, id);
-        }, (msg) => ({ status: Status.Error, status_reason: msg }));
+        return withTask(
+          'container_rebooting',
+          async () => {
+            await this.stopInEngine(c, id, Number(params.timeout ?? 10) * 1000);
+            await this.repo.update(c.uuid, { desired: 'running' });
+            await this.startInEngine(c, id);
+          },
+          (msg) => ({ status: Status.Error, status_reason: msg }),
+        );
       case 'pause':
-        return withTask('container_pausing', async () => {
-          await this.engine.pause(id);
-          await this.repo.update(c.uuid, { status: Status.Paused, task_state: null });
-        }, (msg) => ({ status_reason: msg }));
+        return withTask(
+          'container_pausing',
+          async () => {
+            await this.engine.pause(id);
+            await this.repo.update(c.uuid, { status: Status.Paused, task_state: null });
+          },
+          (msg) => ({ status_reason: msg }),
+        );
       case 'unpause':
-        return withTask('container_unpausing', async () => {
-          await this.engine.unpause(id);
-          await this.repo.update(c.uuid, { status: Status.Running, task_state: null });
-        }, (msg) => ({ status_reason: msg }));
+        return withTask(
+          'container_unpausing',
+          async () => {
+            await this.engine.unpause(id);
+            await this.repo.update(c.uuid, { status: Status.Running, task_state: null });
+          },
+          (msg) => ({ status_reason: msg }),
+        );
       case 'rebuild':
-        return withTask('container_rebuilding', async () => {
-          this.expectedExit.add(c.uuid);
-          await this.engine.delete(id, { force: true }).catch((err) => {
-            if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
-          });
-          await this.createInEngine(c);
-          await this.repo.update(c.uuid, { status: Status.Created, task_state: null });
-          if (params.wasRunning) await this.startInEngine(c, id);
-        }, (msg) => ({ status: Status.Error, status_reason: msg }));
+        return withTask(
+          'container_rebuilding',
+          async () => {
+            this.expectedExit.add(c.uuid);
+            await this.engine.delete(id, { force: true }).catch((err) => {
+              if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
+            });
+            await this.createInEngine(c);
+            await this.repo.update(c.uuid, { status: Status.Created, task_state: null });
+            if (params.wasRunning) await this.startInEngine(c, id);
+          },
+          (msg) => ({ status: Status.Error, status_reason: msg }),
+        );
       case 'delete':
-        return withTask('container_deleting', async () => {
-          this.expectedExit.add(c.uuid);
-          await this.engine.delete(id, { force: true }).catch((err) => {
-            if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
-          });
-          await this.opts.store.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
-        }, (msg) => ({ status: Status.Error, status_reason: msg }));
+        return withTask(
+          'container_deleting',
+          async () => {
+            this.expectedExit.add(c.uuid);
+            await this.engine.delete(id, { force: true }).catch((err) => {
+              if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
+            });
+            await this.opts.store.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
+          },
+          (msg) => ({ status: Status.Error, status_reason: msg }),
+        );
       case 'commit':
         return this.images.commit(c, id, params as { imageId: string; repository: string; tag: string });
       case 'update_resources':
@@ -372,7 +492,14 @@ export class Agent implements AgentRpc {
     this.expectedExit.delete(c.uuid);
     this.retire(c.uuid);
     await this.engine.start(id);
-    await this.repo.update(c.uuid, { status: Status.Running, task_state: null, status_reason: null, started_at: new Date().toISOString(), exit_code: null, health: c.healthcheck ? 'starting' : null });
+    await this.repo.update(c.uuid, {
+      status: Status.Running,
+      task_state: null,
+      status_reason: null,
+      started_at: new Date().toISOString(),
+      exit_code: null,
+      health: c.healthcheck ? 'starting' : null,
+    });
     this.watch(c.uuid);
     this.startHealthcheck(c);
   }
@@ -382,7 +509,12 @@ export class Agent implements AgentRpc {
     // This action records the exit itself; the run's watcher must not.
     this.retire(c.uuid);
     const exit = await this.engine.stop(id, { timeoutMs });
-    await this.repo.update(c.uuid, { status: Status.Stopped, task_state: null, exit_code: exit?.exitCode ?? null, finished_at: new Date().toISOString() });
+    await this.repo.update(c.uuid, {
+      status: Status.Stopped,
+      task_state: null,
+      exit_code: exit?.exitCode ?? null,
+      finished_at: new Date().toISOString(),
+    });
   }
 
   /** Follows a running container's exit: records it and applies the restart policy and auto_remove. */
@@ -462,7 +594,10 @@ export class Agent implements AgentRpc {
       if (this.closed || !this.healthTimers.has(c.uuid)) return;
       let ok = false;
       try {
-        const r = await this.engine.exec(engineId(c.uuid), { args: ['sh', '-c', hc.test!], timeoutMs: Math.max(1, hc.timeout || 30) * 1000 });
+        const r = await this.engine.exec(engineId(c.uuid), {
+          args: ['sh', '-c', hc.test!],
+          timeoutMs: Math.max(1, hc.timeout || 30) * 1000,
+        });
         ok = r.exitCode === 0 && !r.timedOut;
       } catch {
         ok = false;
@@ -477,9 +612,16 @@ export class Agent implements AgentRpc {
         await this.repo.enqueue(this.host, c.uuid, 'reboot', { timeout: 1 }, null);
         this.wake();
       }
-      if (this.healthTimers.has(c.uuid)) this.healthTimers.set(c.uuid, setTimeout(() => void tick(), intervalMs));
+      if (this.healthTimers.has(c.uuid))
+        this.healthTimers.set(
+          c.uuid,
+          setTimeout(() => void tick(), intervalMs),
+        );
     };
-    this.healthTimers.set(c.uuid, setTimeout(() => void tick(), intervalMs));
+    this.healthTimers.set(
+      c.uuid,
+      setTimeout(() => void tick(), intervalMs),
+    );
   }
 
   private stopHealthcheck(uuid: string): void {
@@ -496,12 +638,21 @@ export class Agent implements AgentRpc {
    */
   private async reconcile(): Promise<void> {
     const db = this.opts.store.db;
-    await db.updateTable('agent_tasks').set({ state: 'pending' }).where('host', '=', this.host).where('state', '=', 'running').execute();
+    await db
+      .updateTable('agent_tasks')
+      .set({ state: 'pending' })
+      .where('host', '=', this.host)
+      .where('state', '=', 'running')
+      .execute();
     const engineStates = new Map((await this.engine.list()).map((s) => [s.id, s]));
     const rows = await db.selectFrom('containers').selectAll().where('host', '=', this.host).execute();
     for (const c of rows) {
       const st = engineStates.get(engineId(c.uuid));
-      const pending = await db.selectFrom('agent_tasks').select('id').where('container_uuid', '=', c.uuid).executeTakeFirst();
+      const pending = await db
+        .selectFrom('agent_tasks')
+        .select('id')
+        .where('container_uuid', '=', c.uuid)
+        .executeTakeFirst();
       if (pending) continue;
       if (!st) {
         if (c.status === Status.Creating || c.status === Status.Error) continue;
@@ -509,7 +660,12 @@ export class Agent implements AgentRpc {
         else if (c.auto_heal) {
           await this.repo.update(c.uuid, { status: Status.Creating });
           await this.repo.enqueue(this.host, c.uuid, 'create', { run: c.desired === 'running' }, null);
-        } else await this.repo.update(c.uuid, { status: Status.Error, status_reason: 'No such container', task_state: null });
+        } else
+          await this.repo.update(c.uuid, {
+            status: Status.Error,
+            status_reason: 'No such container',
+            task_state: null,
+          });
         continue;
       }
       if (st.state === 'running') {
@@ -520,9 +676,15 @@ export class Agent implements AgentRpc {
         await this.repo.update(c.uuid, { status: Status.Paused, task_state: null });
         this.watch(c.uuid);
       } else if (st.state === 'stopped') {
-        await this.repo.update(c.uuid, { status: Status.Stopped, task_state: null, exit_code: st.exitCode ?? c.exit_code, finished_at: st.exitedAt?.toISOString() ?? c.finished_at });
+        await this.repo.update(c.uuid, {
+          status: Status.Stopped,
+          task_state: null,
+          exit_code: st.exitCode ?? c.exit_code,
+          finished_at: st.exitedAt?.toISOString() ?? c.finished_at,
+        });
         const policy = c.restart_policy ? (JSON.parse(c.restart_policy) as RestartPolicy) : null;
-        if (c.desired === 'running' && shouldRestart(policy, st.exitCode ?? 0, c.restart_count)) void this.autoRestart(c.uuid);
+        if (c.desired === 'running' && shouldRestart(policy, st.exitCode ?? 0, c.restart_count))
+          void this.autoRestart(c.uuid);
       } else if (st.state === 'created' && c.status === Status.Creating) {
         await this.repo.update(c.uuid, { status: Status.Created, task_state: null });
       }
@@ -531,7 +693,10 @@ export class Agent implements AgentRpc {
 
   // ---------------------------------------------------------------- synchronous calls
 
-  async logs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number }): Promise<string> {
+  async logs(
+    c: ContainerRow,
+    opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number },
+  ): Promise<string> {
     const paths = this.engine.logPaths(engineId(c.uuid));
     const parts: string[] = [];
     // The shim writes raw streams without timestamps: stdout and stderr are returned one after the other.
@@ -541,14 +706,17 @@ export class Agent implements AgentRpc {
     if (opts.tail !== 'all') {
       const lines = text.split('\n');
       const trailing = lines[lines.length - 1] === '' ? lines.pop() : undefined;
-      text = lines.slice(Math.max(0, lines.length - opts.tail)).join('\n') + (trailing === '' && opts.tail > 0 ? '\n' : '');
+      text =
+        lines.slice(Math.max(0, lines.length - opts.tail)).join('\n') + (trailing === '' && opts.tail > 0 ? '\n' : '');
     }
     return text;
   }
 
   followLogs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; tail: number | 'all' }): NodeJS.ReadableStream {
     const paths = this.engine.logPaths(engineId(c.uuid));
-    const files = [opts.stdout ? paths.stdout : null, opts.stderr ? paths.stderr : null].filter((f): f is string => !!f);
+    const files = [opts.stdout ? paths.stdout : null, opts.stderr ? paths.stderr : null].filter(
+      (f): f is string => !!f,
+    );
     const offsets = new Map<string, number>();
     const out = new PassThrough();
     let timer: NodeJS.Timeout | undefined;
@@ -562,7 +730,10 @@ export class Agent implements AgentRpc {
       if (closed) return;
       let grew = false;
       for (const f of files) {
-        const size = await stat(f).then((s) => s.size, () => 0);
+        const size = await stat(f).then(
+          (s) => s.size,
+          () => 0,
+        );
         const from = offsets.get(f) ?? 0;
         if (size > from) {
           const fh = await open(f, 'r');
@@ -587,7 +758,14 @@ export class Agent implements AgentRpc {
     void (async () => {
       // Start with the requested tail of what is already there, then follow from the end of each file.
       out.write(await this.logs(c, { stdout: opts.stdout, stderr: opts.stderr, timestamps: false, tail: opts.tail }));
-      for (const f of files) offsets.set(f, await stat(f).then((s) => s.size, () => 0));
+      for (const f of files)
+        offsets.set(
+          f,
+          await stat(f).then(
+            (s) => s.size,
+            () => 0,
+          ),
+        );
       await poll();
     })().catch((err) => out.destroy(err));
     return out;
@@ -609,14 +787,21 @@ export class Agent implements AgentRpc {
     return this.sessions.open(token, uuid, execId);
   }
 
-  async exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }> {
+  async exec(
+    c: ContainerRow,
+    command: string[],
+    opts: { tty: boolean },
+  ): Promise<{ output: string; exitCode: number }> {
     void opts;
     const r = await this.engine.exec(engineId(c.uuid), { args: command, timeoutMs: 60_000 });
     return { output: r.stdout + r.stderr, exitCode: r.exitCode };
   }
 
   async top(c: ContainerRow, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }> {
-    const r = await this.engine.exec(engineId(c.uuid), { args: ['ps', ...(psArgs ? psArgs.split(/\s+/) : [])], timeoutMs: 10_000 });
+    const r = await this.engine.exec(engineId(c.uuid), {
+      args: ['ps', ...(psArgs ? psArgs.split(/\s+/) : [])],
+      timeoutMs: 10_000,
+    });
     const lines = r.stdout.trim().split('\n');
     const titles = lines.shift()?.trim().split(/\s+/) ?? [];
     const processes = lines.map((l) => {
@@ -641,24 +826,38 @@ export class Agent implements AgentRpc {
     };
   }
 
-  async getArchive(c: ContainerRow, path: string): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }> {
+  async getArchive(
+    c: ContainerRow,
+    path: string,
+  ): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }> {
     const id = engineId(c.uuid);
     const st = await this.engine.exec(id, { args: ['stat', '-c', '%n|%s|%f|%Y|%N', path], timeoutMs: 10_000 });
     if (st.exitCode !== 0) throw new EngineError('not_found', `Could not find the file ${path} in container ${c.uuid}`);
     const [name, size, modeHex, mtime] = st.stdout.trim().split('|');
     const dir = path.replace(/\/[^/]*\/?$/, '') || '/';
     const base = path.replace(/\/+$/, '').split('/').pop() || '.';
-    const tar = await this.engine.exec(id, { args: ['sh', '-c', 'tar -C "$1" -cf - "$2" | base64', 'sh', dir, base], timeoutMs: 60_000 });
+    const tar = await this.engine.exec(id, {
+      args: ['sh', '-c', 'tar -C "$1" -cf - "$2" | base64', 'sh', dir, base],
+      timeoutMs: 60_000,
+    });
     if (tar.exitCode !== 0) throw new EngineError('failed', `tar failed: ${tar.stderr}`);
     return {
       tar: Buffer.from(tar.stdout.replace(/\s+/g, ''), 'base64'),
-      stat: { name: name.split('/').pop() ?? name, size: Number(size), mode: Number.parseInt(modeHex, 16), mtime: new Date(Number(mtime) * 1000).toISOString(), linkTarget: '' },
+      stat: {
+        name: name.split('/').pop() ?? name,
+        size: Number(size),
+        mode: Number.parseInt(modeHex, 16),
+        mtime: new Date(Number(mtime) * 1000).toISOString(),
+        linkTarget: '',
+      },
     };
   }
 
   async putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void> {
-    const r = await this.engine.exec(engineId(c.uuid), { args: ['sh', '-c', 'printf %s "$2" | base64 -d | tar -C "$1" -xf -', 'sh', path, tar.toString('base64')], timeoutMs: 60_000 });
+    const r = await this.engine.exec(engineId(c.uuid), {
+      args: ['sh', '-c', 'printf %s "$2" | base64 -d | tar -C "$1" -xf -', 'sh', path, tar.toString('base64')],
+      timeoutMs: 60_000,
+    });
     if (r.exitCode !== 0) throw new EngineError('failed', `extracting the archive failed: ${r.stderr || r.stdout}`);
   }
 }
-

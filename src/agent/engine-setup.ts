@@ -16,7 +16,11 @@ export const CONTAINERD_NAMESPACE = 'krater';
  * directory, started detached so that it (and the containers' shims) outlive an agent restart; a restarted agent
  * adopts it through its pid file.
  */
-export async function createEngine(opts: { dir: string; containerdAddress?: string; cgroupParent: string }): Promise<EngineSetup> {
+export async function createEngine(opts: {
+  dir: string;
+  containerdAddress?: string;
+  cgroupParent: string;
+}): Promise<EngineSetup> {
   const ctdDir = join(opts.dir, 'containerd');
   const supervisor = opts.containerdAddress
     ? await ContainerdSupervisor.attach(opts.containerdAddress)

@@ -10,7 +10,10 @@ export interface AgentRpc {
   wake(): void;
   /** Image calls (pull with progress, list, rmi, load, save on this host's engine). */
   images?: HostImages;
-  logs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number }): Promise<string>;
+  logs(
+    c: ContainerRow,
+    opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number },
+  ): Promise<string>;
   /** Krater's extension: the log as it grows, until the container stops (Zun itself has no follow). */
   followLogs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; tail: number | 'all' }): NodeJS.ReadableStream;
   exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }>;
@@ -23,7 +26,10 @@ export interface AgentRpc {
   openStream(token: string, uuid: string, execId?: string): Promise<StreamSession | undefined>;
   top(c: ContainerRow, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }>;
   stats(c: ContainerRow): Promise<Record<string, string | number>>;
-  getArchive(c: ContainerRow, path: string): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }>;
+  getArchive(
+    c: ContainerRow,
+    path: string,
+  ): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }>;
   putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void>;
 }
 

@@ -52,7 +52,14 @@ export class StreamSessions {
     this.prune();
     const execId = randomBytes(32).toString('hex');
     const token = randomBytes(24).toString('base64url');
-    const pending: PendingExec = { kind: 'exec', uuid, engineId, execId, command, expiresAt: Date.now() + TOKEN_TTL_MS };
+    const pending: PendingExec = {
+      kind: 'exec',
+      uuid,
+      engineId,
+      execId,
+      command,
+      expiresAt: Date.now() + TOKEN_TTL_MS,
+    };
     this.tokens.set(token, pending);
     this.execs.set(execId, pending);
     return { execId, token };

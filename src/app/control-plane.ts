@@ -1,15 +1,15 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { Agent } from '../agent/agent.js';
+import type { AgentDirectory, AgentRpc } from '../agent/rpc.js';
 import { KeyRepository } from '../core/auth/keys.js';
 import type { KraterConfig } from '../core/config/config.js';
 import { type App, buildServer, type ServiceModule } from '../core/http/server.js';
 import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore, type Store } from '../core/store/db.js';
+import { createContainerService } from '../services/container/index.js';
 import { type BootstrapResult, bootstrapIdentity } from '../services/identity/bootstrap.js';
 import { createIdentity } from '../services/identity/index.js';
-import { Agent } from '../agent/agent.js';
-import type { AgentDirectory, AgentRpc } from '../agent/rpc.js';
-import { createContainerService } from '../services/container/index.js';
 import { createImageService } from '../services/image/index.js';
 
 export interface ControlPlane {
@@ -27,7 +27,13 @@ export function tokenKeyRepository(config: KraterConfig): KeyRepository {
 }
 
 function catalogEntries(config: KraterConfig, services: ServiceModule[]) {
-  return services.filter((s) => s.catalog).map((s) => ({ type: s.catalog!.type, name: s.catalog!.name, url: `${config.publicUrl}${s.prefix}${s.catalog!.suffix}` }));
+  return services
+    .filter((s) => s.catalog)
+    .map((s) => ({
+      type: s.catalog!.type,
+      name: s.catalog!.name,
+      url: `${config.publicUrl}${s.prefix}${s.catalog!.suffix}`,
+    }));
 }
 
 /**
@@ -70,7 +76,10 @@ export async function bootstrapOnly(config: KraterConfig): Promise<BootstrapResu
 }
 
 /** Opens the store, bootstraps identity, mounts every service facade under one listener and starts listening. */
-export async function startControlPlane(config: KraterConfig, opts: { withAgent?: boolean } = {}): Promise<ControlPlane> {
+export async function startControlPlane(
+  config: KraterConfig,
+  opts: { withAgent?: boolean } = {},
+): Promise<ControlPlane> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(config.database);
   try {
@@ -79,7 +88,13 @@ export async function startControlPlane(config: KraterConfig, opts: { withAgent?
     const app = await buildServer({ core: { config, store, policy, tokens: identity.tokens }, services });
     let agent: Agent | undefined;
     if (opts.withAgent) {
-      agent = new Agent({ dataDir: config.dataDir, store, log: app.log, containerdAddress: config.containerdAddress, defaultImageArchive: config.defaultImageArchive });
+      agent = new Agent({
+        dataDir: config.dataDir,
+        store,
+        log: app.log,
+        containerdAddress: config.containerdAddress,
+        defaultImageArchive: config.defaultImageArchive,
+      });
       await agent.start();
       agents.agent = agent;
     }

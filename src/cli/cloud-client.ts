@@ -27,7 +27,9 @@ export class CloudError extends Error {
 
 function cloudsYamlPaths(): string[] {
   const explicit = process.env.OS_CLIENT_CONFIG_FILE;
-  return explicit ? [explicit] : ['clouds.yaml', join(homedir(), '.config/openstack/clouds.yaml'), '/etc/openstack/clouds.yaml'];
+  return explicit
+    ? [explicit]
+    : ['clouds.yaml', join(homedir(), '.config/openstack/clouds.yaml'), '/etc/openstack/clouds.yaml'];
 }
 
 export function loadCloud(name = process.env.OS_CLOUD ?? 'krater'): { auth: CloudAuth; region?: string } {
@@ -50,11 +52,15 @@ export function loadCloud(name = process.env.OS_CLOUD ?? 'krater'): { auth: Clou
   }
   for (const path of cloudsYamlPaths()) {
     if (!existsSync(path)) continue;
-    const doc = parseYaml(readFileSync(path, 'utf8')) as { clouds?: Record<string, { auth: CloudAuth; region_name?: string }> };
+    const doc = parseYaml(readFileSync(path, 'utf8')) as {
+      clouds?: Record<string, { auth: CloudAuth; region_name?: string }>;
+    };
     const cloud = doc?.clouds?.[name];
     if (cloud) return { auth: cloud.auth, region: cloud.region_name };
   }
-  throw new CloudError(`cloud "${name}" not found in ${cloudsYamlPaths().join(', ')} (start Krater with \`krater up\`, or set OS_CLOUD / OS_* variables)`);
+  throw new CloudError(
+    `cloud "${name}" not found in ${cloudsYamlPaths().join(', ')} (start Krater with \`krater up\`, or set OS_CLOUD / OS_* variables)`,
+  );
 }
 
 interface CatalogEntry {
@@ -72,36 +78,61 @@ export class CloudClient {
   async authenticate(): Promise<void> {
     const a = this.cloud.auth;
     const identity = a.application_credential_id
-      ? { methods: ['application_credential'], application_credential: { id: a.application_credential_id, secret: a.application_credential_secret } }
-      : { methods: ['password'], password: { user: { name: a.username, password: a.password, domain: { name: a.user_domain_name ?? 'Default' } } } };
+      ? {
+          methods: ['application_credential'],
+          application_credential: { id: a.application_credential_id, secret: a.application_credential_secret },
+        }
+      : {
+          methods: ['password'],
+          password: {
+            user: { name: a.username, password: a.password, domain: { name: a.user_domain_name ?? 'Default' } },
+          },
+        };
     const auth: Record<string, unknown> = { identity };
     if (!a.application_credential_id) {
-      auth.scope = a.project_id ? { project: { id: a.project_id } } : { project: { name: a.project_name, domain: { name: a.project_domain_name ?? 'Default' } } };
+      auth.scope = a.project_id
+        ? { project: { id: a.project_id } }
+        : { project: { name: a.project_name, domain: { name: a.project_domain_name ?? 'Default' } } };
     }
     const url = `${a.auth_url.replace(/\/+$/, '')}/auth/tokens`;
     let res: Response;
     try {
-      res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ auth }) });
+      res = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ auth }),
+      });
     } catch (err) {
       throw new CloudError(`cannot reach ${a.auth_url}: ${(err as Error).message}`);
     }
-    if (res.status !== 201) throw new CloudError(`authentication failed (HTTP ${res.status}): ${await errorText(res)}`, res.status);
+    if (res.status !== 201)
+      throw new CloudError(`authentication failed (HTTP ${res.status}): ${await errorText(res)}`, res.status);
     this.token = res.headers.get('x-subject-token') ?? '';
     this.catalog = ((await res.json()) as { token: { catalog?: CatalogEntry[] } }).token.catalog ?? [];
   }
 
   endpoint(type: string): string {
     const svc = this.catalog.find((s) => s.type === type);
-    const ep = svc?.endpoints.find((e) => e.interface === 'public' && (!this.cloud.region || e.region_id === this.cloud.region));
+    const ep = svc?.endpoints.find(
+      (e) => e.interface === 'public' && (!this.cloud.region || e.region_id === this.cloud.region),
+    );
     if (!ep) throw new CloudError(`the cloud has no public ${type} endpoint`);
     return ep.url.replace(/\/+$/, '');
   }
 
   /** `body` is sent as JSON; `raw` (a buffer or a stream, e.g. an image archive) is sent as it is. */
-  async request(method: string, url: string, opts: { body?: unknown; raw?: Buffer | ReadableStream<Uint8Array>; headers?: Record<string, string> } = {}): Promise<Response> {
+  async request(
+    method: string,
+    url: string,
+    opts: { body?: unknown; raw?: Buffer | ReadableStream<Uint8Array>; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
     const headers: Record<string, string> = { 'X-Auth-Token': this.token, Accept: 'application/json', ...opts.headers };
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
-    const init: RequestInit & { duplex?: 'half' } = { method, headers, body: (opts.raw as BodyInit | undefined) ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)) };
+    const init: RequestInit & { duplex?: 'half' } = {
+      method,
+      headers,
+      body: (opts.raw as BodyInit | undefined) ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)),
+    };
     if (opts.raw && !Buffer.isBuffer(opts.raw)) init.duplex = 'half';
     const res = await fetch(url, init);
     if (res.status >= 400) throw new CloudError(await errorText(res), res.status);

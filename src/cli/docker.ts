@@ -41,14 +41,23 @@ async function waitFor(client: CloudClient, base: string, id: string, pred: (c: 
 }
 
 async function streamLogs(client: CloudClient, base: string, id: string, tail: string): Promise<void> {
-  const res = await client.request('GET', `${base}/containers/${id}/logs?follow=true&tail=${tail}`, { headers: HEADERS });
+  const res = await client.request('GET', `${base}/containers/${id}/logs?follow=true&tail=${tail}`, {
+    headers: HEADERS,
+  });
   if (!res.body) return;
   for await (const chunk of res.body) process.stdout.write(chunk);
 }
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] + 2))).join('').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] + 2)))
+        .join('')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Runs an action and turns API errors into a message and exit code 1, as Docker does. */
@@ -87,9 +96,15 @@ export function registerDockerCommands(program: Command): void {
     .action(
       action(async (image: string, command: string[], o: Record<string, any>) => {
         const { client, base } = await connect();
-        const kv = (list: string[]) => Object.fromEntries(list.map((s) => [s.split('=')[0], s.split('=').slice(1).join('=')]));
+        const kv = (list: string[]) =>
+          Object.fromEntries(list.map((s) => [s.split('=')[0], s.split('=').slice(1).join('=')]));
         // Attached `--rm` removes the container after reading its exit code; detached, the agent's auto_remove does.
-        const body: Record<string, unknown> = { image, environment: kv(o.env), labels: kv(o.label), auto_remove: !!o.rm && !!o.detach };
+        const body: Record<string, unknown> = {
+          image,
+          environment: kv(o.env),
+          labels: kv(o.label),
+          auto_remove: !!o.rm && !!o.detach,
+        };
         if (command.length) body.command = command;
         if (o.name) body.name = o.name;
         if (o.memory) body.memory = parseMemory(o.memory);
@@ -101,8 +116,15 @@ export function registerDockerCommands(program: Command): void {
           const [name, max] = String(o.restart).split(':');
           body.restart_policy = { Name: name, MaximumRetryCount: max ?? '0' };
         }
-        const created = await (await client.request('POST', `${base}/containers?run=true`, { body, headers: HEADERS })).json();
-        const started = await waitFor(client, base, created.uuid, (c) => c.status !== 'Creating' && c.task_state === null);
+        const created = await (
+          await client.request('POST', `${base}/containers?run=true`, { body, headers: HEADERS })
+        ).json();
+        const started = await waitFor(
+          client,
+          base,
+          created.uuid,
+          (c) => c.status !== 'Creating' && c.task_state === null,
+        );
         if (started.status === 'Error') throw new CloudError(started.status_reason ?? 'the container failed to start');
         if (o.detach) {
           process.stdout.write(`${created.uuid}\n`);
@@ -114,7 +136,10 @@ export function registerDockerCommands(program: Command): void {
           await client.request('DELETE', `${base}/containers/${created.uuid}`, { headers: HEADERS });
           // Like Docker, return once it is gone (Zun deletes asynchronously).
           for (;;) {
-            const gone = await client.request('GET', `${base}/containers/${created.uuid}`, { headers: HEADERS }).then(() => false, (err) => err instanceof CloudError && err.status === 404);
+            const gone = await client.request('GET', `${base}/containers/${created.uuid}`, { headers: HEADERS }).then(
+              () => false,
+              (err) => err instanceof CloudError && err.status === 404,
+            );
             if (gone) break;
             await sleep(50);
           }
@@ -136,7 +161,15 @@ export function registerDockerCommands(program: Command): void {
         if (o.quiet) process.stdout.write(shown.map((c: any) => `${c.uuid}\n`).join(''));
         else {
           const rows = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES']];
-          for (const c of shown) rows.push([c.uuid.slice(0, 12), c.image, JSON.stringify((c.command ?? []).join(' ')).slice(0, 24), c.created_at ?? '', c.status_detail ?? c.status, c.name]);
+          for (const c of shown)
+            rows.push([
+              c.uuid.slice(0, 12),
+              c.image,
+              JSON.stringify((c.command ?? []).join(' ')).slice(0, 24),
+              c.created_at ?? '',
+              c.status_detail ?? c.status,
+              c.name,
+            ]);
           process.stdout.write(`${table(rows)}\n`);
         }
         return 0;
@@ -153,7 +186,12 @@ export function registerDockerCommands(program: Command): void {
       action(async (id: string, o: { follow?: boolean; tail: string }) => {
         const { client, base } = await connect();
         if (o.follow) await streamLogs(client, base, id, o.tail);
-        else process.stdout.write(await (await client.request('GET', `${base}/containers/${id}/logs?tail=${o.tail}`, { headers: HEADERS })).json());
+        else
+          process.stdout.write(
+            await (
+              await client.request('GET', `${base}/containers/${id}/logs?tail=${o.tail}`, { headers: HEADERS })
+            ).json(),
+          );
         return 0;
       }),
     );
@@ -167,7 +205,12 @@ export function registerDockerCommands(program: Command): void {
     .action(
       action(async (id: string, command: string[]) => {
         const { client, base } = await connect();
-        const r = await (await client.request('POST', `${base}/containers/${id}/execute`, { body: { command: command.map((a) => `"${a.replace(/(["\\$`])/g, '\\$1')}"`).join(' ') }, headers: HEADERS })).json();
+        const r = await (
+          await client.request('POST', `${base}/containers/${id}/execute`, {
+            body: { command: command.map((a) => `"${a.replace(/(["\\$`])/g, '\\$1')}"`).join(' ') },
+            headers: HEADERS,
+          })
+        ).json();
         process.stdout.write(r.output ?? '');
         return r.exit_code ?? 0;
       }),
@@ -204,7 +247,9 @@ export function registerDockerCommands(program: Command): void {
       action(async (ids: string[], o: { force?: boolean }) => {
         const { client, base } = await connect();
         for (const id of ids) {
-          await client.request('DELETE', `${base}/containers/${id}${o.force ? '?stop=true' : ''}`, { headers: HEADERS });
+          await client.request('DELETE', `${base}/containers/${id}${o.force ? '?stop=true' : ''}`, {
+            headers: HEADERS,
+          });
           process.stdout.write(`${id}\n`);
         }
         return 0;

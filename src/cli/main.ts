@@ -2,11 +2,11 @@ import cluster from 'node:cluster';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { writeCloudEntry } from '../app/clouds-yaml.js';
-import { registerDockerCommands } from './docker.js';
-import { registerImageCommands } from './images.js';
 import { startControlPlane, tokenKeyRepository } from '../app/control-plane.js';
 import { type ConfigInput, resolveConfig } from '../core/config/config.js';
 import { ADMIN_PASSWORD_FILE, type BootstrapResult } from '../services/identity/bootstrap.js';
+import { registerDockerCommands } from './docker.js';
+import { registerImageCommands } from './images.js';
 
 const program = new Command();
 program.name('krater').description('Krater: an OpenStack-compatible container cloud').version('0.1.0');
@@ -22,17 +22,36 @@ const serverOptions = (cmd: Command) =>
     .addOption(new Option('--region <name>', 'catalog region').env('KRATER_REGION'))
     .addOption(new Option('--token-ttl <seconds>', 'token lifetime').env('KRATER_TOKEN_TTL'))
     .addOption(new Option('--policy-file <path>', 'policy overrides (YAML)').env('KRATER_POLICY_FILE'))
-    .addOption(new Option('--workers <n>', 'API worker processes sharing the listener (like uwsgi processes)').env('KRATER_WORKERS').default('1'))
-    .addOption(new Option('--containerd <socket>', 'use this containerd instead of a private one (agent)').env('KRATER_CONTAINERD'))
-    .addOption(new Option('--default-image <archive>', 'image archive imported as busybox when missing (agent)').env('KRATER_DEFAULT_IMAGE'))
-    .option('--clouds-yaml <path>', 'clouds.yaml to write the "krater" cloud into (default ~/.config/openstack/clouds.yaml)')
+    .addOption(
+      new Option('--workers <n>', 'API worker processes sharing the listener (like uwsgi processes)')
+        .env('KRATER_WORKERS')
+        .default('1'),
+    )
+    .addOption(
+      new Option('--containerd <socket>', 'use this containerd instead of a private one (agent)').env(
+        'KRATER_CONTAINERD',
+      ),
+    )
+    .addOption(
+      new Option('--default-image <archive>', 'image archive imported as busybox when missing (agent)').env(
+        'KRATER_DEFAULT_IMAGE',
+      ),
+    )
+    .option(
+      '--clouds-yaml <path>',
+      'clouds.yaml to write the "krater" cloud into (default ~/.config/openstack/clouds.yaml)',
+    )
     .option('--no-clouds-yaml', 'do not write any clouds.yaml');
 
 async function serve(opts: Record<string, unknown>, mode: 'up' | 'api'): Promise<void> {
-  const config = resolveConfig({ ...(opts as ConfigInput), cloudsYaml: opts.cloudsYaml === false ? false : (opts.cloudsYaml as string | undefined) });
+  const config = resolveConfig({
+    ...(opts as ConfigInput),
+    cloudsYaml: opts.cloudsYaml === false ? false : (opts.cloudsYaml as string | undefined),
+  });
   const workers = Number(opts.workers ?? 1);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new Error(`invalid --workers: ${opts.workers}`);
-  if (workers > 1 && mode === 'up') throw new Error('--workers applies to `krater api`; `krater up` runs the agent in its one process');
+  if (workers > 1 && mode === 'up')
+    throw new Error('--workers applies to `krater api`; `krater up` runs the agent in its one process');
   if (workers > 1 && cluster.isPrimary) return supervise(config, workers, mode);
   const cp = await startControlPlane(config, { withAgent: mode === 'up' });
   if (cluster.isWorker) {
@@ -88,34 +107,62 @@ async function supervise(config: ReturnType<typeof resolveConfig>, workers: numb
 }
 
 /** Writes the clouds.yaml entry and tells the operator where the cloud is. */
-function announce(config: ReturnType<typeof resolveConfig>, boot: BootstrapResult, mode: 'up' | 'api', workers: number): void {
+function announce(
+  config: ReturnType<typeof resolveConfig>,
+  boot: BootstrapResult,
+  mode: 'up' | 'api',
+  workers: number,
+): void {
   const authUrl = `${config.publicUrl}/identity/v3`;
   if (config.cloudsYaml && boot.adminPassword) {
-    writeCloudEntry(config.cloudsYaml, 'krater', { authUrl, username: 'admin', password: boot.adminPassword, projectName: 'admin', region: config.region });
+    writeCloudEntry(config.cloudsYaml, 'krater', {
+      authUrl,
+      username: 'admin',
+      password: boot.adminPassword,
+      projectName: 'admin',
+      region: config.region,
+    });
   }
   const out = process.stdout;
   const store = config.database.startsWith('postgres') ? 'postgresql' : 'sqlite';
-  out.write(`Krater ${mode === 'up' ? 'all-in-one cloud' : 'control plane'} listening on ${config.publicUrl} (store: ${store}, data: ${config.dataDir}, workers: ${workers})\n`);
-  out.write(`  identity   ${authUrl}\n  image      ${config.publicUrl}/image\n  container  ${config.publicUrl}/container/v1\n`);
+  out.write(
+    `Krater ${mode === 'up' ? 'all-in-one cloud' : 'control plane'} listening on ${config.publicUrl} (store: ${store}, data: ${config.dataDir}, workers: ${workers})\n`,
+  );
+  out.write(
+    `  identity   ${authUrl}\n  image      ${config.publicUrl}/image\n  container  ${config.publicUrl}/container/v1\n`,
+  );
   if (boot.generatedPassword) {
     out.write(`Bootstrapped: user "admin" in project "admin", password: ${boot.generatedPassword}\n`);
     out.write(`  (shown once; kept in ${join(config.dataDir, ADMIN_PASSWORD_FILE)})\n`);
   }
-  if (config.cloudsYaml) out.write(`  clouds.yaml: cloud "krater" in ${config.cloudsYaml} — try: openstack --os-cloud krater token issue\n`);
+  if (config.cloudsYaml)
+    out.write(`  clouds.yaml: cloud "krater" in ${config.cloudsYaml} — try: openstack --os-cloud krater token issue\n`);
 }
 
-serverOptions(program.command('up').description('run the all-in-one cloud (control plane and local agent) in the foreground')).action((opts) => serve(opts, 'up'));
-serverOptions(program.command('api').description('run the control plane only (API servers over the shared store)')).action((opts) => serve(opts, 'api'));
+serverOptions(
+  program.command('up').description('run the all-in-one cloud (control plane and local agent) in the foreground'),
+).action((opts) => serve(opts, 'up'));
+serverOptions(
+  program.command('api').description('run the control plane only (API servers over the shared store)'),
+).action((opts) => serve(opts, 'api'));
 
 const keys = program.command('token-keys').description('manage the token encryption keys');
 keys
   .command('rotate')
-  .description('promote the staged key to primary, stage a new key and prune the oldest (restart or wait for replicas to pick it up)')
+  .description(
+    'promote the staged key to primary, stage a new key and prune the oldest (restart or wait for replicas to pick it up)',
+  )
   .addOption(new Option('--data-dir <dir>', 'state directory').env('KRATER_DATA_DIR'))
   .action((opts) => {
     const repo = tokenKeyRepository(resolveConfig({ dataDir: opts.dataDir, cloudsYaml: false }));
     repo.rotate();
-    process.stdout.write(`rotated token keys in ${repo.dir}: ${repo.load().map((k) => k.index).sort((a, b) => a - b).join(', ')}\n`);
+    process.stdout.write(
+      `rotated token keys in ${repo.dir}: ${repo
+        .load()
+        .map((k) => k.index)
+        .sort((a, b) => a - b)
+        .join(', ')}\n`,
+    );
   });
 
 registerDockerCommands(program);

@@ -5,7 +5,8 @@ import { startCloud, waitContainer, ZUN } from './fixtures.js';
 
 let k: Krater;
 let token: string;
-const api = (method: string, path: string, body?: unknown) => k.http(method, `/container/v1${path}`, { token, headers: ZUN(), body });
+const api = (method: string, path: string, body?: unknown) =>
+  k.http(method, `/container/v1${path}`, { token, headers: ZUN(), body });
 
 beforeAll(async () => {
   k = await startCloud();
@@ -17,14 +18,25 @@ afterAll(async () => {
 
 describe('kill -9 of krater up', () => {
   it('keeps containers running, keeps their logs, and tells the truth after restart', async () => {
-    const ticker = await api('POST', '/containers?run=true', { image: 'busybox', name: 'ticker', command: ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done'] });
-    const quitter = await api('POST', '/containers?run=true', { image: 'busybox', name: 'quitter', command: ['sh', '-c', 'sleep 1.5; exit 7'] });
+    const ticker = await api('POST', '/containers?run=true', {
+      image: 'busybox',
+      name: 'ticker',
+      command: ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done'],
+    });
+    const quitter = await api('POST', '/containers?run=true', {
+      image: 'busybox',
+      name: 'quitter',
+      command: ['sh', '-c', 'sleep 1.5; exit 7'],
+    });
     await waitContainer(k, token, ticker.json.uuid, (c) => c.status === 'Running', 'Running');
     await waitContainer(k, token, quitter.json.uuid, (c) => c.status === 'Running', 'Running');
     const before = (await api('GET', `/containers/${ticker.json.uuid}/logs`)).json as string;
 
     // SIGKILL the whole krater process: no shutdown code runs.
-    const pid = execFileSync('pgrep', ['-f', `bin/krater.js up --data-dir ${k.dataDir}`]).toString().trim().split('\n')[0];
+    const pid = execFileSync('pgrep', ['-f', `bin/krater.js up --data-dir ${k.dataDir}`])
+      .toString()
+      .trim()
+      .split('\n')[0];
     process.kill(Number(pid), 'SIGKILL');
     await sleep(2500);
     await k.restart();

@@ -7,7 +7,8 @@ import { startCloud, waitContainer, waitGone, ZUN } from './fixtures.js';
 let k: Krater;
 let token: string;
 
-const api = (method: string, path: string, body?: unknown, v = '1.40') => k.http(method, `/container/v1${path}`, { token, headers: ZUN(v), body });
+const api = (method: string, path: string, body?: unknown, v = '1.40') =>
+  k.http(method, `/container/v1${path}`, { token, headers: ZUN(v), body });
 const run = async (body: Record<string, unknown>) => {
   const r = await api('POST', '/containers?run=true', { image: 'busybox', ...body });
   expect(r.status, r.text).toBe(202);
@@ -39,12 +40,22 @@ describe('Zun version documents and microversions', () => {
     expect(none.headers.get('openstack-api-minimum-version')).toBe('container 1.1');
     expect(none.headers.get('openstack-api-maximum-version')).toBe('container 1.40');
     expect(none.headers.get('vary')).toContain('OpenStack-API-Version');
-    const latest = await k.http('GET', '/container/v1/containers', { token, headers: { 'OpenStack-API-Version': 'container latest' } });
+    const latest = await k.http('GET', '/container/v1/containers', {
+      token,
+      headers: { 'OpenStack-API-Version': 'container latest' },
+    });
     expect(latest.headers.get('openstack-api-version')).toBe('container 1.40');
     expect(latest.json).toEqual({ containers: expect.any(Array), next: null });
-    const bad = await k.http('GET', '/container/v1/containers', { token, headers: { 'OpenStack-API-Version': 'container 1.41' } });
+    const bad = await k.http('GET', '/container/v1/containers', {
+      token,
+      headers: { 'OpenStack-API-Version': 'container 1.41' },
+    });
     expect(bad.status).toBe(406);
-    expect(bad.json.errors[0]).toMatchObject({ code: 'zun.microversion-unsupported', max_version: '1.40', min_version: '1.1' });
+    expect(bad.json.errors[0]).toMatchObject({
+      code: 'zun.microversion-unsupported',
+      max_version: '1.40',
+      min_version: '1.1',
+    });
   });
   it('requires a token on v1 resources', async () => {
     const r = await k.http('GET', '/container/v1/containers');
@@ -68,7 +79,19 @@ describe('Zun version documents and microversions', () => {
 describe('container lifecycle on containerd', () => {
   let c: any;
   it('runs a container: 202 Creating, then Running, with Zun field types', async () => {
-    const r = await api('POST', '/containers?run=true', { image: 'busybox', name: 'web1', command: ['sh', '-c', 'echo started; sleep 600'], memory: '64', cpu: '0.5', environment: { A: '1' }, labels: {}, hints: {}, nets: [], mounts: [], auto_remove: false });
+    const r = await api('POST', '/containers?run=true', {
+      image: 'busybox',
+      name: 'web1',
+      command: ['sh', '-c', 'echo started; sleep 600'],
+      memory: '64',
+      cpu: '0.5',
+      environment: { A: '1' },
+      labels: {},
+      hints: {},
+      nets: [],
+      mounts: [],
+      auto_remove: false,
+    });
     expect(r.status, r.text).toBe(202);
     expect(r.headers.get('location')).toMatch(/\/container\/v1\/containers\/[0-9a-f-]{36}$/);
     expect(r.json.status).toBe('Creating');
@@ -81,7 +104,9 @@ describe('container lifecycle on containerd', () => {
     expect(c.host).toBeDefined();
     // The action's request id is the create response's.
     const actions = await api('GET', `/containers/${c.uuid}/container_actions`);
-    expect(actions.json.containerActions.map((a: any) => a.request_id)).toContain(r.headers.get('x-openstack-request-id'));
+    expect(actions.json.containerActions.map((a: any) => a.request_id)).toContain(
+      r.headers.get('x-openstack-request-id'),
+    );
   });
   it('finds it by name, returns logs as a JSON string and runs exec', async () => {
     const byName = await api('GET', '/containers/web1');
@@ -89,7 +114,10 @@ describe('container lifecycle on containerd', () => {
     const logs = await api('GET', `/containers/${c.uuid}/logs?stdout=True&stderr=True&timestamps=False&tail=all`);
     expect(logs.status).toBe(200);
     expect(logs.json).toBe('started\n');
-    const exec = await api('POST', `/containers/${c.uuid}/execute?command=${encodeURIComponent('sh -c "echo $A; exit 3"')}`);
+    const exec = await api(
+      'POST',
+      `/containers/${c.uuid}/execute?command=${encodeURIComponent('sh -c "echo $A; exit 3"')}`,
+    );
     expect(exec.status, exec.text).toBe(200);
     expect(exec.json).toEqual({ output: '1\n', exit_code: 3, exec_id: null, proxy_url: null });
   });
@@ -99,11 +127,22 @@ describe('container lifecycle on containerd', () => {
     expect(top.json.Titles).toContain('PID');
     expect(top.json.Processes.some((p: string[]) => p.join(' ').includes('sleep 600'))).toBe(true);
     const stats = await api('GET', `/containers/${c.uuid}/stats`);
-    expect(Object.keys(stats.json).sort()).toEqual(['BLOCK I/O(B)', 'CONTAINER', 'CPU %', 'MEM %', 'MEM LIMIT(MiB)', 'MEM USAGE(MiB)', 'NET I/O(B)']);
+    expect(Object.keys(stats.json).sort()).toEqual([
+      'BLOCK I/O(B)',
+      'CONTAINER',
+      'CPU %',
+      'MEM %',
+      'MEM LIMIT(MiB)',
+      'MEM USAGE(MiB)',
+      'NET I/O(B)',
+    ]);
     expect(stats.json['MEM LIMIT(MiB)']).toBe(64);
   });
   it('round-trips files with put_archive and get_archive (base64 tar)', async () => {
-    const write = await api('POST', `/containers/${c.uuid}/execute?command=${encodeURIComponent('sh -c "mkdir -p /data && echo payload-42 > /data/src.txt"')}`);
+    const write = await api(
+      'POST',
+      `/containers/${c.uuid}/execute?command=${encodeURIComponent('sh -c "mkdir -p /data && echo payload-42 > /data/src.txt"')}`,
+    );
     expect(write.json.exit_code).toBe(0);
     const got = await api('GET', `/containers/${c.uuid}/get_archive?path=/data/src.txt`);
     expect(got.status, got.text).toBe(200);
@@ -116,7 +155,10 @@ describe('container lifecycle on containerd', () => {
     expect(missing.status).toBe(404);
   });
   it('refuses actions in the wrong state with 409', async () => {
-    for (const [path, method] of [['unpause', 'POST'], ['start', 'POST']] as const) {
+    for (const [path, method] of [
+      ['unpause', 'POST'],
+      ['start', 'POST'],
+    ] as const) {
       const r = await api(method, `/containers/${c.uuid}/${path}`);
       expect(r.status, path).toBe(409);
       expect(r.json.errors[0].code).toBe('container.invalid-state-exception');
@@ -153,7 +195,10 @@ describe('container lifecycle on containerd', () => {
 
 describe('lifecycle behaviour', () => {
   it('restarts a crashing container under on-failure up to its retry count', async () => {
-    const x = await run({ command: ['sh', '-c', 'echo run; exit 2'], restart_policy: { Name: 'on-failure', MaximumRetryCount: '2' } });
+    const x = await run({
+      command: ['sh', '-c', 'echo run; exit 2'],
+      restart_policy: { Name: 'on-failure', MaximumRetryCount: '2' },
+    });
     expect(x.restart_policy).toEqual({ Name: 'on-failure', MaximumRetryCount: '2' });
     const logsHaveThreeRuns = async () => {
       for (let i = 0; i < 100; i++) {
@@ -176,7 +221,10 @@ describe('lifecycle behaviour', () => {
     await api('DELETE', `/containers/${x.uuid}`);
   });
   it('turns a failing healthcheck unhealthy and a passing one healthy', async () => {
-    const x = await run({ command: ['sleep', '600'], healthcheck: { cmd: 'test -f /tmp/ok', interval: 1, retries: 2, timeout: 1 } });
+    const x = await run({
+      command: ['sleep', '600'],
+      healthcheck: { cmd: 'test -f /tmp/ok', interval: 1, retries: 2, timeout: 1 },
+    });
     expect(x.healthcheck).toEqual({ test: 'test -f /tmp/ok', interval: 1, retries: 2, timeout: 1 });
     await waitContainer(k, token, x.uuid, (y) => /\(unhealthy\)/.test(y.status_detail ?? ''), 'unhealthy');
     await api('POST', `/containers/${x.uuid}/execute?command=${encodeURIComponent('touch /tmp/ok')}`);
@@ -211,10 +259,24 @@ describe('quotas and tenancy', () => {
   it("hides another project's containers and refuses admin APIs to members", async () => {
     const x = await run({ command: ['sleep', '600'] });
     const admin = { token, base: '/identity/v3' };
-    const proj = await k.http('POST', `${admin.base}/projects`, { token, body: { project: { name: 'zun-other', domain_id: 'default' } } });
-    const user = await k.http('POST', `${admin.base}/users`, { token, body: { user: { name: 'zun-member', domain_id: 'default', password: 'pw-member-1' } } });
+    const proj = await k.http('POST', `${admin.base}/projects`, {
+      token,
+      body: { project: { name: 'zun-other', domain_id: 'default' } },
+    });
+    const user = await k.http('POST', `${admin.base}/users`, {
+      token,
+      body: { user: { name: 'zun-member', domain_id: 'default', password: 'pw-member-1' } },
+    });
     const member = (await k.http('GET', `${admin.base}/roles?name=member`, { token })).json.roles[0];
-    expect((await k.http('PUT', `${admin.base}/projects/${proj.json.project.id}/users/${user.json.user.id}/roles/${member.id}`, { token })).status).toBe(204);
+    expect(
+      (
+        await k.http(
+          'PUT',
+          `${admin.base}/projects/${proj.json.project.id}/users/${user.json.user.id}/roles/${member.id}`,
+          { token },
+        )
+      ).status,
+    ).toBe(204);
     const other = (await k.passwordToken('zun-member', 'pw-member-1', 'zun-other')).token;
     const show = await k.http('GET', `/container/v1/containers/${x.uuid}`, { token: other, headers: ZUN() });
     expect(show.status).toBe(404);
@@ -239,18 +301,45 @@ describe('quotas and tenancy', () => {
 describe('the Docker-like krater CLI', () => {
   const krater = (args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [join(REPO_ROOT, 'bin/krater.js'), ...args], { env: k.oscEnv(), timeout: 60_000 }, (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-      });
+      execFile(
+        process.execPath,
+        [join(REPO_ROOT, 'bin/krater.js'), ...args],
+        { env: k.oscEnv(), timeout: 60_000 },
+        (err, stdout, stderr) => {
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+        },
+      );
     });
   it('runs attached, streams the output and returns the exit code; --rm removes it', async () => {
-    const r = await krater(['run', '--rm', '--name', 'cli-att', 'busybox', 'sh', '-c', 'echo one; sleep 0.5; echo two; exit 3']);
+    const r = await krater([
+      'run',
+      '--rm',
+      '--name',
+      'cli-att',
+      'busybox',
+      'sh',
+      '-c',
+      'echo one; sleep 0.5; echo two; exit 3',
+    ]);
     expect(r.stdout).toBe('one\ntwo\n');
     expect(r.code).toBe(3);
     expect((await api('GET', '/containers/cli-att')).status).toBe(404);
   });
   it('runs detached, lists, execs, follows logs and removes', async () => {
-    const d = await krater(['run', '-d', '--name', 'cli-det', '-e', 'X=42', '-m', '32m', 'busybox', 'sh', '-c', 'echo ready; sleep 600']);
+    const d = await krater([
+      'run',
+      '-d',
+      '--name',
+      'cli-det',
+      '-e',
+      'X=42',
+      '-m',
+      '32m',
+      'busybox',
+      'sh',
+      '-c',
+      'echo ready; sleep 600',
+    ]);
     expect(d.code, d.stderr).toBe(0);
     const uuid = d.stdout.trim();
     expect((await api('GET', `/containers/${uuid}`)).json.memory).toBe('32');

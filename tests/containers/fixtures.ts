@@ -8,7 +8,8 @@ export function busyboxArchive(): string {
   const dir = join(REPO_ROOT, 'tmp');
   mkdirSync(dir, { recursive: true });
   const out = join(dir, 'busybox.oci.tar');
-  if (!existsSync(out)) execFileSync('sh', [join(REPO_ROOT, 'scripts/engine-build-busybox.sh'), out], { stdio: 'inherit' });
+  if (!existsSync(out))
+    execFileSync('sh', [join(REPO_ROOT, 'scripts/engine-build-busybox.sh'), out], { stdio: 'inherit' });
   return out;
 }
 
@@ -20,14 +21,24 @@ export function startCloud(extraEnv: Record<string, string> = {}): Promise<Krate
 export const ZUN = (v = '1.40') => ({ 'OpenStack-API-Version': `container ${v}` });
 
 /** Polls a container until `pred` holds for its JSON; returns it. */
-export async function waitContainer(k: Krater, token: string, id: string, pred: (c: any) => boolean, what: string, timeoutMs = 30_000): Promise<any> {
+export async function waitContainer(
+  k: Krater,
+  token: string,
+  id: string,
+  pred: (c: any) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   let last: any;
   for (;;) {
     const r = await k.http('GET', `/container/v1/containers/${id}`, { token, headers: ZUN() });
     last = r.status === 200 ? r.json : { status_code: r.status, body: r.text };
     if (r.status === 200 && pred(r.json)) return r.json;
-    if (Date.now() > deadline) throw new Error(`container ${id} never became ${what}; last: ${JSON.stringify(last)}\n--- krater output (tail)\n${k.output().slice(-2000)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `container ${id} never became ${what}; last: ${JSON.stringify(last)}\n--- krater output (tail)\n${k.output().slice(-2000)}`,
+      );
     await sleep(100);
   }
 }
@@ -38,7 +49,10 @@ export async function waitGone(k: Krater, token: string, id: string, timeoutMs =
   for (;;) {
     const r = await k.http('GET', `/container/v1/containers/${id}`, { token, headers: ZUN() });
     if (r.status === 404) return;
-    if (Date.now() > deadline) throw new Error(`container ${id} still there: ${r.status} ${r.text}\n--- krater output (tail)\n${k.output().slice(-2000)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `container ${id} still there: ${r.status} ${r.text}\n--- krater output (tail)\n${k.output().slice(-2000)}`,
+      );
     await sleep(100);
   }
 }

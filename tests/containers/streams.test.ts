@@ -5,7 +5,8 @@ import { startCloud, waitContainer, ZUN } from './fixtures.js';
 
 let k: Krater;
 let token: string;
-const api = (method: string, path: string, body?: unknown) => k.http(method, `/container/v1${path}`, { token, headers: ZUN(), body });
+const api = (method: string, path: string, body?: unknown) =>
+  k.http(method, `/container/v1${path}`, { token, headers: ZUN(), body });
 
 beforeAll(async () => {
   k = await startCloud();
@@ -45,7 +46,9 @@ describe('interactive streams over WebSocket', () => {
     expect(ex.json.exec_id).toMatch(/^[0-9a-f]{64}$/);
     expect(ex.json.proxy_url).toMatch(/^ws:\/\/.*\/container\/ws\?token=.+&uuid=.+&exec_id=/);
     // zunclient resizes right after connecting; a resize before the process starts must be kept.
-    expect((await api('POST', `/containers/${c.uuid}/execute_resize?exec_id=${ex.json.exec_id}&w=100&h=30`)).status).toBe(200);
+    expect(
+      (await api('POST', `/containers/${c.uuid}/execute_resize?exec_id=${ex.json.exec_id}&w=100&h=30`)).status,
+    ).toBe(200);
     const s = connect(ex.json.proxy_url);
     await s.opened;
     expect(s.ws.protocol).toBe('binary');
@@ -63,7 +66,9 @@ describe('interactive streams over WebSocket', () => {
   });
 
   it('attaches to an interactive container, refuses others and foreign origins', async () => {
-    const c = (await api('POST', '/containers?run=true', { image: 'busybox', command: ['sh'], interactive: true, tty: true })).json;
+    const c = (
+      await api('POST', '/containers?run=true', { image: 'busybox', command: ['sh'], interactive: true, tty: true })
+    ).json;
     await waitContainer(k, token, c.uuid, (x) => x.status === 'Running', 'Running');
     const url = (await api('GET', `/containers/${c.uuid}/attach`)).json as string;
     expect(url).toMatch(/^ws:\/\//);

@@ -22,7 +22,30 @@ afterAll(async () => {
 describe('openstack appcontainer (python3-zunclient)', () => {
   it('runs a container and waits for it', async () => {
     // `-f json` must precede the image: everything after it is the container's command.
-    const c = await k.oscOk(['appcontainer', 'run', '-f', 'json', '--wait', '--name', 'cli1', '--memory', '64', '--cpu', '0.5', '--environment', 'GREETING=hello', '--label', 'tier=web', 'busybox', 'sh', '-c', 'echo $GREETING from cli1; sleep 600'], { json: false });
+    const c = await k.oscOk(
+      [
+        'appcontainer',
+        'run',
+        '-f',
+        'json',
+        '--wait',
+        '--name',
+        'cli1',
+        '--memory',
+        '64',
+        '--cpu',
+        '0.5',
+        '--environment',
+        'GREETING=hello',
+        '--label',
+        'tier=web',
+        'busybox',
+        'sh',
+        '-c',
+        'echo $GREETING from cli1; sleep 600',
+      ],
+      { json: false },
+    );
     expect(c.name).toBe('cli1');
     expect(await status('cli1')).toBe('Running');
     const list = await appc(['list']);
@@ -70,7 +93,9 @@ describe('openstack appcontainer (python3-zunclient)', () => {
     const set = await appc(['set', '--cpu', '0.25', 'cli1']);
     expect(set.cpu).toBe(0.25);
     const actions = await appc(['action', 'list', 'cli1']);
-    expect(actions.map((a: any) => a.action)).toEqual(expect.arrayContaining(['create', 'stop', 'start', 'reboot', 'pause', 'unpause', 'kill']));
+    expect(actions.map((a: any) => a.action)).toEqual(
+      expect.arrayContaining(['create', 'stop', 'start', 'reboot', 'pause', 'unpause', 'kill']),
+    );
     const create = actions.find((a: any) => a.action === 'create');
     const one = await appc(['action', 'show', 'cli1', create.request_id]);
     expect(one.action).toBe('create');

@@ -18,12 +18,25 @@ describe('policy language', () => {
   it('parses precedence: not > and > or, and parentheses', () => {
     expect(parseRule('role:a or role:b and not role:c')).toEqual({
       kind: 'or',
-      items: [{ kind: 'role', match: 'a' }, { kind: 'and', items: [{ kind: 'role', match: 'b' }, { kind: 'not', item: { kind: 'role', match: 'c' } }] }],
+      items: [
+        { kind: 'role', match: 'a' },
+        {
+          kind: 'and',
+          items: [
+            { kind: 'role', match: 'b' },
+            { kind: 'not', item: { kind: 'role', match: 'c' } },
+          ],
+        },
+      ],
     });
     expect(parseRule('(role:a or role:b) and role:c').kind).toBe('and');
   });
   it('keeps %(...)s substitutions inside one check, even next to grouping parentheses', () => {
-    expect(parseRule('(project_id:%(project_id)s)')).toEqual({ kind: 'generic', left: 'project_id', match: '%(project_id)s' });
+    expect(parseRule('(project_id:%(project_id)s)')).toEqual({
+      kind: 'generic',
+      left: 'project_id',
+      match: '%(project_id)s',
+    });
   });
   it('rejects malformed rules', () => {
     expect(() => parseRule('role:a or')).toThrow(PolicySyntaxError);

@@ -3,9 +3,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KeyRepository } from '../../src/core/auth/keys.js';
-import { decodeToken, encodeToken, primaryKey, TokenError, type TokenPayload } from '../../src/core/auth/token-format.js';
+import {
+  decodeToken,
+  encodeToken,
+  primaryKey,
+  TokenError,
+  type TokenPayload,
+} from '../../src/core/auth/token-format.js';
 
-const payload: TokenPayload = { userId: 'u'.repeat(32), methods: ['password'], projectId: 'p'.repeat(32), issuedAt: 1_700_000_000_000, expiresAt: 1_700_003_600_000, auditIds: ['abc'] };
+const payload: TokenPayload = {
+  userId: 'u'.repeat(32),
+  methods: ['password'],
+  projectId: 'p'.repeat(32),
+  issuedAt: 1_700_000_000_000,
+  expiresAt: 1_700_003_600_000,
+  auditIds: ['abc'],
+};
 
 function repo() {
   const r = new KeyRepository(join(mkdtempSync(join(tmpdir(), 'krater-keys-')), 'token'));

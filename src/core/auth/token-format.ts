@@ -43,7 +43,13 @@ export function newAuditId(): string {
 }
 
 export function encodeToken(payload: TokenPayload, primary: TokenKey): string {
-  const wire: Wire = { u: payload.userId, m: payload.methods, i: payload.issuedAt, e: payload.expiresAt, a: payload.auditIds };
+  const wire: Wire = {
+    u: payload.userId,
+    m: payload.methods,
+    i: payload.issuedAt,
+    e: payload.expiresAt,
+    a: payload.auditIds,
+  };
   if (payload.projectId) wire.p = payload.projectId;
   if (payload.domainId) wire.d = payload.domainId;
   if (payload.system) wire.s = 1;
@@ -60,7 +66,8 @@ export function encodeToken(payload: TokenPayload, primary: TokenKey): string {
 
 /** Decrypts and authenticates; throws TokenError on anything malformed, tampered or signed with an unknown key. */
 export function decodeToken(token: string, keys: TokenKey[]): TokenPayload {
-  if (token.length < 40 || token.length > 2048 || !/^[A-Za-z0-9_-]+$/.test(token)) throw new TokenError('malformed token');
+  if (token.length < 40 || token.length > 2048 || !/^[A-Za-z0-9_-]+$/.test(token))
+    throw new TokenError('malformed token');
   const raw = Buffer.from(token, 'base64url');
   if (raw.length < HEADER + 16 + 2 || raw[0] !== VERSION) throw new TokenError('malformed token');
   const header = raw.subarray(0, HEADER);

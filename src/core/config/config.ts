@@ -55,7 +55,8 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
   const host = bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind.includes(':') ? `[${bind}]` : bind;
   const publicUrl = (input.publicUrl ?? env.KRATER_PUBLIC_URL ?? `http://${host}:${port}`).replace(/\/+$/, '');
   const tokenTtlSeconds = Number(input.tokenTtl ?? env.KRATER_TOKEN_TTL ?? 3600);
-  if (!Number.isInteger(tokenTtlSeconds) || tokenTtlSeconds <= 0) throw new Error(`invalid token TTL: ${input.tokenTtl}`);
+  if (!Number.isInteger(tokenTtlSeconds) || tokenTtlSeconds <= 0)
+    throw new Error(`invalid token TTL: ${input.tokenTtl}`);
   let cloudsYaml: string | undefined;
   if (input.cloudsYaml !== false) {
     cloudsYaml = input.cloudsYaml ?? env.KRATER_CLOUDS_YAML ?? join(homedir(), '.config/openstack/clouds.yaml');

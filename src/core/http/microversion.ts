@@ -51,7 +51,10 @@ export function negotiate(headers: Record<string, string | string[] | undefined>
   let requested: string | undefined;
   let word = spec.words[0];
   const raw = headers['openstack-api-version'];
-  const values = (Array.isArray(raw) ? raw.join(',') : (raw ?? '')).split(',').map((s) => s.trim()).filter(Boolean);
+  const values = (Array.isArray(raw) ? raw.join(',') : (raw ?? ''))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const entry of values) {
     const [w, ...rest] = entry.split(/\s+/);
     if (spec.words.includes(w.toLowerCase())) {
@@ -71,9 +74,16 @@ export function negotiate(headers: Record<string, string | string[] | undefined>
     version = spec.max;
   } else {
     const parsed = parseVersion(requested);
-    if (!parsed) throw new MicroversionError(`Invalid API version format: '${requested}'. It must be of the form X.Y or 'latest'.`, spec);
+    if (!parsed)
+      throw new MicroversionError(
+        `Invalid API version format: '${requested}'. It must be of the form X.Y or 'latest'.`,
+        spec,
+      );
     if (parsed.major !== spec.min.major || cmp(parsed, spec.min) < 0 || cmp(parsed, spec.max) > 0) {
-      throw new MicroversionError(`Version ${requested} was requested but the minor version is not supported by this version of the service. Minimum version is ${fmt(spec.min)}, maximum is ${fmt(spec.max)}.`, spec);
+      throw new MicroversionError(
+        `Version ${requested} was requested but the minor version is not supported by this version of the service. Minimum version is ${fmt(spec.min)}, maximum is ${fmt(spec.max)}.`,
+        spec,
+      );
     }
     version = parsed;
   }

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { AuthContext, TokenValidator } from '../auth/context.js';
 import type { KraterConfig } from '../config/config.js';
 import type { PolicyEngine } from '../policy/engine.js';
@@ -52,7 +58,12 @@ export interface BuildOptions {
   bodyLimit?: number;
 }
 
-const REDACT = ['req.headers["x-auth-token"]', 'req.headers["x-subject-token"]', 'req.headers.authorization', 'req.headers.cookie'];
+const REDACT = [
+  'req.headers["x-auth-token"]',
+  'req.headers["x-subject-token"]',
+  'req.headers.authorization',
+  'req.headers.cookie',
+];
 
 export async function buildServer(opts: BuildOptions): Promise<App> {
   const { config } = opts.core;
@@ -63,23 +74,43 @@ export async function buildServer(opts: BuildOptions): Promise<App> {
     logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, strict: false } },
+    ajv: {
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: true,
+        allErrors: false,
+        strict: false,
+      },
+    },
     return503OnClosing: true,
     forceCloseConnections: true,
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
   // Some clients send `Content-Type: application/json` with an empty body (DELETE, HEAD): treat as no body.
   const jsonParser = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser(['application/json', 'application/openstack-images-v2.1-json-patch'], { parseAs: 'string' }, (req, body, done) => {
-    if (body === '' || body === undefined) return done(null, undefined);
-    jsonParser(req, body as string, done);
-  });
+  app.addContentTypeParser(
+    ['application/json', 'application/openstack-images-v2.1-json-patch'],
+    { parseAs: 'string' },
+    (req, body, done) => {
+      if (body === '' || body === undefined) return done(null, undefined);
+      jsonParser(req, body as string, done);
+    },
+  );
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-OpenStack-Request-Id', req.id);
   });
   app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, url: req.url.replace(/\?.*/, ''), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+    req.log.info(
+      {
+        method: req.method,
+        url: req.url.replace(/\?.*/, ''),
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request',
+    );
   });
 
   const core: CoreContext = { ...opts.core, log: app.log };
@@ -90,7 +121,9 @@ export async function buildServer(opts: BuildOptions): Promise<App> {
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
   app.get('/', { config: { public: true }, schema: { hide: true } }, async () => ({
     name: 'krater',
-    services: opts.services.filter((s) => s.catalog).map((s) => ({ name: s.name, type: s.catalog!.type, url: `${config.publicUrl}${s.prefix}${s.catalog!.suffix}` })),
+    services: opts.services
+      .filter((s) => s.catalog)
+      .map((s) => ({ name: s.name, type: s.catalog!.type, url: `${config.publicUrl}${s.prefix}${s.catalog!.suffix}` })),
   }));
 
   for (const service of opts.services) {
@@ -100,15 +133,19 @@ export async function buildServer(opts: BuildOptions): Promise<App> {
         const sendError = (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
           const normalized = normalizeError(err);
           if (normalized.internal) req.log.error({ err }, 'unhandled error');
-          else if (normalized.status >= 500) req.log.warn({ status: normalized.status, msg: normalized.message }, 'request failed');
+          else if (normalized.status >= 500)
+            req.log.warn({ status: normalized.status, msg: normalized.message }, 'request failed');
           const rendered = service.renderError(normalized, req);
           const headers = { ...normalized.headers, ...rendered.headers };
-          if (normalized.status === 401 && service.authenticateHeader) headers['WWW-Authenticate'] = service.authenticateHeader(core);
+          if (normalized.status === 401 && service.authenticateHeader)
+            headers['WWW-Authenticate'] = service.authenticateHeader(core);
           reply.code(normalized.status).headers(headers);
           return reply.send(rendered.body);
         };
         s.setErrorHandler((err, req, reply) => sendError(err, req, reply));
-        s.setNotFoundHandler((req, reply) => sendError(new ApiError(404, 'The resource could not be found.', 'NotFound'), req, reply));
+        s.setNotFoundHandler((req, reply) =>
+          sendError(new ApiError(404, 'The resource could not be found.', 'NotFound'), req, reply),
+        );
         s.addHook('onRequest', async (req) => {
           if (req.routeOptions.config?.public) return;
           const token = req.headers['x-auth-token'] ?? req.headers['x-storage-token'];

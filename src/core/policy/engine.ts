@@ -32,7 +32,8 @@ export class PolicyEngine {
   registerDefaults(defaults: Record<string, string>): void {
     for (const [name, rule] of Object.entries(defaults)) {
       const existing = this.defaults.get(name);
-      if (existing !== undefined && existing !== rule) throw new Error(`policy ${name} is registered twice with different rules ("${existing}" and "${rule}")`);
+      if (existing !== undefined && existing !== rule)
+        throw new Error(`policy ${name} is registered twice with different rules ("${existing}" and "${rule}")`);
       this.defaults.set(name, rule);
       this.sources.set(name, rule);
       this.rules.set(name, parseRule(rule));

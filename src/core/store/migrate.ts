@@ -19,7 +19,11 @@ class InCodeProvider implements MigrationProvider {
 }
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {
-  const migrator = new Migrator({ db, provider: new InCodeProvider(), migrationTableName: 'krater_migrations', migrationLockTableName: 'krater_migration_lock',
+  const migrator = new Migrator({
+    db,
+    provider: new InCodeProvider(),
+    migrationTableName: 'krater_migrations',
+    migrationLockTableName: 'krater_migration_lock',
     // Issues land migrations in parallel; each is independent of the others' tables, so order of arrival may vary.
     allowUnorderedMigrations: true,
   });

@@ -1,10 +1,10 @@
 import type { FastifyRequest } from 'fastify';
 import type { AgentDirectory, AgentRpc } from '../../agent/rpc.js';
-import { EngineError } from '../../engine/engine.js';
 import { policyCredentials } from '../../core/auth/context.js';
-import type { CoreContext } from '../../core/http/server.js';
 import type { Version } from '../../core/http/microversion.js';
+import type { CoreContext } from '../../core/http/server.js';
 import type { ContainerRow } from '../../core/store/schema.js';
+import { EngineError } from '../../engine/engine.js';
 import { zunError } from './params.js';
 import type { ContainerRepo } from './repo.js';
 import { canDo, invalidStateMessage } from './states.js';
@@ -30,7 +30,8 @@ export interface ZunContext {
 const creds = (req: FastifyRequest) => policyCredentials(req.auth);
 
 export function authorize(zx: ZunContext, req: FastifyRequest, action: string, target: Record<string, unknown>): void {
-  if (!zx.core.policy.enforce(action, target, creds(req))) throw zunError(403, 'PolicyNotAuthorized', `Policy doesn't allow ${action} to be performed.`);
+  if (!zx.core.policy.enforce(action, target, creds(req)))
+    throw zunError(403, 'PolicyNotAuthorized', `Policy doesn't allow ${action} to be performed.`);
 }
 
 export function allowed(zx: ZunContext, req: FastifyRequest, action: string, target: Record<string, unknown>): boolean {
@@ -38,11 +39,14 @@ export function allowed(zx: ZunContext, req: FastifyRequest, action: string, tar
 }
 
 export function view(zx: ZunContext, req: FastifyRequest, c: ContainerRow) {
-  return renderContainer(c, zx.base, (field) => allowed(zx, req, `container:get_one:${field}`, c as unknown as Record<string, unknown>));
+  return renderContainer(c, zx.base, (field) =>
+    allowed(zx, req, `container:get_one:${field}`, c as unknown as Record<string, unknown>),
+  );
 }
 
 export function checkState(c: ContainerRow, action: string): void {
-  if (!canDo(action, c.status)) throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, c.status));
+  if (!canDo(action, c.status))
+    throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, c.status));
 }
 
 /**
@@ -57,7 +61,11 @@ export async function callAgent<T>(zx: ZunContext, c: ContainerRow, fn: (agent: 
   } catch (err) {
     if (err instanceof EngineError) {
       const status = { not_found: 404, conflict: 409, invalid: 400, failed: 500 }[err.code];
-      throw zunError(status, status === 404 ? 'NotFound' : status === 409 ? 'Conflict' : status === 400 ? 'Invalid' : 'DockerError', err.message);
+      throw zunError(
+        status,
+        status === 404 ? 'NotFound' : status === 409 ? 'Conflict' : status === 400 ? 'Invalid' : 'DockerError',
+        err.message,
+      );
     }
     throw err;
   }

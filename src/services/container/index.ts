@@ -9,17 +9,31 @@ import type { ZunContext } from './context.js';
 import { containerPolicies } from './policies.js';
 import { ContainerRepo } from './repo.js';
 import { adminRoutes } from './routes/admin.js';
-import { attachWebSocketServer } from './websocket.js';
 import { containerRoutes } from './routes/containers.js';
 import { imageRoutes } from './routes/images.js';
+import { attachWebSocketServer } from './websocket.js';
 
 export const CONTAINER_PREFIX = '/container';
-export const ZUN_VERSIONS: MicroversionSpec = { words: ['container'], min: { major: 1, minor: 1 }, max: { major: 1, minor: 40 }, echo: 'requested' };
+export const ZUN_VERSIONS: MicroversionSpec = {
+  words: ['container'],
+  min: { major: 1, minor: 1 },
+  max: { major: 1, minor: 40 },
+  echo: 'requested',
+};
 
-const kebab = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/([A-Z])([A-Z][a-z])/g, '$1-$2').toLowerCase();
+const kebab = (s: string) =>
+  s
+    .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+    .replace(/([A-Z])([A-Z][a-z])/g, '$1-$2')
+    .toLowerCase();
 
 /** The Zun API v1 facade under `/container`: containers as cloud resources, run by the agents. */
-export function createContainerService(config: KraterConfig, store: Store, policy: PolicyEngine, agents: AgentDirectory): { module: ServiceModule; repo: ContainerRepo } {
+export function createContainerService(
+  config: KraterConfig,
+  store: Store,
+  policy: PolicyEngine,
+  agents: AgentDirectory,
+): { module: ServiceModule; repo: ContainerRepo } {
   policy.registerDefaults(containerPolicies);
   const repo = new ContainerRepo(store.db);
   const base = `${config.publicUrl}${CONTAINER_PREFIX}`;
@@ -38,12 +52,40 @@ export function createContainerService(config: KraterConfig, store: Store, polic
       if (err.status === 401) return { body: { error: { code: 401, title: 'Unauthorized', message: err.message } } };
       const requestId = req.id;
       if (err.status >= 500 && err.internal) {
-        return { body: { errors: [{ request_id: requestId, code: 'container.', status: err.status, title: STATUS_TITLES[err.status] ?? 'Error', detail: `The server has either erred or is incapable of performing the requested operation. Error Correlation id is: ${requestId}`, links: [] }] } };
+        return {
+          body: {
+            errors: [
+              {
+                request_id: requestId,
+                code: 'container.',
+                status: err.status,
+                title: STATUS_TITLES[err.status] ?? 'Error',
+                detail: `The server has either erred or is incapable of performing the requested operation. Error Correlation id is: ${requestId}`,
+                links: [],
+              },
+            ],
+          },
+        };
       }
-      const klass = err.kind === 'ValidationError' ? 'SchemaValidationError' : (err.kind ?? (err.status === 404 ? 'NotFound' : 'Invalid'));
-      const e: Record<string, unknown> = { request_id: requestId, code: `container.${kebab(klass)}`, status: err.status, title: err.message, detail: err.message, links: [] };
+      const klass =
+        err.kind === 'ValidationError'
+          ? 'SchemaValidationError'
+          : (err.kind ?? (err.status === 404 ? 'NotFound' : 'Invalid'));
+      const e: Record<string, unknown> = {
+        request_id: requestId,
+        code: `container.${kebab(klass)}`,
+        status: err.status,
+        title: err.message,
+        detail: err.message,
+        links: [],
+      };
       if (err.status === 406 && /minor version is not supported|Minimum version/.test(err.message)) {
-        Object.assign(e, { code: 'zun.microversion-unsupported', title: 'Requested microversion is unsupported', max_version: fmt(ZUN_VERSIONS.max), min_version: fmt(ZUN_VERSIONS.min) });
+        Object.assign(e, {
+          code: 'zun.microversion-unsupported',
+          title: 'Requested microversion is unsupported',
+          max_version: fmt(ZUN_VERSIONS.max),
+          min_version: fmt(ZUN_VERSIONS.min),
+        });
       }
       return { body: { errors: [e] } };
     },
@@ -51,14 +93,31 @@ export function createContainerService(config: KraterConfig, store: Store, polic
     async register(app: App, core) {
       const wsBase = `${config.publicUrl.replace(/^http/, 'ws')}${CONTAINER_PREFIX}/ws`;
       const zx: ZunContext = { core, repo, agents, base, wsBase };
-      attachWebSocketServer(app.server, { path: `${CONTAINER_PREFIX}/ws`, publicUrl: config.publicUrl, repo, agents, log: core.log });
+      attachWebSocketServer(app.server, {
+        path: `${CONTAINER_PREFIX}/ws`,
+        publicUrl: config.publicUrl,
+        repo,
+        agents,
+        log: core.log,
+      });
       app.get('/', { config: { public: true } }, async () => ({
         name: 'OpenStack Zun API',
         description: 'Zun is an OpenStack project which aims to provide containers service.',
         versions: [v1],
         default_version: v1,
       }));
-      const resources = ['services', 'containers', 'images', 'networks', 'hosts', 'capsules', 'availability_zones', 'quotas', 'quota_classes', 'registries'];
+      const resources = [
+        'services',
+        'containers',
+        'images',
+        'networks',
+        'hosts',
+        'capsules',
+        'availability_zones',
+        'quotas',
+        'quota_classes',
+        'registries',
+      ];
       app.get('/v1', { config: { public: true } }, async (req, reply) => {
         reply.headers(negotiate(req.headers, ZUN_VERSIONS).headers);
         return {
@@ -66,9 +125,21 @@ export function createContainerService(config: KraterConfig, store: Store, polic
           media_types: [{ base: 'application/json', type: 'application/vnd.openstack.zun.v1+json' }],
           links: [
             { href: `${base}/v1/`, rel: 'self' },
-            { href: 'https://docs.openstack.org/developer/zun/dev/api-spec-v1.html', rel: 'describedby', type: 'text/html' },
+            {
+              href: 'https://docs.openstack.org/developer/zun/dev/api-spec-v1.html',
+              rel: 'describedby',
+              type: 'text/html',
+            },
           ],
-          ...Object.fromEntries(resources.map((r) => [r, [{ href: `${base}/v1/${r}/`, rel: 'self' }, { href: `${base}/${r}/`, rel: 'bookmark' }]])),
+          ...Object.fromEntries(
+            resources.map((r) => [
+              r,
+              [
+                { href: `${base}/v1/${r}/`, rel: 'self' },
+                { href: `${base}/${r}/`, rel: 'bookmark' },
+              ],
+            ]),
+          ),
         };
       });
       // Zun serves every resource under /v1 and, version-less, at the root (bookmark links point there).
@@ -78,7 +149,9 @@ export function createContainerService(config: KraterConfig, store: Store, polic
             const s = scope as App;
             s.decorateRequest('zunVersion', null as never);
             // zunclient sends DELETE (and some actions) as raw requests typed application/octet-stream, no body.
-            s.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, _body, done) => done(null, undefined));
+            s.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, _body, done) =>
+              done(null, undefined),
+            );
             s.addHook('onRequest', async (req, reply) => {
               const n = negotiate(req.headers, ZUN_VERSIONS);
               reply.headers(n.headers);

@@ -29,7 +29,11 @@ export function parseBool(name: string, v: unknown, dflt = false): boolean {
 /** Refuses a field sent below the microversion that introduced it (Zun's `version_check`). */
 export function versionCheck(field: string, since: [number, number], v: Version): void {
   if (!atLeast(v, since[0], since[1])) {
-    throw zunError(400, 'InvalidParamInVersion', `Invalid param ${field} because current request version is ${fmt(v)}. ${field} is only supported from version ${since[0]}.${since[1]}`);
+    throw zunError(
+      400,
+      'InvalidParamInVersion',
+      `Invalid param ${field} because current request version is ${fmt(v)}. ${field} is only supported from version ${since[0]}.${since[1]}`,
+    );
   }
 }
 
@@ -37,30 +41,62 @@ export function versionCheck(field: string, since: [number, number], v: Version)
 export function routeRange(v: Version, min?: [number, number], max?: [number, number]): void {
   const below = min && !atLeast(v, min[0], min[1]);
   const above = max && atLeast(v, max[0], max[1] + 1);
-  if (below || above) throw new ApiError(406, `Version ${fmt(v)} was requested but the requested API is not supported for this version.`, 'NotAcceptable');
+  if (below || above)
+    throw new ApiError(
+      406,
+      `Version ${fmt(v)} was requested but the requested API is not supported for this version.`,
+      'NotAcceptable',
+    );
 }
 
 export function parseNumber(name: string, v: unknown, min: number, max: number, integer = false): number {
   const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : Number.NaN;
-  if (Number.isNaN(n) || (integer && !Number.isInteger(n))) throw schemaError(`Invalid input for field/attribute ${name}. Value: ${v}. '${v}' is not of type '${integer ? 'integer' : 'number'}'`);
-  if (n < min) throw schemaError(`Invalid input for field/attribute ${name}. Value: ${v}. ${v} is less than the minimum of ${min}`);
-  if (n > max) throw schemaError(`Invalid input for field/attribute ${name}. Value: ${v}. ${v} is greater than the maximum of ${max}`);
+  if (Number.isNaN(n) || (integer && !Number.isInteger(n)))
+    throw schemaError(
+      `Invalid input for field/attribute ${name}. Value: ${v}. '${v}' is not of type '${integer ? 'integer' : 'number'}'`,
+    );
+  if (n < min)
+    throw schemaError(
+      `Invalid input for field/attribute ${name}. Value: ${v}. ${v} is less than the minimum of ${min}`,
+    );
+  if (n > max)
+    throw schemaError(
+      `Invalid input for field/attribute ${name}. Value: ${v}. ${v} is greater than the maximum of ${max}`,
+    );
   return n;
 }
 
-export function expectString(name: string, v: unknown, opts: { min?: number; max?: number; pattern?: RegExp } = {}): string {
-  if (typeof v !== 'string') throw schemaError(`Invalid input for field/attribute ${name}. Value: ${JSON.stringify(v)}. ${JSON.stringify(v)} is not of type 'string'`);
-  if (opts.min !== undefined && v.length < opts.min) throw schemaError(`Invalid input for field/attribute ${name}. Value: ${v}. '${v}' is too short`);
-  if (opts.max !== undefined && v.length > opts.max) throw schemaError(`Invalid input for field/attribute ${name}. Value: ${v}. '${v}' is too long`);
-  if (opts.pattern && !opts.pattern.test(v)) throw schemaError(`Invalid input for field/attribute ${name}. Value: ${v}. '${v}' does not match '${opts.pattern.source}'`);
+export function expectString(
+  name: string,
+  v: unknown,
+  opts: { min?: number; max?: number; pattern?: RegExp } = {},
+): string {
+  if (typeof v !== 'string')
+    throw schemaError(
+      `Invalid input for field/attribute ${name}. Value: ${JSON.stringify(v)}. ${JSON.stringify(v)} is not of type 'string'`,
+    );
+  if (opts.min !== undefined && v.length < opts.min)
+    throw schemaError(`Invalid input for field/attribute ${name}. Value: ${v}. '${v}' is too short`);
+  if (opts.max !== undefined && v.length > opts.max)
+    throw schemaError(`Invalid input for field/attribute ${name}. Value: ${v}. '${v}' is too long`);
+  if (opts.pattern && !opts.pattern.test(v))
+    throw schemaError(
+      `Invalid input for field/attribute ${name}. Value: ${v}. '${v}' does not match '${opts.pattern.source}'`,
+    );
   return v;
 }
 
 export function expectStringMap(name: string, v: unknown): Record<string, string> {
   if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw schemaError(`Invalid input for field/attribute ${name}. Value: ${JSON.stringify(v)}. ${JSON.stringify(v)} is not of type 'object'`);
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw schemaError(
+      `Invalid input for field/attribute ${name}. Value: ${JSON.stringify(v)}. ${JSON.stringify(v)} is not of type 'object'`,
+    );
   for (const [k, val] of Object.entries(v)) {
-    if (typeof val !== 'string') throw schemaError(`Invalid input for field/attribute ${name}. Value: ${JSON.stringify(v)}. ${JSON.stringify(val)} for key '${k}' is not of type 'string'`);
+    if (typeof val !== 'string')
+      throw schemaError(
+        `Invalid input for field/attribute ${name}. Value: ${JSON.stringify(v)}. ${JSON.stringify(val)} for key '${k}' is not of type 'string'`,
+      );
   }
   return v as Record<string, string>;
 }

@@ -21,7 +21,12 @@ export class ContainerRepo {
     }
     const rows = await q.where('name', '=', ident).limit(2).execute();
     if (rows.length === 0) throw zunError(404, 'ContainerNotFound', `Container ${ident} could not be found.`);
-    if (rows.length > 1) throw zunError(409, 'Conflict', 'Multiple containers exist with same name. Please use the container uuid instead.');
+    if (rows.length > 1)
+      throw zunError(
+        409,
+        'Conflict',
+        'Multiple containers exist with same name. Please use the container uuid instead.',
+      );
     return rows[0];
   }
 
@@ -30,21 +35,45 @@ export class ContainerRepo {
   }
 
   async update(uuid: string, values: Partial<ContainerRow>): Promise<void> {
-    await this.db.updateTable('containers').set({ ...values, updated_at: new Date().toISOString() }).where('uuid', '=', uuid).execute();
+    await this.db
+      .updateTable('containers')
+      .set({ ...values, updated_at: new Date().toISOString() })
+      .where('uuid', '=', uuid)
+      .execute();
   }
 
   /** Sets fields only if the container is still in `fromStatus` (a compare-and-set against concurrent requests). */
   async transition(uuid: string, fromStatus: readonly string[], values: Partial<ContainerRow>): Promise<boolean> {
-    const res = await this.db.updateTable('containers').set({ ...values, updated_at: new Date().toISOString() }).where('uuid', '=', uuid).where('status', 'in', [...fromStatus]).executeTakeFirst();
+    const res = await this.db
+      .updateTable('containers')
+      .set({ ...values, updated_at: new Date().toISOString() })
+      .where('uuid', '=', uuid)
+      .where('status', 'in', [...fromStatus])
+      .executeTakeFirst();
     return Number(res.numUpdatedRows) > 0;
   }
 
   // ---- actions (what `container_actions` shows)
 
-  async startAction(c: Pick<ContainerRow, 'uuid'>, action: string, requestId: string, userId: string, projectId: string): Promise<number> {
+  async startAction(
+    c: Pick<ContainerRow, 'uuid'>,
+    action: string,
+    requestId: string,
+    userId: string,
+    projectId: string,
+  ): Promise<number> {
     const row = await this.db
       .insertInto('container_actions')
-      .values({ action, container_uuid: c.uuid, request_id: requestId, user_id: userId, project_id: projectId, start_time: new Date().toISOString(), finish_time: null, message: null })
+      .values({
+        action,
+        container_uuid: c.uuid,
+        request_id: requestId,
+        user_id: userId,
+        project_id: projectId,
+        start_time: new Date().toISOString(),
+        finish_time: null,
+        message: null,
+      })
       .returning('id')
       .executeTakeFirstOrThrow();
     return row.id;
@@ -52,23 +81,55 @@ export class ContainerRepo {
 
   async finishAction(actionId: number, event: string, error?: string, startedAt?: string): Promise<void> {
     const now = new Date().toISOString();
-    await this.db.updateTable('container_actions').set({ finish_time: now, message: error ? 'Error' : null }).where('id', '=', actionId).execute();
+    await this.db
+      .updateTable('container_actions')
+      .set({ finish_time: now, message: error ? 'Error' : null })
+      .where('id', '=', actionId)
+      .execute();
     await this.db
       .insertInto('container_action_events')
-      .values({ action_id: actionId, event, start_time: startedAt ?? now, finish_time: now, result: error ? 'Error' : 'Success', traceback: error ?? null })
+      .values({
+        action_id: actionId,
+        event,
+        start_time: startedAt ?? now,
+        finish_time: now,
+        result: error ? 'Error' : 'Success',
+        traceback: error ?? null,
+      })
       .execute();
   }
 
   // ---- agent tasks
 
-  async enqueue(host: string, uuid: string, action: string, params: Record<string, unknown>, actionId: number | null): Promise<void> {
-    await this.db.insertInto('agent_tasks').values({ host, container_uuid: uuid, action, params: JSON.stringify(params), action_id: actionId, state: 'pending', created_at: new Date().toISOString() }).execute();
+  async enqueue(
+    host: string,
+    uuid: string,
+    action: string,
+    params: Record<string, unknown>,
+    actionId: number | null,
+  ): Promise<void> {
+    await this.db
+      .insertInto('agent_tasks')
+      .values({
+        host,
+        container_uuid: uuid,
+        action,
+        params: JSON.stringify(params),
+        action_id: actionId,
+        state: 'pending',
+        created_at: new Date().toISOString(),
+      })
+      .execute();
   }
 
   // ---- quotas
 
   async quotaLimits(projectId: string): Promise<Record<string, number>> {
-    const rows = await this.db.selectFrom('quotas').selectAll().where('scope', 'in', [`project:${projectId}`, 'class:default']).execute();
+    const rows = await this.db
+      .selectFrom('quotas')
+      .selectAll()
+      .where('scope', 'in', [`project:${projectId}`, 'class:default'])
+      .execute();
     const limits = { ...QUOTA_DEFAULTS };
     for (const r of rows.filter((r) => r.scope === 'class:default')) limits[r.resource] = r.hard_limit;
     for (const r of rows.filter((r) => r.scope !== 'class:default')) limits[r.resource] = r.hard_limit;
@@ -76,7 +137,11 @@ export class ContainerRepo {
   }
 
   async quotaUsage(projectId: string): Promise<Record<string, number>> {
-    const rows = await this.db.selectFrom('containers').select(['cpu', 'memory', 'disk']).where('project_id', '=', projectId).execute();
+    const rows = await this.db
+      .selectFrom('containers')
+      .select(['cpu', 'memory', 'disk'])
+      .where('project_id', '=', projectId)
+      .execute();
     return {
       containers: rows.length,
       cpu: Math.round(rows.reduce((s, r) => s + r.cpu, 0) * 1000) / 1000,
@@ -88,7 +153,9 @@ export class ContainerRepo {
   /** 403 when adding `delta` to the project's usage would pass a limit (−1 = unlimited). */
   async checkQuota(projectId: string, delta: Record<string, number>): Promise<void> {
     const [limits, usage] = await Promise.all([this.quotaLimits(projectId), this.quotaUsage(projectId)]);
-    const over = Object.entries(delta).filter(([res, d]) => d > 0 && limits[res] >= 0 && usage[res] + d > limits[res]).map(([res]) => res);
+    const over = Object.entries(delta)
+      .filter(([res, d]) => d > 0 && limits[res] >= 0 && usage[res] + d > limits[res])
+      .map(([res]) => res);
     if (over.length) throw zunError(403, 'OverQuota', `Quota exceeded for resources: ['${over.join("', '")}']`);
   }
 }

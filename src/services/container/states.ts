@@ -32,7 +32,8 @@ export type TaskState =
   | 'network_detaching'
   | 'container_rebuilding';
 
-const { Creating, Created, Running, Stopped, Paused, Restarting, Rebuilding, Deleting, Deleted, Unknown, Dead } = Status;
+const { Creating, Created, Running, Stopped, Paused, Restarting, Rebuilding, Deleting, Deleted, Unknown, Dead } =
+  Status;
 const Errored = Status.Error;
 
 /** Zun's VALID_STATES: an action on a container in any other status is a 409. */
@@ -60,7 +61,19 @@ export const VALID_STATES: Record<string, readonly Status[]> = {
   logs: [Created, Errored, Paused, Running, Stopped, Unknown],
   delete: [Created, Errored, Stopped, Deleted, Dead],
   delete_after_stop: [Running, Created, Errored, Stopped, Deleted, Dead],
-  delete_force: [Creating, Created, Running, Stopped, Restarting, Rebuilding, Deleting, Deleted, Errored, Unknown, Dead],
+  delete_force: [
+    Creating,
+    Created,
+    Running,
+    Stopped,
+    Restarting,
+    Rebuilding,
+    Deleting,
+    Deleted,
+    Errored,
+    Unknown,
+    Dead,
+  ],
 };
 
 export function canDo(action: string, status: string): boolean {
@@ -104,7 +117,16 @@ function ago(ms: number): string {
 }
 
 /** Docker-style `status_detail`: "Up 3 mins", "Exited(0) 10 mins ago ", "Paused", "Created". */
-export function statusDetail(c: { status: string; started_at: string | null; finished_at: string | null; exit_code: number | null; health?: string | null }, now = Date.now()): string | null {
+export function statusDetail(
+  c: {
+    status: string;
+    started_at: string | null;
+    finished_at: string | null;
+    exit_code: number | null;
+    health?: string | null;
+  },
+  now = Date.now(),
+): string | null {
   switch (c.status) {
     case Running: {
       const up = c.started_at ? `Up ${ago(now - Date.parse(c.started_at))}` : 'Up';

@@ -6,7 +6,10 @@ const json = (s: string | null) => (s === null ? null : JSON.parse(s));
 /** Zun renders resource timestamps with Python's str(datetime): `2019-05-18 21:02:12.304734`. */
 export function zunTime(iso: string | null): string | null {
   if (!iso) return null;
-  return iso.replace('T', ' ').replace(/\.(\d{3})Z$/, '.$1000').replace(/Z$/, '');
+  return iso
+    .replace('T', ' ')
+    .replace(/\.(\d{3})Z$/, '.$1000')
+    .replace(/Z$/, '');
 }
 
 /** Actions and services use `%Y-%m-%dT%H:%M:%S.%f`. */
@@ -26,7 +29,11 @@ export function containerLinks(base: string, uuid: string) {
  * The container view (`views/containers_view.py`): a key appears when it is set and the viewer may see it. `base`
  * is the service root including its path prefix, so every link is followable.
  */
-export function renderContainer(c: ContainerRow, base: string, canSee: (field: string) => boolean): Record<string, unknown> {
+export function renderContainer(
+  c: ContainerRow,
+  base: string,
+  canSee: (field: string) => boolean,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {
     uuid: c.uuid,
     links: containerLinks(base, c.uuid),

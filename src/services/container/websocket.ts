@@ -10,7 +10,10 @@ import type { ContainerRepo } from './repo.js';
  * token bound to the container (and exec), then relays binary frames both ways until the process ends or the
  * client goes away. zunclient offers the `binary` and `base64` subprotocols and sends an Origin header.
  */
-export function attachWebSocketServer(server: import('node:http').Server, opts: { path: string; publicUrl: string; repo: ContainerRepo; agents: AgentDirectory; log: FastifyBaseLogger }): void {
+export function attachWebSocketServer(
+  server: import('node:http').Server,
+  opts: { path: string; publicUrl: string; repo: ContainerRepo; agents: AgentDirectory; log: FastifyBaseLogger },
+): void {
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: 1024 * 1024,
@@ -26,7 +29,8 @@ export function attachWebSocketServer(server: import('node:http').Server, opts: 
     };
     // Browsers and zunclient send Origin; only pages of this cloud may open a shell in a container.
     const origin = req.headers.origin;
-    if (origin && new URL(origin).host !== publicHost && new URL(origin).host !== req.headers.host) return refuse(403, 'Forbidden');
+    if (origin && new URL(origin).host !== publicHost && new URL(origin).host !== req.headers.host)
+      return refuse(403, 'Forbidden');
     const token = url.searchParams.get('token') ?? '';
     const uuid = url.searchParams.get('uuid') ?? '';
     const execId = url.searchParams.get('exec_id') ?? undefined;

@@ -28,49 +28,123 @@ const ROLE_CHAIN = ['admin', 'manager', 'member', 'reader'];
  * roles and their implications, admin's assignments, region and catalog. Every start: the catalog follows the
  * current public URL and the set of services Krater serves. Idempotent.
  */
-export async function bootstrapIdentity(repo: IdentityRepo, config: KraterConfig, services: CatalogEntry[]): Promise<BootstrapResult> {
+export async function bootstrapIdentity(
+  repo: IdentityRepo,
+  config: KraterConfig,
+  services: CatalogEntry[],
+): Promise<BootstrapResult> {
   const passwordFile = join(config.dataDir, ADMIN_PASSWORD_FILE);
   let generatedPassword: string | undefined;
-  const existing = await repo.db.selectFrom('users').select('id').where('domain_id', '=', 'default').where('name', '=', 'admin').executeTakeFirst();
+  const existing = await repo.db
+    .selectFrom('users')
+    .select('id')
+    .where('domain_id', '=', 'default')
+    .where('name', '=', 'admin')
+    .executeTakeFirst();
   if (!existing) {
     generatedPassword = process.env.KRATER_ADMIN_PASSWORD || randomBytes(18).toString('base64url');
     const hash = await hashPassword(generatedPassword);
     await repo.write(async (trx) => {
       const now = new Date().toISOString();
       if (!(await trx.selectFrom('domains').select('id').where('id', '=', 'default').executeTakeFirst())) {
-        await trx.insertInto('domains').values({ id: 'default', name: 'Default', description: 'The default domain', enabled: 1, extra: '{}' }).execute();
+        await trx
+          .insertInto('domains')
+          .values({ id: 'default', name: 'Default', description: 'The default domain', enabled: 1, extra: '{}' })
+          .execute();
       }
       const projectIds: Record<string, string> = {};
       for (const name of ['admin', 'service']) {
-        const p = await trx.selectFrom('projects').select('id').where('domain_id', '=', 'default').where('name', '=', name).executeTakeFirst();
+        const p = await trx
+          .selectFrom('projects')
+          .select('id')
+          .where('domain_id', '=', 'default')
+          .where('name', '=', name)
+          .executeTakeFirst();
         projectIds[name] = p?.id ?? newId();
-        if (!p) await trx.insertInto('projects').values({ id: projectIds[name], name, domain_id: 'default', parent_id: null, description: `Bootstrap project ${name}`, enabled: 1, tags: '[]', options: '{}', extra: '{}' }).execute();
+        if (!p)
+          await trx
+            .insertInto('projects')
+            .values({
+              id: projectIds[name],
+              name,
+              domain_id: 'default',
+              parent_id: null,
+              description: `Bootstrap project ${name}`,
+              enabled: 1,
+              tags: '[]',
+              options: '{}',
+              extra: '{}',
+            })
+            .execute();
       }
       const roleIds: Record<string, string> = {};
       for (const name of [...ROLE_CHAIN, 'service']) {
-        const r = await trx.selectFrom('roles').select('id').where('name', '=', name).where('domain_key', '=', '').executeTakeFirst();
+        const r = await trx
+          .selectFrom('roles')
+          .select('id')
+          .where('name', '=', name)
+          .where('domain_key', '=', '')
+          .executeTakeFirst();
         roleIds[name] = r?.id ?? newId();
-        if (!r) await trx.insertInto('roles').values({ id: roleIds[name], name, domain_key: '', description: null, options: '{}' }).execute();
+        if (!r)
+          await trx
+            .insertInto('roles')
+            .values({ id: roleIds[name], name, domain_key: '', description: null, options: '{}' })
+            .execute();
       }
       for (let i = 0; i + 1 < ROLE_CHAIN.length; i++) {
         const pair = { prior_role_id: roleIds[ROLE_CHAIN[i]], implied_role_id: roleIds[ROLE_CHAIN[i + 1]] };
-        const has = await trx.selectFrom('implied_roles').select('prior_role_id').where('prior_role_id', '=', pair.prior_role_id).where('implied_role_id', '=', pair.implied_role_id).executeTakeFirst();
+        const has = await trx
+          .selectFrom('implied_roles')
+          .select('prior_role_id')
+          .where('prior_role_id', '=', pair.prior_role_id)
+          .where('implied_role_id', '=', pair.implied_role_id)
+          .executeTakeFirst();
         if (!has) await trx.insertInto('implied_roles').values(pair).execute();
       }
       const userId = newId();
       await trx
         .insertInto('users')
-        .values({ id: userId, name: 'admin', domain_id: 'default', password_hash: hash, enabled: 1, default_project_id: null, password_expires_at: null, description: null, email: null, options: '{}', extra: '{}', created_at: now })
+        .values({
+          id: userId,
+          name: 'admin',
+          domain_id: 'default',
+          password_hash: hash,
+          enabled: 1,
+          default_project_id: null,
+          password_expires_at: null,
+          description: null,
+          email: null,
+          options: '{}',
+          extra: '{}',
+          created_at: now,
+        })
         .execute();
-      await trx.insertInto('assignments').values({ type: 'UserProject', actor_id: userId, target_id: projectIds.admin, role_id: roleIds.admin, inherited: 0 }).execute();
-      await trx.insertInto('assignments').values({ type: 'UserSystem', actor_id: userId, target_id: 'system', role_id: roleIds.admin, inherited: 0 }).execute();
-      await trx.insertInto('assignments').values({ type: 'UserDomain', actor_id: userId, target_id: 'default', role_id: roleIds.admin, inherited: 0 }).execute();
+      await trx
+        .insertInto('assignments')
+        .values({
+          type: 'UserProject',
+          actor_id: userId,
+          target_id: projectIds.admin,
+          role_id: roleIds.admin,
+          inherited: 0,
+        })
+        .execute();
+      await trx
+        .insertInto('assignments')
+        .values({ type: 'UserSystem', actor_id: userId, target_id: 'system', role_id: roleIds.admin, inherited: 0 })
+        .execute();
+      await trx
+        .insertInto('assignments')
+        .values({ type: 'UserDomain', actor_id: userId, target_id: 'default', role_id: roleIds.admin, inherited: 0 })
+        .execute();
     });
     writeFileSync(passwordFile, `${generatedPassword}\n`, { mode: 0o600 });
     chmodSync(passwordFile, 0o600);
   }
   await reconcileCatalog(repo, config, services);
-  const adminPassword = generatedPassword ?? (existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : '');
+  const adminPassword =
+    generatedPassword ?? (existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : '');
   return { generatedPassword, adminPassword };
 }
 
@@ -80,22 +154,63 @@ async function reconcileCatalog(repo: IdentityRepo, config: KraterConfig, servic
     if (!(await trx.selectFrom('regions').select('id').where('id', '=', config.region).executeTakeFirst())) {
       await trx.insertInto('regions').values({ id: config.region, description: '', parent_region_id: null }).execute();
     }
-    const managed = JSON.parse((await trx.selectFrom('meta').select('value').where('key', '=', 'managed_services').executeTakeFirst())?.value ?? '{}') as Record<string, string>;
+    const managed = JSON.parse(
+      (await trx.selectFrom('meta').select('value').where('key', '=', 'managed_services').executeTakeFirst())?.value ??
+        '{}',
+    ) as Record<string, string>;
     for (const entry of services) {
       let serviceId = managed[entry.type];
-      if (!serviceId || !(await trx.selectFrom('services').select('id').where('id', '=', serviceId).executeTakeFirst())) {
+      if (
+        !serviceId ||
+        !(await trx.selectFrom('services').select('id').where('id', '=', serviceId).executeTakeFirst())
+      ) {
         serviceId = newId();
         managed[entry.type] = serviceId;
-        await trx.insertInto('services').values({ id: serviceId, type: entry.type, name: entry.name, description: `Krater ${entry.name}`, enabled: 1 }).execute();
+        await trx
+          .insertInto('services')
+          .values({
+            id: serviceId,
+            type: entry.type,
+            name: entry.name,
+            description: `Krater ${entry.name}`,
+            enabled: 1,
+          })
+          .execute();
       }
       for (const iface of ['public', 'internal', 'admin']) {
-        const ep = await trx.selectFrom('endpoints').selectAll().where('service_id', '=', serviceId).where('interface', '=', iface).executeTakeFirst();
-        if (!ep) await trx.insertInto('endpoints').values({ id: newId(), service_id: serviceId, interface: iface, region_id: config.region, url: entry.url, enabled: 1 }).execute();
-        else if (ep.url !== entry.url || ep.region_id !== config.region) await trx.updateTable('endpoints').set({ url: entry.url, region_id: config.region }).where('id', '=', ep.id).execute();
+        const ep = await trx
+          .selectFrom('endpoints')
+          .selectAll()
+          .where('service_id', '=', serviceId)
+          .where('interface', '=', iface)
+          .executeTakeFirst();
+        if (!ep)
+          await trx
+            .insertInto('endpoints')
+            .values({
+              id: newId(),
+              service_id: serviceId,
+              interface: iface,
+              region_id: config.region,
+              url: entry.url,
+              enabled: 1,
+            })
+            .execute();
+        else if (ep.url !== entry.url || ep.region_id !== config.region)
+          await trx
+            .updateTable('endpoints')
+            .set({ url: entry.url, region_id: config.region })
+            .where('id', '=', ep.id)
+            .execute();
       }
     }
     const value = JSON.stringify(managed);
-    const updated = await trx.updateTable('meta').set({ value }).where('key', '=', 'managed_services').executeTakeFirst();
-    if (Number(updated.numUpdatedRows) === 0) await trx.insertInto('meta').values({ key: 'managed_services', value }).execute();
+    const updated = await trx
+      .updateTable('meta')
+      .set({ value })
+      .where('key', '=', 'managed_services')
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) === 0)
+      await trx.insertInto('meta').values({ key: 'managed_services', value }).execute();
   });
 }

@@ -23,7 +23,11 @@ export function authorize(ix: IdentityContext, req: FastifyRequest, action: stri
 
 /** `{ self }` links for one resource and list links for a collection. */
 export const selfLink = (ix: IdentityContext, path: string) => ({ self: `${ix.base}/${path}` });
-export const listLinks = (ix: IdentityContext, path: string) => ({ self: `${ix.base}/${path}`, previous: null, next: null });
+export const listLinks = (ix: IdentityContext, path: string) => ({
+  self: `${ix.base}/${path}`,
+  previous: null,
+  next: null,
+});
 
 /** Keystone's boolean query parsing: anything but 0/false/no/off (case-insensitive) is true, and a bare key is true. */
 export function queryBool(v: unknown): boolean | undefined {

@@ -36,7 +36,12 @@ export interface Identity {
 }
 
 /** The Keystone v3 facade under `/identity`: identity, tokens, catalog, policy-checked CRUD. */
-export function createIdentity(config: KraterConfig, store: Store, keys: KeyRepository, policy: PolicyEngine): Identity {
+export function createIdentity(
+  config: KraterConfig,
+  store: Store,
+  keys: KeyRepository,
+  policy: PolicyEngine,
+): Identity {
   policy.registerDefaults(identityPolicies);
   const repo = new IdentityRepo(store);
   const tokens = new TokenService(repo, keys, config.tokenTtlSeconds * 1000, () => buildCatalog(repo));
@@ -45,7 +50,9 @@ export function createIdentity(config: KraterConfig, store: Store, keys: KeyRepo
     name: 'keystone',
     prefix: IDENTITY_PREFIX,
     catalog: { type: 'identity', name: 'keystone', suffix: '/v3' },
-    renderError: (err) => ({ body: { error: { code: err.status, title: STATUS_TITLES[err.status] ?? 'Error', message: err.message } } }),
+    renderError: (err) => ({
+      body: { error: { code: err.status, title: STATUS_TITLES[err.status] ?? 'Error', message: err.message } },
+    }),
     authenticateHeader: () => `Keystone uri="${root}/v3"`,
     async register(app: App, core) {
       const ix: IdentityContext = { core, repo, tokens, base: `${root}/v3` };

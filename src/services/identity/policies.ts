@@ -30,7 +30,8 @@ export const identityPolicies: Record<string, string> = {
   'identity:update_endpoint': 'rule:admin_required',
   'identity:delete_endpoint': 'rule:admin_required',
 
-  'identity:get_domain': 'rule:admin_required or domain_id:%(target.domain.id)s or project_domain_id:%(target.domain.id)s',
+  'identity:get_domain':
+    'rule:admin_required or domain_id:%(target.domain.id)s or project_domain_id:%(target.domain.id)s',
   'identity:list_domains': 'rule:admin_required',
   'identity:create_domain': 'rule:admin_required',
   'identity:update_domain': 'rule:admin_required',

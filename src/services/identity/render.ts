@@ -1,11 +1,30 @@
-import type { AppCredRow, DomainRow, EndpointRow, GroupRow, ProjectRow, RegionRow, RoleRow, ServiceRow, UserRow } from '../../core/store/schema.js';
+import type {
+  AppCredRow,
+  DomainRow,
+  EndpointRow,
+  GroupRow,
+  ProjectRow,
+  RegionRow,
+  RoleRow,
+  ServiceRow,
+  UserRow,
+} from '../../core/store/schema.js';
 import { type IdentityContext, selfLink } from './context.js';
 import { keystoneTime } from './ids.js';
 
 const extra = (json: string) => JSON.parse(json) as Record<string, unknown>;
 
 export function renderDomain(ix: IdentityContext, d: DomainRow) {
-  return { ...extra(d.extra), id: d.id, name: d.name, description: d.description, enabled: !!d.enabled, tags: [], options: {}, links: selfLink(ix, `domains/${d.id}`) };
+  return {
+    ...extra(d.extra),
+    id: d.id,
+    name: d.name,
+    description: d.description,
+    enabled: !!d.enabled,
+    tags: [],
+    options: {},
+    links: selfLink(ix, `domains/${d.id}`),
+  };
 }
 
 export function renderProject(ix: IdentityContext, p: ProjectRow) {
@@ -42,23 +61,57 @@ export function renderUser(ix: IdentityContext, u: UserRow) {
 }
 
 export function renderGroup(ix: IdentityContext, g: GroupRow) {
-  return { id: g.id, name: g.name, domain_id: g.domain_id, description: g.description, links: selfLink(ix, `groups/${g.id}`) };
+  return {
+    id: g.id,
+    name: g.name,
+    domain_id: g.domain_id,
+    description: g.description,
+    links: selfLink(ix, `groups/${g.id}`),
+  };
 }
 
 export function renderRole(ix: IdentityContext, r: RoleRow) {
-  return { id: r.id, name: r.name, domain_id: r.domain_key || null, description: r.description, options: JSON.parse(r.options), links: selfLink(ix, `roles/${r.id}`) };
+  return {
+    id: r.id,
+    name: r.name,
+    domain_id: r.domain_key || null,
+    description: r.description,
+    options: JSON.parse(r.options),
+    links: selfLink(ix, `roles/${r.id}`),
+  };
 }
 
 export function renderService(ix: IdentityContext, s: ServiceRow) {
-  return { id: s.id, type: s.type, name: s.name, description: s.description, enabled: !!s.enabled, links: selfLink(ix, `services/${s.id}`) };
+  return {
+    id: s.id,
+    type: s.type,
+    name: s.name,
+    description: s.description,
+    enabled: !!s.enabled,
+    links: selfLink(ix, `services/${s.id}`),
+  };
 }
 
 export function renderEndpoint(ix: IdentityContext, e: EndpointRow) {
-  return { id: e.id, service_id: e.service_id, interface: e.interface, region: e.region_id, region_id: e.region_id, url: e.url, enabled: !!e.enabled, links: selfLink(ix, `endpoints/${e.id}`) };
+  return {
+    id: e.id,
+    service_id: e.service_id,
+    interface: e.interface,
+    region: e.region_id,
+    region_id: e.region_id,
+    url: e.url,
+    enabled: !!e.enabled,
+    links: selfLink(ix, `endpoints/${e.id}`),
+  };
 }
 
 export function renderRegion(ix: IdentityContext, r: RegionRow) {
-  return { id: r.id, description: r.description, parent_region_id: r.parent_region_id, links: selfLink(ix, `regions/${r.id}`) };
+  return {
+    id: r.id,
+    description: r.description,
+    parent_region_id: r.parent_region_id,
+    links: selfLink(ix, `regions/${r.id}`),
+  };
 }
 
 export function renderAppCred(ix: IdentityContext, a: AppCredRow) {

@@ -74,14 +74,22 @@ export class IdentityRepo {
   }
 
   /** Runs a write in a transaction, maps unique violations to 409 and bumps the revision. */
-  async write<T>(fn: (trx: Kysely<Database>) => Promise<T>, duplicateMessage = 'Conflict occurred attempting to store the resource.'): Promise<T> {
+  async write<T>(
+    fn: (trx: Kysely<Database>) => Promise<T>,
+    duplicateMessage = 'Conflict occurred attempting to store the resource.',
+  ): Promise<T> {
     let result: T;
     try {
       result = await this.db.transaction().execute(async (trx) => {
         const r = await fn(trx);
         const rev = randomUUID();
-        const updated = await trx.updateTable('meta').set({ value: rev }).where('key', '=', REVISION_KEY).executeTakeFirst();
-        if (Number(updated.numUpdatedRows) === 0) await trx.insertInto('meta').values({ key: REVISION_KEY, value: rev }).execute();
+        const updated = await trx
+          .updateTable('meta')
+          .set({ value: rev })
+          .where('key', '=', REVISION_KEY)
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) === 0)
+          await trx.insertInto('meta').values({ key: REVISION_KEY, value: rev }).execute();
         return r;
       });
     } catch (err) {
@@ -96,31 +104,62 @@ export class IdentityRepo {
   // ---- domains, projects, users: cached single-row reads ----
 
   async domain(id: string): Promise<DomainRow | null> {
-    if (!this.domains.has(id)) this.domains.set(id, (await this.db.selectFrom('domains').selectAll().where('id', '=', id).executeTakeFirst()) ?? null);
+    if (!this.domains.has(id))
+      this.domains.set(
+        id,
+        (await this.db.selectFrom('domains').selectAll().where('id', '=', id).executeTakeFirst()) ?? null,
+      );
     return this.domains.get(id)!;
   }
   async domainByName(name: string): Promise<DomainRow | null> {
     return (await this.db.selectFrom('domains').selectAll().where('name', '=', name).executeTakeFirst()) ?? null;
   }
   async project(id: string): Promise<ProjectRow | null> {
-    if (!this.projects.has(id)) this.projects.set(id, (await this.db.selectFrom('projects').selectAll().where('id', '=', id).executeTakeFirst()) ?? null);
+    if (!this.projects.has(id))
+      this.projects.set(
+        id,
+        (await this.db.selectFrom('projects').selectAll().where('id', '=', id).executeTakeFirst()) ?? null,
+      );
     return this.projects.get(id)!;
   }
   async projectByName(domainId: string, name: string): Promise<ProjectRow | null> {
-    return (await this.db.selectFrom('projects').selectAll().where('domain_id', '=', domainId).where('name', '=', name).executeTakeFirst()) ?? null;
+    return (
+      (await this.db
+        .selectFrom('projects')
+        .selectAll()
+        .where('domain_id', '=', domainId)
+        .where('name', '=', name)
+        .executeTakeFirst()) ?? null
+    );
   }
   async user(id: string): Promise<UserRow | null> {
-    if (!this.users.has(id)) this.users.set(id, (await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()) ?? null);
+    if (!this.users.has(id))
+      this.users.set(
+        id,
+        (await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()) ?? null,
+      );
     return this.users.get(id)!;
   }
   async userByName(domainId: string, name: string): Promise<UserRow | null> {
-    return (await this.db.selectFrom('users').selectAll().where('domain_id', '=', domainId).where('name', '=', name).executeTakeFirst()) ?? null;
+    return (
+      (await this.db
+        .selectFrom('users')
+        .selectAll()
+        .where('domain_id', '=', domainId)
+        .where('name', '=', name)
+        .executeTakeFirst()) ?? null
+    );
   }
   async group(id: string): Promise<GroupRow | null> {
     return (await this.db.selectFrom('groups').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
   }
   async appCred(id: string): Promise<AppCredRow | null> {
-    if (!this.appCreds.has(id)) this.appCreds.set(id, (await this.db.selectFrom('application_credentials').selectAll().where('id', '=', id).executeTakeFirst()) ?? null);
+    if (!this.appCreds.has(id))
+      this.appCreds.set(
+        id,
+        (await this.db.selectFrom('application_credentials').selectAll().where('id', '=', id).executeTakeFirst()) ??
+          null,
+      );
     return this.appCreds.get(id)!;
   }
 
@@ -169,7 +208,11 @@ export class IdentityRepo {
   async assignedRoleIds(userId: string, kind: ScopeKind, targetId: string): Promise<string[]> {
     const groups = await this.groupIdsOfUser(userId);
     const prefix = kind === 'project' ? 'Project' : kind === 'domain' ? 'Domain' : 'System';
-    let q = this.db.selectFrom('assignments').select('role_id').where('target_id', '=', targetId).where('inherited', '=', 0);
+    let q = this.db
+      .selectFrom('assignments')
+      .select('role_id')
+      .where('target_id', '=', targetId)
+      .where('inherited', '=', 0);
     q = q.where((eb) => {
       const ors = [eb.and([eb('type', '=', `User${prefix}`), eb('actor_id', '=', userId)])];
       if (groups.length) ors.push(eb.and([eb('type', '=', `Group${prefix}`), eb('actor_id', 'in', groups)]));
@@ -227,12 +270,24 @@ export class IdentityRepo {
     return this.revocationList;
   }
 
-  async revoke(event: Omit<RevocationRow, 'id' | 'issued_before' | 'expires_at'>, maxTokenLifetimeMs: number): Promise<void> {
+  async revoke(
+    event: Omit<RevocationRow, 'id' | 'issued_before' | 'expires_at'>,
+    maxTokenLifetimeMs: number,
+  ): Promise<void> {
     const now = Date.now();
     await this.write(async (trx) => {
       await trx
         .insertInto('revocations')
-        .values({ id: randomUUID(), audit_id: event.audit_id ?? null, user_id: event.user_id ?? null, project_id: event.project_id ?? null, domain_id: event.domain_id ?? null, app_cred_id: event.app_cred_id ?? null, issued_before: String(now), expires_at: String(now + maxTokenLifetimeMs) })
+        .values({
+          id: randomUUID(),
+          audit_id: event.audit_id ?? null,
+          user_id: event.user_id ?? null,
+          project_id: event.project_id ?? null,
+          domain_id: event.domain_id ?? null,
+          app_cred_id: event.app_cred_id ?? null,
+          issued_before: String(now),
+          expires_at: String(now + maxTokenLifetimeMs),
+        })
         .execute();
       await trx.deleteFrom('revocations').where('expires_at', '<', String(now)).execute();
     });

@@ -1,8 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import type { AuthContext, TokenValidator } from '../../core/auth/context.js';
 import type { KeyRepository, TokenKey } from '../../core/auth/keys.js';
-import { randomBytes } from 'node:crypto';
 import { hashPassword, verifyPassword } from '../../core/auth/password.js';
-import { decodeToken, encodeToken, newAuditId, primaryKey, TokenError, type TokenPayload } from '../../core/auth/token-format.js';
+import {
+  decodeToken,
+  encodeToken,
+  newAuditId,
+  primaryKey,
+  TokenError,
+  type TokenPayload,
+} from '../../core/auth/token-format.js';
 import { ApiError, badRequest, forbidden, notFound, unauthorized } from '../../core/http/errors.js';
 import type { AppCredRow, DomainRow, ProjectRow, UserRow } from '../../core/store/schema.js';
 import { keystoneTime } from './ids.js';
@@ -25,7 +32,12 @@ export interface AuthRequest {
     methods?: unknown;
     password?: { user?: { id?: string; name?: string; password?: string; domain?: { id?: string; name?: string } } };
     token?: { id?: string };
-    application_credential?: { id?: string; name?: string; secret?: string; user?: { id?: string; name?: string; domain?: { id?: string; name?: string } } };
+    application_credential?: {
+      id?: string;
+      name?: string;
+      secret?: string;
+      user?: { id?: string; name?: string; domain?: { id?: string; name?: string } };
+    };
   };
   scope?: unknown;
 }
@@ -60,7 +72,8 @@ export class TokenService implements TokenValidator {
     await this.repo.sync();
     const identity = auth.identity;
     const methods = identity?.methods;
-    if (!Array.isArray(methods) || methods.length === 0 || !methods.every((m) => typeof m === 'string')) throw badRequest("Invalid input for field 'identity/methods': a non-empty list of strings is required.");
+    if (!Array.isArray(methods) || methods.length === 0 || !methods.every((m) => typeof m === 'string'))
+      throw badRequest("Invalid input for field 'identity/methods': a non-empty list of strings is required.");
     const known = ['password', 'token', 'application_credential'];
     const unknown = methods.find((m) => !known.includes(m));
     if (unknown) throw unauthorized(`Attempted to authenticate with an unsupported method: ${unknown}.`);
@@ -79,7 +92,8 @@ export class TokenService implements TokenValidator {
       userId = await this.checkPassword(identity?.password?.user);
     } else if (method === 'token') {
       const id = identity?.token?.id;
-      if (typeof id !== 'string' || !id) throw badRequest("Invalid input for field 'identity/token/id': a token id is required.");
+      if (typeof id !== 'string' || !id)
+        throw badRequest("Invalid input for field 'identity/token/id': a token id is required.");
       let parent: ValidToken;
       try {
         parent = await this.validate(id);
@@ -120,9 +134,13 @@ export class TokenService implements TokenValidator {
     return { token: encodeToken(payload, primaryKey(this.keys)), valid };
   }
 
-  private async checkPassword(u: NonNullable<NonNullable<AuthRequest['identity']>['password']>['user']): Promise<string> {
-    if (!u || typeof u !== 'object') throw badRequest("Invalid input for field 'identity/password/user': an object is required.");
-    if (typeof u.password !== 'string') throw badRequest("Invalid input for field 'identity/password/user/password': a string is required.");
+  private async checkPassword(
+    u: NonNullable<NonNullable<AuthRequest['identity']>['password']>['user'],
+  ): Promise<string> {
+    if (!u || typeof u !== 'object')
+      throw badRequest("Invalid input for field 'identity/password/user': an object is required.");
+    if (typeof u.password !== 'string')
+      throw badRequest("Invalid input for field 'identity/password/user/password': a string is required.");
     let user: UserRow | null = null;
     if (typeof u.id === 'string') {
       user = await this.repo.user(u.id);
@@ -144,14 +162,17 @@ export class TokenService implements TokenValidator {
       throw unauthorized();
     }
     this.failures.delete(user.id);
-    if (user.password_expires_at && Number(user.password_expires_at) < Date.now()) throw unauthorized(`The password is expired and needs to be changed for user: ${user.id}.`);
+    if (user.password_expires_at && Number(user.password_expires_at) < Date.now())
+      throw unauthorized(`The password is expired and needs to be changed for user: ${user.id}.`);
     return user.id;
   }
 
   private checkLockout(userId: string): void {
     const f = this.failures.get(userId);
     if (f && f.count >= LOCKOUT_FAILURES && Date.now() - f.since < LOCKOUT_WINDOW_MS) {
-      throw unauthorized(`The account is temporarily locked for user: ${userId}. Too many failed authentication attempts; try again later.`);
+      throw unauthorized(
+        `The account is temporarily locked for user: ${userId}. Too many failed authentication attempts; try again later.`,
+      );
     }
   }
 
@@ -164,7 +185,8 @@ export class TokenService implements TokenValidator {
   }
 
   private async checkAppCred(ac: NonNullable<AuthRequest['identity']>['application_credential']): Promise<AppCredRow> {
-    if (!ac || typeof ac.secret !== 'string') throw badRequest("Invalid input for field 'identity/application_credential': 'secret' is required.");
+    if (!ac || typeof ac.secret !== 'string')
+      throw badRequest("Invalid input for field 'identity/application_credential': 'secret' is required.");
     let row: AppCredRow | null = null;
     if (typeof ac.id === 'string') {
       row = await this.repo.appCred(ac.id);
@@ -174,9 +196,18 @@ export class TokenService implements TokenValidator {
         const domain = await this.findDomain(ac.user.domain, 'user');
         userId = domain ? (await this.repo.userByName(domain.id, ac.user.name))?.id : undefined;
       }
-      if (userId) row = (await this.repo.db.selectFrom('application_credentials').selectAll().where('user_id', '=', userId).where('name', '=', ac.name).executeTakeFirst()) ?? null;
+      if (userId)
+        row =
+          (await this.repo.db
+            .selectFrom('application_credentials')
+            .selectAll()
+            .where('user_id', '=', userId)
+            .where('name', '=', ac.name)
+            .executeTakeFirst()) ?? null;
     } else {
-      throw badRequest("Invalid input for field 'identity/application_credential': 'id', or 'name' and 'user', is required.");
+      throw badRequest(
+        "Invalid input for field 'identity/application_credential': 'id', or 'name' and 'user', is required.",
+      );
     }
     if (!row) {
       await verifyPassword(ac.secret, await DUMMY_HASH_PROMISE());
@@ -187,12 +218,14 @@ export class TokenService implements TokenValidator {
       this.recordFailure(row.user_id);
       throw unauthorized();
     }
-    if (row.expires_at && Number(row.expires_at) <= Date.now()) throw unauthorized('The application credential has expired.');
+    if (row.expires_at && Number(row.expires_at) <= Date.now())
+      throw unauthorized('The application credential has expired.');
     return row;
   }
 
   private async findDomain(ref: { id?: string; name?: string } | undefined, what: string): Promise<DomainRow | null> {
-    if (!ref || (typeof ref.id !== 'string' && typeof ref.name !== 'string')) throw badRequest(`Invalid input: a domain ('id' or 'name') is required to find a ${what} by name.`);
+    if (!ref || (typeof ref.id !== 'string' && typeof ref.name !== 'string'))
+      throw badRequest(`Invalid input: a domain ('id' or 'name') is required to find a ${what} by name.`);
     return typeof ref.id === 'string' ? this.repo.domain(ref.id) : this.repo.domainByName(ref.name!);
   }
 
@@ -201,12 +234,18 @@ export class TokenService implements TokenValidator {
       // Keystone scopes an unscoped request to the user's default project when the user has a role there.
       if (user.default_project_id) {
         const p = await this.repo.project(user.default_project_id);
-        if (p && p.enabled && (await this.repo.effectiveRoles(user.id, 'project', p.id)).length) payload.projectId = p.id;
+        if (p && p.enabled && (await this.repo.effectiveRoles(user.id, 'project', p.id)).length)
+          payload.projectId = p.id;
       }
       return;
     }
-    if (typeof scope !== 'object' || Array.isArray(scope)) throw badRequest("Invalid input for field 'scope': an object is required.");
-    const s = scope as { project?: { id?: string; name?: string; domain?: { id?: string; name?: string } }; domain?: { id?: string; name?: string }; system?: { all?: boolean } };
+    if (typeof scope !== 'object' || Array.isArray(scope))
+      throw badRequest("Invalid input for field 'scope': an object is required.");
+    const s = scope as {
+      project?: { id?: string; name?: string; domain?: { id?: string; name?: string } };
+      domain?: { id?: string; name?: string };
+      system?: { all?: boolean };
+    };
     const kinds = ['project', 'domain', 'system', 'OS-TRUST:trust'].filter((k) => k in s);
     if (kinds.length !== 1) throw badRequest('Specify exactly one of project, domain or system as the scope.');
     if (s.project) {
@@ -223,7 +262,8 @@ export class TokenService implements TokenValidator {
       if (!d) throw unauthorized('Could not find the requested domain.');
       payload.domainId = d.id;
     } else if (s.system) {
-      if (s.system.all !== true) throw badRequest("Invalid input for field 'scope/system': only {\"all\": true} is supported.");
+      if (s.system.all !== true)
+        throw badRequest('Invalid input for field \'scope/system\': only {"all": true} is supported.');
       payload.system = true;
     } else {
       throw forbidden('Trusts are not supported.');
@@ -302,7 +342,11 @@ export class TokenService implements TokenValidator {
     }
     const scoped = payload.projectId || payload.domainId || payload.system;
     if (scoped && valid.roles.length === 0) {
-      const where = payload.projectId ? `project ${payload.projectId}` : payload.domainId ? `domain ${payload.domainId}` : 'the system';
+      const where = payload.projectId
+        ? `project ${payload.projectId}`
+        : payload.domainId
+          ? `domain ${payload.domainId}`
+          : 'the system';
       return fail(`User ${user.id} has no access to ${where}.`);
     }
     return valid;
@@ -314,7 +358,8 @@ export class TokenService implements TokenValidator {
     try {
       v = await this.validate(token);
     } catch (err) {
-      if (err instanceof TokenError || err instanceof SyntaxError) throw unauthorized('The request you have made requires authentication.');
+      if (err instanceof TokenError || err instanceof SyntaxError)
+        throw unauthorized('The request you have made requires authentication.');
       throw err;
     }
     return toAuthContext(token, v);
@@ -325,7 +370,8 @@ export class TokenService implements TokenValidator {
     try {
       return await this.validate(token, { allowExpired });
     } catch (err) {
-      if (err instanceof TokenError || err instanceof SyntaxError) throw notFound('Failed to validate token', 'TokenNotFound');
+      if (err instanceof TokenError || err instanceof SyntaxError)
+        throw notFound('Failed to validate token', 'TokenNotFound');
       if (err instanceof ApiError) throw err;
       throw err;
     }
@@ -333,7 +379,10 @@ export class TokenService implements TokenValidator {
 
   /** Revokes one token (its audit chain): the token and every token rescoped from it. */
   async revoke(token: ValidToken): Promise<void> {
-    await this.repo.revoke({ audit_id: token.payload.auditIds[0], user_id: null, project_id: null, domain_id: null, app_cred_id: null }, this.ttlMs);
+    await this.repo.revoke(
+      { audit_id: token.payload.auditIds[0], user_id: null, project_id: null, domain_id: null, app_cred_id: null },
+      this.ttlMs,
+    );
   }
 
   // ---------------------------------------------------------------- render
@@ -353,7 +402,11 @@ export class TokenService implements TokenValidator {
       issued_at: keystoneTime(p.issuedAt),
     };
     if (v.project) {
-      token.project = { domain: { id: v.projectDomain!.id, name: v.projectDomain!.name }, id: v.project.id, name: v.project.name };
+      token.project = {
+        domain: { id: v.projectDomain!.id, name: v.projectDomain!.name },
+        id: v.project.id,
+        name: v.project.name,
+      };
       token.is_domain = false;
     } else if (v.domain) {
       token.domain = { id: v.domain.id, name: v.domain.name };
@@ -361,7 +414,9 @@ export class TokenService implements TokenValidator {
       token.system = { all: true };
     }
     if (v.project || v.domain || p.system) {
-      token.roles = v.roles.map((r) => (r.domain_id ? { id: r.id, name: r.name, domain_id: r.domain_id } : { id: r.id, name: r.name }));
+      token.roles = v.roles.map((r) =>
+        r.domain_id ? { id: r.id, name: r.name, domain_id: r.domain_id } : { id: r.id, name: r.name },
+      );
       if (withCatalog) token.catalog = await this.catalog();
     }
     if (v.appCred) {

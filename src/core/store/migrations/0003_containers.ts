@@ -69,7 +69,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('finish_time', 'text')
     .addColumn('message', 'text')
     .execute();
-  await s.createIndex('container_actions_uuid').on('container_actions').columns(['container_uuid', 'request_id']).execute();
+  await s
+    .createIndex('container_actions_uuid')
+    .on('container_actions')
+    .columns(['container_uuid', 'request_id'])
+    .execute();
   await s
     .createTable('container_action_events')
     .addColumn('id', ...autoId(db))

@@ -1,5 +1,5 @@
-import type { App } from '../../../core/http/server.js';
 import { atLeast } from '../../../core/http/microversion.js';
+import type { App } from '../../../core/http/server.js';
 import { authorize, type ZunContext } from '../context.js';
 import { invalid, parseBool, parseNumber, zunError } from '../params.js';
 import { QUOTA_DEFAULTS, QUOTA_RESOURCES } from '../repo.js';
@@ -23,7 +23,12 @@ export function adminRoutes(app: App, zx: ZunContext): void {
     total_containers: containers,
   });
   const needHosts = (v: { major: number; minor: number }) => {
-    if (!atLeast(v, 1, 4)) throw zunError(406, 'NotAcceptable', `Version ${v.major}.${v.minor} was requested but the requested API is not supported for this version.`);
+    if (!atLeast(v, 1, 4))
+      throw zunError(
+        406,
+        'NotAcceptable',
+        `Version ${v.major}.${v.minor} was requested but the requested API is not supported for this version.`,
+      );
   };
   const counts = async () => {
     const rows = await db.selectFrom('containers').select(['host']).execute();
@@ -34,20 +39,39 @@ export function adminRoutes(app: App, zx: ZunContext): void {
   app.get('/hosts', async (req) => {
     needHosts(req.zunVersion);
     authorize(zx, req, 'host:get_all', {});
-    const [hosts, n] = await Promise.all([db.selectFrom('compute_hosts').selectAll().orderBy('hostname').execute(), counts()]);
+    const [hosts, n] = await Promise.all([
+      db.selectFrom('compute_hosts').selectAll().orderBy('hostname').execute(),
+      counts(),
+    ]);
     return { hosts: hosts.map((h) => hostView(h, n.get(h.hostname) ?? 0)), next: null };
   });
   app.get('/hosts/:id', async (req) => {
     needHosts(req.zunVersion);
     authorize(zx, req, 'host:get', {});
     const { id } = req.params as { id: string };
-    const h = await db.selectFrom('compute_hosts').selectAll().where((eb) => eb.or([eb('uuid', '=', id), eb('hostname', '=', id)])).executeTakeFirst();
+    const h = await db
+      .selectFrom('compute_hosts')
+      .selectAll()
+      .where((eb) => eb.or([eb('uuid', '=', id), eb('hostname', '=', id)]))
+      .executeTakeFirst();
     if (!h) throw zunError(404, 'ComputeNodeNotFound', `Compute node ${id} could not be found.`);
     return hostView(h, (await counts()).get(h.hostname) ?? 0);
   });
 
   // ---- services
-  const serviceView = (s: { id: number; binary: string; host: string; availability_zone: string; disabled: number; disabled_reason: string | null; forced_down: number; report_count: number; last_seen_up: string | null; created_at: string; updated_at: string | null }) => {
+  const serviceView = (s: {
+    id: number;
+    binary: string;
+    host: string;
+    availability_zone: string;
+    disabled: number;
+    disabled_reason: string | null;
+    forced_down: number;
+    report_count: number;
+    last_seen_up: string | null;
+    created_at: string;
+    updated_at: string | null;
+  }) => {
     const fresh = s.last_seen_up ? Date.now() - Date.parse(s.last_seen_up) < SERVICE_DOWN_AFTER_MS : false;
     return {
       id: s.id,
@@ -70,7 +94,12 @@ export function adminRoutes(app: App, zx: ZunContext): void {
   });
   const findService = async (q: Record<string, string>) => {
     if (!q.host || !q.binary) throw invalid('host and binary are required.');
-    const s = await db.selectFrom('compute_services').selectAll().where('host', '=', q.host).where('binary', '=', q.binary).executeTakeFirst();
+    const s = await db
+      .selectFrom('compute_services')
+      .selectAll()
+      .where('host', '=', q.host)
+      .where('binary', '=', q.binary)
+      .executeTakeFirst();
     if (!s) throw zunError(404, 'ZunServiceNotFound', `Zun service ${q.binary} on host ${q.host} could not be found.`);
     return s;
   };
@@ -82,19 +111,28 @@ export function adminRoutes(app: App, zx: ZunContext): void {
   });
   app.put('/services/:action', async (req) => {
     const { action } = req.params as { action: string };
-    if (!['enable', 'disable', 'force_down'].includes(action)) throw zunError(404, 'NotFound', `Unknown action ${action}.`);
+    if (!['enable', 'disable', 'force_down'].includes(action))
+      throw zunError(404, 'NotFound', `Unknown action ${action}.`);
     authorize(zx, req, `zun-service:${action}`, {});
     const q = { ...(req.query as Record<string, string>), ...((req.body as Record<string, string>) ?? {}) };
     const s = await findService(q);
     const now = new Date().toISOString();
     if (action === 'force_down') {
       const forced = parseBool('forced_down', q.forced_down, true);
-      await db.updateTable('compute_services').set({ forced_down: forced ? 1 : 0, updated_at: now }).where('id', '=', s.id).execute();
+      await db
+        .updateTable('compute_services')
+        .set({ forced_down: forced ? 1 : 0, updated_at: now })
+        .where('id', '=', s.id)
+        .execute();
       return { service: { host: s.host, binary: s.binary, forced_down: forced } };
     }
     const disabled = action === 'disable';
     const reason = disabled ? (q.disabled_reason ?? null) : null;
-    await db.updateTable('compute_services').set({ disabled: disabled ? 1 : 0, disabled_reason: reason, updated_at: now }).where('id', '=', s.id).execute();
+    await db
+      .updateTable('compute_services')
+      .set({ disabled: disabled ? 1 : 0, disabled_reason: reason, updated_at: now })
+      .where('id', '=', s.id)
+      .execute();
     return { service: { host: s.host, binary: s.binary, disabled, disabled_reason: reason } };
   });
 
@@ -110,7 +148,10 @@ export function adminRoutes(app: App, zx: ZunContext): void {
     const b = (body ?? {}) as Record<string, unknown>;
     const unknown = Object.keys(b).filter((k) => !QUOTA_RESOURCES.includes(k));
     if (unknown.length) throw invalid(`Unknown quota resources: ${unknown.join(', ')}`);
-    return Object.entries(b).map(([resource, v]) => ({ resource, limit: parseNumber(resource, v, -1, Number.MAX_SAFE_INTEGER, true) }));
+    return Object.entries(b).map(([resource, v]) => ({
+      resource,
+      limit: parseNumber(resource, v, -1, Number.MAX_SAFE_INTEGER, true),
+    }));
   };
   const setLimits = async (scope: string, limits: Array<{ resource: string; limit: number }>) => {
     await db.transaction().execute(async (trx) => {

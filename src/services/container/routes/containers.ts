@@ -1,16 +1,49 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { App } from '../../../core/http/server.js';
 import { atLeast } from '../../../core/http/microversion.js';
+import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
-import { allowed, callAgent, authorize, checkState, view, type ZunContext } from '../context.js';
+import { allowed, authorize, callAgent, checkState, view, type ZunContext } from '../context.js';
 import { parseCreate } from '../create.js';
-import { expectString, invalid, mergedParams, parseBool, parseNumber, schemaError, shlexSplit, zunError } from '../params.js';
+import {
+  expectString,
+  invalid,
+  mergedParams,
+  parseBool,
+  parseNumber,
+  schemaError,
+  shlexSplit,
+  zunError,
+} from '../params.js';
 import { findRegistry } from '../registries.js';
 import { canDo, invalidStateMessage, Status, VALID_STATES } from '../states.js';
 
-const LIST_FILTERS = ['name', 'image', 'project_id', 'user_id', 'memory', 'host', 'task_state', 'status', 'auto_remove'];
+const LIST_FILTERS = [
+  'name',
+  'image',
+  'project_id',
+  'user_id',
+  'memory',
+  'host',
+  'task_state',
+  'status',
+  'auto_remove',
+];
 const PAGING = ['limit', 'marker', 'sort_key', 'sort_dir', 'all_projects'];
-const SORTABLE = ['id', 'uuid', 'name', 'image', 'status', 'created_at', 'updated_at', 'memory', 'cpu', 'host', 'project_id', 'user_id', 'task_state'];
+const SORTABLE = [
+  'id',
+  'uuid',
+  'name',
+  'image',
+  'status',
+  'created_at',
+  'updated_at',
+  'memory',
+  'cpu',
+  'host',
+  'project_id',
+  'user_id',
+  'task_state',
+];
 
 type Req = FastifyRequest;
 const params = (req: Req) => mergedParams(req.query, req.body);
@@ -22,14 +55,21 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   /** Looks the container up (project-scoped; widened for admins or `all_projects`) and checks `container:<action>`. */
   const load = async (req: Req, action: string): Promise<ContainerRow> => {
     const all = parseBool('all_projects', (req.query as Record<string, unknown>).all_projects) || req.auth.isAdmin;
-    if (parseBool('all_projects', (req.query as Record<string, unknown>).all_projects)) authorize(zx, req, 'container:get_one_all_projects', { project_id: req.auth.projectId });
+    if (parseBool('all_projects', (req.query as Record<string, unknown>).all_projects))
+      authorize(zx, req, 'container:get_one_all_projects', { project_id: req.auth.projectId });
     const c = await repo.find(ident(req), req.auth.projectId, all);
     authorize(zx, req, `container:${action}`, c as unknown as Record<string, unknown>);
     return c;
   };
 
   /** Records the action (its request id is this response's), hands the work to the host's agent. */
-  const dispatch = async (req: Req, c: ContainerRow, action: string, task: string, taskParams: Record<string, unknown> = {}) => {
+  const dispatch = async (
+    req: Req,
+    c: ContainerRow,
+    action: string,
+    task: string,
+    taskParams: Record<string, unknown> = {},
+  ) => {
     const actionId = await repo.startAction(c, action, req.id, req.auth.userId, req.auth.projectId ?? c.project_id);
     if (!c.host) {
       await repo.finishAction(actionId, `compute__do_container_${action}`, 'Container has no host.');
@@ -43,17 +83,32 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   app.post('/containers', async (req, reply) => {
     const v = req.zunVersion;
     authorize(zx, req, 'container:create', { project_id: req.auth.projectId, user_id: req.auth.userId });
-    if (!req.auth.projectId) throw zunError(403, 'PolicyNotAuthorized', 'A project-scoped token is required to create containers.');
+    if (!req.auth.projectId)
+      throw zunError(403, 'PolicyNotAuthorized', 'A project-scoped token is required to create containers.');
     const create = parseCreate(params(req), v, { userId: req.auth.userId, projectId: req.auth.projectId });
     for (const rule of create.privilegedFields) authorize(zx, req, rule, { project_id: req.auth.projectId });
     const args = params(req);
-    if (args.registry !== undefined && args.registry !== null) create.row.registry_id = (await findRegistry(repo.db, String(args.registry), req.auth.projectId, req.auth.isAdmin)).uuid;
+    if (args.registry !== undefined && args.registry !== null)
+      create.row.registry_id = (
+        await findRegistry(repo.db, String(args.registry), req.auth.projectId, req.auth.isAdmin)
+      ).uuid;
     const row = create.row;
-    await repo.checkQuota(row.project_id, { containers: 1, cpu: row.cpu, memory: Number(row.memory), disk: row.disk ?? 0 });
+    await repo.checkQuota(row.project_id, {
+      containers: 1,
+      cpu: row.cpu,
+      memory: Number(row.memory),
+      disk: row.disk ?? 0,
+    });
     // Scheduling is synchronous: the first schedulable host wins (Zun has no weighers).
     const hosts = await zx.agents.schedulableHosts();
     if (create.requestedHost) {
-      if (!(await repo.db.selectFrom('compute_hosts').select('uuid').where('hostname', '=', create.requestedHost).executeTakeFirst())) {
+      if (
+        !(await repo.db
+          .selectFrom('compute_hosts')
+          .select('uuid')
+          .where('hostname', '=', create.requestedHost)
+          .executeTakeFirst())
+      ) {
         throw zunError(404, 'RequestedHostNotFound', `Requested host ${create.requestedHost} does not exist.`);
       }
     }
@@ -87,7 +142,8 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const limit = q.limit === undefined ? 1000 : parseNumber('limit', q.limit, -Infinity, Infinity, true);
     if (limit <= 0) throw invalid(`Limit must be positive integer`);
     const sortDir = q.sort_dir ?? 'asc';
-    if (!['asc', 'desc'].includes(sortDir)) throw invalid(`Invalid sort direction: ${sortDir}. Acceptable values are 'asc' or 'desc'`);
+    if (!['asc', 'desc'].includes(sortDir))
+      throw invalid(`Invalid sort direction: ${sortDir}. Acceptable values are 'asc' or 'desc'`);
     const sortKey = q.sort_key ?? 'id';
     if (!SORTABLE.includes(sortKey)) throw invalid(`The sort_key value "${sortKey}" is an invalid field for sorting`);
     const column = (sortKey === 'id' ? 'created_at' : sortKey) as 'created_at';
@@ -95,18 +151,25 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     if (!all) sel = sel.where('project_id', '=', req.auth.projectId ?? '');
     for (const f of LIST_FILTERS) {
       if (q[f] === undefined) continue;
-      if (!allowed(zx, req, `container:get_one:${f}`, { project_id: req.auth.projectId })) throw zunError(403, 'PolicyNotAuthorized', `Policy doesn't allow container:get_one:${f} to be performed.`);
+      if (!allowed(zx, req, `container:get_one:${f}`, { project_id: req.auth.projectId }))
+        throw zunError(403, 'PolicyNotAuthorized', `Policy doesn't allow container:get_one:${f} to be performed.`);
       const value = f === 'auto_remove' ? (parseBool(f, q[f]) ? 1 : 0) : q[f];
       sel = sel.where(f as 'name', '=', value as string);
     }
-    let rows = await sel.orderBy(column, sortDir as 'asc').orderBy('uuid', sortDir as 'asc').execute();
+    let rows = await sel
+      .orderBy(column, sortDir as 'asc')
+      .orderBy('uuid', sortDir as 'asc')
+      .execute();
     if (q.marker) {
       const at = rows.findIndex((r) => r.uuid === q.marker);
       if (at < 0) throw zunError(404, 'ContainerNotFound', `Container ${q.marker} could not be found.`);
       rows = rows.slice(at + 1);
     }
     const page = rows.slice(0, limit);
-    const next = page.length === limit && rows.length > limit ? `${zx.base}/v1/containers?sort_key=${sortKey}&sort_dir=${sortDir}&limit=${limit}&marker=${page[page.length - 1].uuid}` : null;
+    const next =
+      page.length === limit && rows.length > limit
+        ? `${zx.base}/v1/containers?sort_key=${sortKey}&sort_dir=${sortDir}&limit=${limit}&marker=${page[page.length - 1].uuid}`
+        : null;
     return { containers: page.map((c) => view(zx, req, c)), next };
   });
 
@@ -118,17 +181,29 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const body = (action === 'update' ? req.body : params(req)) as Record<string, unknown> | undefined;
     const allowedKeys = ['cpu', 'memory', 'name', 'auto_heal'];
     const unknown = Object.keys(body ?? {}).filter((k) => !allowedKeys.includes(k));
-    if (unknown.length) throw schemaError(`Additional properties are not allowed ('${unknown.join("', '")}' was unexpected)`);
-    if (!body || Object.keys(body).length === 0) throw invalid('Please provide at least one of the following: cpu, memory, name, auto_heal.');
-    if (body.name !== undefined && !atLeast(req.zunVersion, 1, 14)) throw zunError(400, 'InvalidParamInVersion', `Invalid param name because current request version is ${req.zunVersion.major}.${req.zunVersion.minor}. name is only supported from version 1.14`);
+    if (unknown.length)
+      throw schemaError(`Additional properties are not allowed ('${unknown.join("', '")}' was unexpected)`);
+    if (!body || Object.keys(body).length === 0)
+      throw invalid('Please provide at least one of the following: cpu, memory, name, auto_heal.');
+    if (body.name !== undefined && !atLeast(req.zunVersion, 1, 14))
+      throw zunError(
+        400,
+        'InvalidParamInVersion',
+        `Invalid param name because current request version is ${req.zunVersion.major}.${req.zunVersion.minor}. name is only supported from version 1.14`,
+      );
     const patch: Partial<ContainerRow> = {};
-    if (body.name !== undefined) patch.name = expectString('name', body.name, { min: 2, max: 255, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/ });
+    if (body.name !== undefined)
+      patch.name = expectString('name', body.name, { min: 2, max: 255, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/ });
     if (body.auto_heal !== undefined) patch.auto_heal = parseBool('auto_heal', body.auto_heal) ? 1 : 0;
     if (body.cpu !== undefined) patch.cpu = parseNumber('cpu', body.cpu, 0.1, 16);
     if (body.memory !== undefined) patch.memory = String(parseNumber('memory', body.memory, 4, 8192, true));
     if (patch.cpu !== undefined || patch.memory !== undefined) {
       checkState(c, action);
-      if (action === 'update') await repo.checkQuota(c.project_id, { cpu: (patch.cpu ?? c.cpu) - c.cpu, memory: Number(patch.memory ?? c.memory) - Number(c.memory) });
+      if (action === 'update')
+        await repo.checkQuota(c.project_id, {
+          cpu: (patch.cpu ?? c.cpu) - c.cpu,
+          memory: Number(patch.memory ?? c.memory) - Number(c.memory),
+        });
     }
     await repo.update(c.uuid, patch);
     if ((patch.cpu !== undefined || patch.memory !== undefined) && c.host) {
@@ -139,13 +214,23 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   };
   app.patch('/containers/:id', async (req) => view(zx, req, await applyUpdate(req, 'update')));
   app.post('/containers/:id/resize_container', async (req, reply) => {
-    if (!atLeast(req.zunVersion, 1, 19)) throw zunError(406, 'NotAcceptable', `Version ${req.zunVersion.major}.${req.zunVersion.minor} was requested but the requested API is not supported for this version.`);
+    if (!atLeast(req.zunVersion, 1, 19))
+      throw zunError(
+        406,
+        'NotAcceptable',
+        `Version ${req.zunVersion.major}.${req.zunVersion.minor} was requested but the requested API is not supported for this version.`,
+      );
     const c = await applyUpdate(req, 'resize_container');
     reply.code(202);
     return view(zx, req, c);
   });
   app.post('/containers/:id/rename', async (req) => {
-    if (atLeast(req.zunVersion, 1, 14)) throw zunError(406, 'NotAcceptable', `Version ${req.zunVersion.major}.${req.zunVersion.minor} was requested but the requested API is not supported for this version.`);
+    if (atLeast(req.zunVersion, 1, 14))
+      throw zunError(
+        406,
+        'NotAcceptable',
+        `Version ${req.zunVersion.major}.${req.zunVersion.minor} was requested but the requested API is not supported for this version.`,
+      );
     const c = await load(req, 'rename');
     const name = expectString('name', params(req).name, { min: 2, max: 255, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/ });
     if (name === c.name) throw zunError(409, 'Conflict', 'The new name for the container is the same as the old name.');
@@ -164,17 +249,28 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     authorize(zx, req, 'container:delete', c as unknown as Record<string, unknown>);
     let check = 'delete';
     if (force) {
-      if (atLeast(req.zunVersion, 1, 7)) authorize(zx, req, 'container:delete_force', c as unknown as Record<string, unknown>);
+      if (atLeast(req.zunVersion, 1, 7))
+        authorize(zx, req, 'container:delete_force', c as unknown as Record<string, unknown>);
       check = 'delete_force';
     } else if (stop) check = 'delete_after_stop';
-    if (!canDo(check, c.status)) throw zunError(409, 'InvalidStateException', invalidStateMessage('delete', c.uuid, c.status));
+    if (!canDo(check, c.status))
+      throw zunError(409, 'InvalidStateException', invalidStateMessage('delete', c.uuid, c.status));
     if (!c.host) {
       await repo.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
       reply.code(204).send();
       return;
     }
-    const ok = await repo.transition(c.uuid, VALID_STATES[check], { status: Status.Deleting, task_state: 'container_deleting', desired: 'deleted' });
-    if (!ok) throw zunError(409, 'InvalidStateException', invalidStateMessage('delete', c.uuid, (await repo.get(c.uuid))?.status ?? 'Deleted'));
+    const ok = await repo.transition(c.uuid, VALID_STATES[check], {
+      status: Status.Deleting,
+      task_state: 'container_deleting',
+      desired: 'deleted',
+    });
+    if (!ok)
+      throw zunError(
+        409,
+        'InvalidStateException',
+        invalidStateMessage('delete', c.uuid, (await repo.get(c.uuid))?.status ?? 'Deleted'),
+      );
     await dispatch(req, c, 'delete', 'delete', { force, stop });
     reply.code(204).send();
   });
@@ -185,7 +281,8 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       const c = await load(req, action);
       checkState(c, action);
       const taskParams = extra ? extra(req) : {};
-      if (status && !(await repo.transition(c.uuid, VALID_STATES[action], { status }))) throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, c.status));
+      if (status && !(await repo.transition(c.uuid, VALID_STATES[action], { status })))
+        throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, c.status));
       await dispatch(req, c, action, action, taskParams);
       reply.code(202).send();
     });
@@ -208,12 +305,15 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     checkState(c, 'rebuild');
     const p = params(req);
     const patch: Partial<ContainerRow> = { status: Status.Rebuilding };
-    if (p.image !== undefined && p.image !== null && p.image !== 'None') patch.image = expectString('image', p.image, { min: 2, max: 255 });
+    if (p.image !== undefined && p.image !== null && p.image !== 'None')
+      patch.image = expectString('image', p.image, { min: 2, max: 255 });
     if (p.image_driver !== undefined && p.image_driver !== null && p.image_driver !== 'None') {
-      if (!['docker', 'glance'].includes(p.image_driver as string)) throw schemaError(`Invalid input for field/attribute image_driver. Value: ${p.image_driver}.`);
+      if (!['docker', 'glance'].includes(p.image_driver as string))
+        throw schemaError(`Invalid input for field/attribute image_driver. Value: ${p.image_driver}.`);
       patch.image_driver = p.image_driver as string;
     }
-    if (!(await repo.transition(c.uuid, VALID_STATES.rebuild, patch))) throw zunError(409, 'InvalidStateException', invalidStateMessage('rebuild', c.uuid, c.status));
+    if (!(await repo.transition(c.uuid, VALID_STATES.rebuild, patch)))
+      throw zunError(409, 'InvalidStateException', invalidStateMessage('rebuild', c.uuid, c.status));
     await dispatch(req, c, 'rebuild', 'rebuild', { wasRunning: c.status === Status.Running });
     reply.code(202).send();
   });
@@ -226,7 +326,10 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const stdout = parseBool('stdout', q.stdout, true);
     const stderr = parseBool('stderr', q.stderr, true);
     const timestamps = parseBool('timestamps', q.timestamps);
-    const tail = q.tail === undefined || q.tail === null || q.tail === 'all' || q.tail === '-1' ? 'all' : parseNumber('tail', q.tail, 0, Number.MAX_SAFE_INTEGER, true);
+    const tail =
+      q.tail === undefined || q.tail === null || q.tail === 'all' || q.tail === '-1'
+        ? 'all'
+        : parseNumber('tail', q.tail, 0, Number.MAX_SAFE_INTEGER, true);
     let since: number | undefined;
     if (q.since !== undefined && q.since !== null && q.since !== 'None') {
       const s = String(q.since);
@@ -261,7 +364,10 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     return { output: result.output, exit_code: result.exitCode, exec_id: null, proxy_url: null };
   });
 
-  const size = (p: Record<string, unknown>) => ({ cols: parseNumber('w', p.w, 1, 65535, true), rows: parseNumber('h', p.h, 1, 65535, true) });
+  const size = (p: Record<string, unknown>) => ({
+    cols: parseNumber('w', p.w, 1, 65535, true),
+    rows: parseNumber('h', p.h, 1, 65535, true),
+  });
 
   app.post('/containers/:id/execute_resize', async (req) => {
     const c = await load(req, 'execute_resize');
@@ -277,9 +383,16 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   app.get('/containers/:id/attach', async (req, reply) => {
     const c = await load(req, 'attach');
     checkState(c, 'attach');
-    if (!c.interactive) throw zunError(400, 'NoInteractiveFlag', `Cannot attach to container ${c.uuid}: it was not created with the interactive flag.`);
+    if (!c.interactive)
+      throw zunError(
+        400,
+        'NoInteractiveFlag',
+        `Cannot attach to container ${c.uuid}: it was not created with the interactive flag.`,
+      );
     const token = await callAgent(zx, c, async (a) => a.createAttach(c));
-    return reply.type('application/json; charset=utf-8').send(JSON.stringify(`${zx.wsBase}?token=${token}&uuid=${c.uuid}`));
+    return reply
+      .type('application/json; charset=utf-8')
+      .send(JSON.stringify(`${zx.wsBase}?token=${token}&uuid=${c.uuid}`));
   });
 
   app.post('/containers/:id/resize', async (req) => {
@@ -294,7 +407,9 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const c = await load(req, 'top');
     checkState(c, 'top');
     const psArgs = params(req).ps_args;
-    return callAgent(zx, c, (a) => a.top(c, psArgs === undefined || psArgs === null || psArgs === 'None' ? undefined : String(psArgs)));
+    return callAgent(zx, c, (a) =>
+      a.top(c, psArgs === undefined || psArgs === null || psArgs === 'None' ? undefined : String(psArgs)),
+    );
   });
 
   app.get('/containers/:id/stats', async (req) => {
@@ -319,7 +434,8 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const data = expectString('data', p.data);
     let tar: Buffer;
     if (atLeast(req.zunVersion, 1, 25)) {
-      if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(data)) throw zunError(400, 'Base64Exception', 'Failed to decode the archive data: it is not valid base64.');
+      if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(data))
+        throw zunError(400, 'Base64Exception', 'Failed to decode the archive data: it is not valid base64.');
       tar = Buffer.from(data, 'base64');
     } else tar = Buffer.from(data, 'latin1');
     await callAgent(zx, c, (a) => a.putArchive(c, path, tar));
@@ -329,30 +445,79 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   // ---------------------------------------------------------------- actions history
   app.get('/containers/:id/container_actions', async (req) => {
     const c = await load(req, 'actions');
-    const rows = await repo.db.selectFrom('container_actions').selectAll().where('container_uuid', '=', c.uuid).orderBy('id', 'desc').execute();
+    const rows = await repo.db
+      .selectFrom('container_actions')
+      .selectAll()
+      .where('container_uuid', '=', c.uuid)
+      .orderBy('id', 'desc')
+      .execute();
     return { containerActions: rows.map((a) => renderAction(a)) };
   });
   app.get('/containers/:id/container_actions/:request_id', async (req) => {
     const c = await load(req, 'actions');
     const { request_id } = req.params as { request_id: string };
-    const a = await repo.db.selectFrom('container_actions').selectAll().where('container_uuid', '=', c.uuid).where('request_id', '=', request_id).executeTakeFirst();
+    const a = await repo.db
+      .selectFrom('container_actions')
+      .selectAll()
+      .where('container_uuid', '=', c.uuid)
+      .where('request_id', '=', request_id)
+      .executeTakeFirst();
     if (!a) throw zunError(404, 'ResourceNotFound', `Action ${request_id} on container ${c.uuid} could not be found.`);
     const showTrace = allowed(zx, req, 'container:action:events', c as unknown as Record<string, unknown>);
-    const events = await repo.db.selectFrom('container_action_events').selectAll().where('action_id', '=', a.id).orderBy('id').execute();
+    const events = await repo.db
+      .selectFrom('container_action_events')
+      .selectAll()
+      .where('action_id', '=', a.id)
+      .orderBy('id')
+      .execute();
     return {
       ...renderAction(a),
-      events: events.map((e) => ({ event: e.event, start_time: actionTime(e.start_time), finish_time: actionTime(e.finish_time), result: e.result, traceback: showTrace ? e.traceback : null })),
+      events: events.map((e) => ({
+        event: e.event,
+        start_time: actionTime(e.start_time),
+        finish_time: actionTime(e.finish_time),
+        result: e.result,
+        traceback: showTrace ? e.traceback : null,
+      })),
     };
   });
 }
 
 const actionTime = (iso: string | null) => (iso ? iso.replace(/\.(\d{3})Z$/, '.$1000').replace(/Z$/, '') : null);
 
-function renderAction(a: { action: string; container_uuid: string; request_id: string; user_id: string | null; project_id: string | null; start_time: string; finish_time: string | null; message: string | null }) {
-  return { action: a.action, container_uuid: a.container_uuid, request_id: a.request_id, user_id: a.user_id, project_id: a.project_id, start_time: actionTime(a.start_time), finish_time: actionTime(a.finish_time), message: a.message };
+function renderAction(a: {
+  action: string;
+  container_uuid: string;
+  request_id: string;
+  user_id: string | null;
+  project_id: string | null;
+  start_time: string;
+  finish_time: string | null;
+  message: string | null;
+}) {
+  return {
+    action: a.action,
+    container_uuid: a.container_uuid,
+    request_id: a.request_id,
+    user_id: a.user_id,
+    project_id: a.project_id,
+    start_time: actionTime(a.start_time),
+    finish_time: actionTime(a.finish_time),
+    message: a.message,
+  };
 }
 
-const SIGNALS: Record<string, number> = { HUP: 1, INT: 2, QUIT: 3, KILL: 9, USR1: 10, USR2: 12, TERM: 15, STOP: 19, CONT: 18 };
+const SIGNALS: Record<string, number> = {
+  HUP: 1,
+  INT: 2,
+  QUIT: 3,
+  KILL: 9,
+  USR1: 10,
+  USR2: 12,
+  TERM: 15,
+  STOP: 19,
+  CONT: 18,
+};
 /** Zun accepts `SIGKILL`, `KILL`, `kill`, `9`, …; returns the canonical `SIGxxx` name. */
 export function normalizeSignal(s: string): string {
   const up = s.toUpperCase().replace(/^SIG/, '');

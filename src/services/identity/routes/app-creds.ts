@@ -14,7 +14,18 @@ const AppCredCreate = Type.Object({
       secret: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 4096 }), Type.Null()])),
       description: Type.Optional(Type.Union([Type.String({ maxLength: 65535 }), Type.Null()])),
       expires_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-      roles: Type.Optional(Type.Array(Type.Object({ id: Type.Optional(Type.String()), name: Type.Optional(Type.String()), domain_id: Type.Optional(Type.Union([Type.String(), Type.Null()])) }, { additionalProperties: false }))),
+      roles: Type.Optional(
+        Type.Array(
+          Type.Object(
+            {
+              id: Type.Optional(Type.String()),
+              name: Type.Optional(Type.String()),
+              domain_id: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+      ),
       unrestricted: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
       access_rules: Type.Optional(Type.Array(Type.Object({}, { additionalProperties: true }))),
       system: Type.Optional(Type.Union([Type.String(), Type.Null()])),
@@ -32,18 +43,31 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:create_application_credential', { user_id });
     if (!(await repo.user(user_id))) throw notFound(`Could not find user: ${user_id}.`, 'UserNotFound');
     const projectId = req.auth.projectId;
-    if (!projectId) throw badRequest('Application credentials can only be created with a project-scoped token.', 'ValidationError');
+    if (!projectId)
+      throw badRequest('Application credentials can only be created with a project-scoped token.', 'ValidationError');
     // A restricted application credential cannot be used to create another one (Keystone's escalation guard).
     if (req.auth.appCredentialId) {
       const parent = await repo.appCred(req.auth.appCredentialId);
-      if (parent && !parent.unrestricted) throw forbidden('Using method application_credential is not allowed for managing additional application credentials.', 'ForbiddenAction');
+      if (parent && !parent.unrestricted)
+        throw forbidden(
+          'Using method application_credential is not allowed for managing additional application credentials.',
+          'ForbiddenAction',
+        );
     }
     const { application_credential: b } = req.body as { application_credential: Record<string, any> };
     let expiresAt: number | null = null;
     if (b.expires_at) {
       expiresAt = parseClientTime(b.expires_at);
-      if (expiresAt === null) throw badRequest(`Invalid input for field 'expires_at': '${b.expires_at}' is not a valid date-time.`, 'ValidationError');
-      if (expiresAt <= Date.now()) throw badRequest("Invalid input for field 'expires_at': the expiry time must be in the future.", 'ValidationError');
+      if (expiresAt === null)
+        throw badRequest(
+          `Invalid input for field 'expires_at': '${b.expires_at}' is not a valid date-time.`,
+          'ValidationError',
+        );
+      if (expiresAt <= Date.now())
+        throw badRequest(
+          "Invalid input for field 'expires_at': the expiry time must be in the future.",
+          'ValidationError',
+        );
     }
     // Roles: a subset of the caller's effective roles on the project; none given means all of them.
     const held = await repo.effectiveRoles(req.auth.userId, 'project', projectId);
@@ -52,7 +76,11 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
       roles = [];
       for (const ref of b.roles as Array<{ id?: string; name?: string }>) {
         const match = held.find((r) => (ref.id && r.id === ref.id) || (!ref.id && ref.name && r.name === ref.name));
-        if (!match) throw forbidden(`Cannot create an application credential with requested role(s) not assigned to the user: ${ref.id ?? ref.name}.`, 'RoleAssignmentNotFound');
+        if (!match)
+          throw forbidden(
+            `Cannot create an application credential with requested role(s) not assigned to the user: ${ref.id ?? ref.name}.`,
+            'RoleAssignmentNotFound',
+          );
         if (!roles.some((r) => r.id === match.id)) roles.push(match);
       }
     }
@@ -89,13 +117,17 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
     const q = req.query as Record<string, string>;
     let sel = repo.db.selectFrom('application_credentials').selectAll().where('user_id', '=', user_id).orderBy('name');
     if (q.name !== undefined) sel = sel.where('name', '=', q.name);
-    return { application_credentials: (await sel.execute()).map((a) => renderAppCred(ix, a)), links: listLinks(ix, base(user_id)) };
+    return {
+      application_credentials: (await sel.execute()).map((a) => renderAppCred(ix, a)),
+      links: listLinks(ix, base(user_id)),
+    };
   });
 
   const getOwn = async (params: unknown) => {
     const { user_id, id } = params as { user_id: string; id: string };
     const a = await repo.appCred(id);
-    if (!a || a.user_id !== user_id) throw notFound(`Could not find Application Credential: ${id}.`, 'ApplicationCredentialNotFound');
+    if (!a || a.user_id !== user_id)
+      throw notFound(`Could not find Application Credential: ${id}.`, 'ApplicationCredentialNotFound');
     return a;
   };
   app.get('/v3/users/:user_id/application_credentials/:id', async (req) => {
@@ -103,16 +135,28 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
     return { application_credential: renderAppCred(ix, await getOwn(req.params)) };
   });
   app.delete('/v3/users/:user_id/application_credentials/:id', async (req, reply) => {
-    authorize(ix, req, 'identity:delete_application_credential', { user_id: (req.params as { user_id: string }).user_id });
+    authorize(ix, req, 'identity:delete_application_credential', {
+      user_id: (req.params as { user_id: string }).user_id,
+    });
     const a = await getOwn(req.params);
     await repo.write((trx) => trx.deleteFrom('application_credentials').where('id', '=', a.id).execute());
-    await repo.revoke({ app_cred_id: a.id, user_id: null, audit_id: null, project_id: null, domain_id: null }, ix.tokens.ttlMs);
+    await repo.revoke(
+      { app_cred_id: a.id, user_id: null, audit_id: null, project_id: null, domain_id: null },
+      ix.tokens.ttlMs,
+    );
     reply.code(204).send();
   });
   app.get('/v3/users/:user_id/access_rules', async (req) => {
     const { user_id } = req.params as { user_id: string };
     authorize(ix, req, 'identity:list_access_rules', { user_id });
-    const creds = await repo.db.selectFrom('application_credentials').select('access_rules').where('user_id', '=', user_id).execute();
-    return { access_rules: creds.flatMap((c) => JSON.parse(c.access_rules)), links: listLinks(ix, `users/${user_id}/access_rules`) };
+    const creds = await repo.db
+      .selectFrom('application_credentials')
+      .select('access_rules')
+      .where('user_id', '=', user_id)
+      .execute();
+    return {
+      access_rules: creds.flatMap((c) => JSON.parse(c.access_rules)),
+      links: listLinks(ix, `users/${user_id}/access_rules`),
+    };
   });
 }

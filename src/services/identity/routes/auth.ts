@@ -17,17 +17,31 @@ const AuthBody = Type.Object(
   },
   { additionalProperties: true },
 );
-const TokenQuery = Type.Object({ nocatalog: Type.Optional(Type.String()), allow_expired: Type.Optional(Type.String()) }, { additionalProperties: true });
+const TokenQuery = Type.Object(
+  { nocatalog: Type.Optional(Type.String()), allow_expired: Type.Optional(Type.String()) },
+  { additionalProperties: true },
+);
 
 export function authRoutes(app: App, ix: IdentityContext): void {
-  app.post('/v3/auth/tokens', { config: { public: true }, schema: { body: AuthBody, querystring: TokenQuery, tags: ['identity'], summary: 'Issue a token' } }, async (req, reply) => {
-    const { auth } = req.body as { auth: { identity: Record<string, unknown>; scope?: unknown } };
-    if (typeof auth.scope === 'string' && auth.scope !== 'unscoped') throw badRequest("Invalid input for field 'auth/scope'.");
-    const { token, valid } = await ix.tokens.issue({ identity: auth.identity as never, scope: auth.scope === 'unscoped' ? undefined : auth.scope });
-    const withCatalog = (req.query as Record<string, unknown>).nocatalog === undefined;
-    reply.code(201).header('X-Subject-Token', token);
-    return ix.tokens.render(valid, withCatalog);
-  });
+  app.post(
+    '/v3/auth/tokens',
+    {
+      config: { public: true },
+      schema: { body: AuthBody, querystring: TokenQuery, tags: ['identity'], summary: 'Issue a token' },
+    },
+    async (req, reply) => {
+      const { auth } = req.body as { auth: { identity: Record<string, unknown>; scope?: unknown } };
+      if (typeof auth.scope === 'string' && auth.scope !== 'unscoped')
+        throw badRequest("Invalid input for field 'auth/scope'.");
+      const { token, valid } = await ix.tokens.issue({
+        identity: auth.identity as never,
+        scope: auth.scope === 'unscoped' ? undefined : auth.scope,
+      });
+      const withCatalog = (req.query as Record<string, unknown>).nocatalog === undefined;
+      reply.code(201).header('X-Subject-Token', token);
+      return ix.tokens.render(valid, withCatalog);
+    },
+  );
 
   const subject = (headers: Record<string, unknown>) => {
     const s = headers['x-subject-token'];
@@ -42,14 +56,18 @@ export function authRoutes(app: App, ix: IdentityContext): void {
     reply.header('X-Subject-Token', token).code(200).send();
   });
 
-  app.get('/v3/auth/tokens', { schema: { querystring: TokenQuery, tags: ['identity'], summary: 'Validate a token' } }, async (req, reply) => {
-    const q = req.query as Record<string, unknown>;
-    const token = subject(req.headers);
-    const valid = await ix.tokens.validateSubject(token, queryBool(q.allow_expired) === true);
-    authorize(ix, req, 'identity:validate_token', { target: { token: { user_id: valid.user.id } } });
-    reply.header('X-Subject-Token', token);
-    return ix.tokens.render(valid, q.nocatalog === undefined);
-  });
+  app.get(
+    '/v3/auth/tokens',
+    { schema: { querystring: TokenQuery, tags: ['identity'], summary: 'Validate a token' } },
+    async (req, reply) => {
+      const q = req.query as Record<string, unknown>;
+      const token = subject(req.headers);
+      const valid = await ix.tokens.validateSubject(token, queryBool(q.allow_expired) === true);
+      authorize(ix, req, 'identity:validate_token', { target: { token: { user_id: valid.user.id } } });
+      reply.header('X-Subject-Token', token);
+      return ix.tokens.render(valid, q.nocatalog === undefined);
+    },
+  );
 
   app.delete('/v3/auth/tokens', async (req, reply) => {
     const token = subject(req.headers);
@@ -59,12 +77,27 @@ export function authRoutes(app: App, ix: IdentityContext): void {
     reply.code(204).send();
   });
 
-  app.get('/v3/auth/catalog', async () => ({ catalog: await buildCatalog(ix.repo), links: listLinks(ix, 'auth/catalog') }));
+  app.get('/v3/auth/catalog', async () => ({
+    catalog: await buildCatalog(ix.repo),
+    links: listLinks(ix, 'auth/catalog'),
+  }));
 
   app.get('/v3/auth/projects', async (req) => {
-    const ids = await ix.repo.db.selectFrom('assignments').select('target_id').where('type', '=', 'UserProject').where('actor_id', '=', req.auth.userId).execute();
+    const ids = await ix.repo.db
+      .selectFrom('assignments')
+      .select('target_id')
+      .where('type', '=', 'UserProject')
+      .where('actor_id', '=', req.auth.userId)
+      .execute();
     const groups = await ix.repo.groupIdsOfUser(req.auth.userId);
-    const viaGroups = groups.length ? await ix.repo.db.selectFrom('assignments').select('target_id').where('type', '=', 'GroupProject').where('actor_id', 'in', groups).execute() : [];
+    const viaGroups = groups.length
+      ? await ix.repo.db
+          .selectFrom('assignments')
+          .select('target_id')
+          .where('type', '=', 'GroupProject')
+          .where('actor_id', 'in', groups)
+          .execute()
+      : [];
     const projects = [];
     for (const id of new Set([...ids, ...viaGroups].map((r) => r.target_id))) {
       const p = await ix.repo.project(id);
@@ -74,7 +107,12 @@ export function authRoutes(app: App, ix: IdentityContext): void {
   });
 
   app.get('/v3/auth/domains', async (req) => {
-    const ids = await ix.repo.db.selectFrom('assignments').select('target_id').where('type', '=', 'UserDomain').where('actor_id', '=', req.auth.userId).execute();
+    const ids = await ix.repo.db
+      .selectFrom('assignments')
+      .select('target_id')
+      .where('type', '=', 'UserDomain')
+      .where('actor_id', '=', req.auth.userId)
+      .execute();
     const domains = [];
     for (const id of new Set(ids.map((r) => r.target_id))) {
       const d = await ix.repo.domain(id);

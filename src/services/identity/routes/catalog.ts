@@ -9,7 +9,14 @@ import { Id, ListQuery, OptText } from './schemas.js';
 const ServiceBody = (required: boolean) =>
   Type.Object({
     service: Type.Object(
-      { type: required ? Type.String({ minLength: 1, maxLength: 255 }) : Type.Optional(Type.String({ minLength: 1, maxLength: 255 })), name: Type.Optional(Type.String({ maxLength: 255 })), description: OptText, enabled: Type.Optional(Type.Boolean()) },
+      {
+        type: required
+          ? Type.String({ minLength: 1, maxLength: 255 })
+          : Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+        name: Type.Optional(Type.String({ maxLength: 255 })),
+        description: OptText,
+        enabled: Type.Optional(Type.Boolean()),
+      },
       { additionalProperties: true },
     ),
   });
@@ -20,7 +27,9 @@ const EndpointBody = (required: boolean) =>
       {
         service_id: required ? Type.String() : Type.Optional(Type.String()),
         interface: required ? Interface : Type.Optional(Interface),
-        url: required ? Type.String({ minLength: 1, maxLength: 225 }) : Type.Optional(Type.String({ minLength: 1, maxLength: 225 })),
+        url: required
+          ? Type.String({ minLength: 1, maxLength: 225 })
+          : Type.Optional(Type.String({ minLength: 1, maxLength: 225 })),
         region_id: Type.Optional(Type.Union([Type.String(), Type.Null()])),
         region: Type.Optional(Type.Union([Type.String(), Type.Null()])),
         enabled: Type.Optional(Type.Boolean()),
@@ -28,7 +37,16 @@ const EndpointBody = (required: boolean) =>
       { additionalProperties: true },
     ),
   });
-const RegionBody = Type.Object({ region: Type.Object({ id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })), description: OptText, parent_region_id: Type.Optional(Type.Union([Type.String(), Type.Null()])) }, { additionalProperties: true }) });
+const RegionBody = Type.Object({
+  region: Type.Object(
+    {
+      id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+      description: OptText,
+      parent_region_id: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    },
+    { additionalProperties: true },
+  ),
+});
 
 export function catalogRoutes(app: App, ix: IdentityContext): void {
   const { repo } = ix;
@@ -52,7 +70,9 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
   app.get('/v3/services', { schema: { querystring: ListQuery } }, async (req) => {
     authorize(ix, req, 'identity:list_services');
     const q = req.query as Record<string, string>;
-    const list = (await repo.services()).filter((s) => (q.type === undefined || s.type === q.type) && (q.name === undefined || s.name === q.name));
+    const list = (await repo.services()).filter(
+      (s) => (q.type === undefined || s.type === q.type) && (q.name === undefined || s.name === q.name),
+    );
     return { services: list.map((s) => renderService(ix, s)), links: listLinks(ix, 'services') };
   });
   app.get('/v3/services/:id', { schema: { params: Id } }, async (req) => {
@@ -63,7 +83,18 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:create_service');
     const { service: b } = req.body as { service: Record<string, any> };
     const id = newId();
-    await repo.write((trx) => trx.insertInto('services').values({ id, type: b.type, name: b.name ?? '', description: b.description ?? '', enabled: b.enabled === false ? 0 : 1 }).execute());
+    await repo.write((trx) =>
+      trx
+        .insertInto('services')
+        .values({
+          id,
+          type: b.type,
+          name: b.name ?? '',
+          description: b.description ?? '',
+          enabled: b.enabled === false ? 0 : 1,
+        })
+        .execute(),
+    );
     reply.code(201);
     return { service: renderService(ix, await getService(id)) };
   });
@@ -74,7 +105,12 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     await repo.write((trx) =>
       trx
         .updateTable('services')
-        .set({ type: b.type ?? s.type, name: b.name ?? s.name, description: b.description ?? s.description, enabled: b.enabled === undefined ? s.enabled : b.enabled ? 1 : 0 })
+        .set({
+          type: b.type ?? s.type,
+          name: b.name ?? s.name,
+          description: b.description ?? s.description,
+          enabled: b.enabled === undefined ? s.enabled : b.enabled ? 1 : 0,
+        })
         .where('id', '=', s.id)
         .execute(),
     );
@@ -95,7 +131,11 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:list_endpoints');
     const q = req.query as Record<string, string>;
     const list = (await repo.endpoints()).filter(
-      (e) => (q.service_id === undefined || e.service_id === q.service_id) && (q.interface === undefined || e.interface === q.interface) && (q.region_id === undefined || e.region_id === q.region_id) && (q.enabled === undefined || !!e.enabled === queryBool(q.enabled)),
+      (e) =>
+        (q.service_id === undefined || e.service_id === q.service_id) &&
+        (q.interface === undefined || e.interface === q.interface) &&
+        (q.region_id === undefined || e.region_id === q.region_id) &&
+        (q.enabled === undefined || !!e.enabled === queryBool(q.enabled)),
     );
     return { endpoints: list.map((e) => renderEndpoint(ix, e)), links: listLinks(ix, 'endpoints') };
   });
@@ -108,9 +148,13 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     const region = b.region_id ?? b.region;
     if (region) {
       // Keystone creates a region named by an endpoint on the fly.
-      if (!(await repo.regions()).some((r) => r.id === region)) await repo.write((trx) => trx.insertInto('regions').values({ id: region, description: '', parent_region_id: null }).execute());
+      if (!(await repo.regions()).some((r) => r.id === region))
+        await repo.write((trx) =>
+          trx.insertInto('regions').values({ id: region, description: '', parent_region_id: null }).execute(),
+        );
     }
-    if (b.url !== undefined && !/^[a-z][a-z0-9+.-]*:\/\//i.test(b.url)) throw badRequest(`Invalid input for field 'url': '${b.url}' is not a valid URL.`, 'ValidationError');
+    if (b.url !== undefined && !/^[a-z][a-z0-9+.-]*:\/\//i.test(b.url))
+      throw badRequest(`Invalid input for field 'url': '${b.url}' is not a valid URL.`, 'ValidationError');
     return region as string | undefined;
   };
   app.post('/v3/endpoints', { schema: { body: EndpointBody(true) } }, async (req, reply) => {
@@ -118,7 +162,19 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     const { endpoint: b } = req.body as { endpoint: Record<string, any> };
     const region = await checkEndpointRefs(b);
     const id = newId();
-    await repo.write((trx) => trx.insertInto('endpoints').values({ id, service_id: b.service_id, interface: b.interface, url: b.url, region_id: region ?? null, enabled: b.enabled === false ? 0 : 1 }).execute());
+    await repo.write((trx) =>
+      trx
+        .insertInto('endpoints')
+        .values({
+          id,
+          service_id: b.service_id,
+          interface: b.interface,
+          url: b.url,
+          region_id: region ?? null,
+          enabled: b.enabled === false ? 0 : 1,
+        })
+        .execute(),
+    );
     reply.code(201);
     return { endpoint: renderEndpoint(ix, await getEndpoint(id)) };
   });
@@ -130,7 +186,13 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     await repo.write((trx) =>
       trx
         .updateTable('endpoints')
-        .set({ service_id: b.service_id ?? e.service_id, interface: b.interface ?? e.interface, url: b.url ?? e.url, region_id: region ?? e.region_id, enabled: b.enabled === undefined ? e.enabled : b.enabled ? 1 : 0 })
+        .set({
+          service_id: b.service_id ?? e.service_id,
+          interface: b.interface ?? e.interface,
+          url: b.url ?? e.url,
+          region_id: region ?? e.region_id,
+          enabled: b.enabled === undefined ? e.enabled : b.enabled ? 1 : 0,
+        })
         .where('id', '=', e.id)
         .execute(),
     );
@@ -147,7 +209,9 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
   app.get('/v3/regions', { schema: { querystring: ListQuery } }, async (req) => {
     authorize(ix, req, 'identity:list_regions');
     const q = req.query as Record<string, string>;
-    const list = (await repo.regions()).filter((r) => q.parent_region_id === undefined || r.parent_region_id === q.parent_region_id);
+    const list = (await repo.regions()).filter(
+      (r) => q.parent_region_id === undefined || r.parent_region_id === q.parent_region_id,
+    );
     return { regions: list.map((r) => renderRegion(ix, r)), links: listLinks(ix, 'regions') };
   });
   app.get('/v3/regions/:id', { schema: { params: Id } }, async (req) => {
@@ -156,7 +220,14 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
   });
   const createRegion = async (id: string, b: Record<string, any>) => {
     if (b.parent_region_id) await getRegion(b.parent_region_id);
-    await repo.write((trx) => trx.insertInto('regions').values({ id, description: b.description ?? '', parent_region_id: b.parent_region_id ?? null }).execute(), `Duplicate ID, ${id}.`);
+    await repo.write(
+      (trx) =>
+        trx
+          .insertInto('regions')
+          .values({ id, description: b.description ?? '', parent_region_id: b.parent_region_id ?? null })
+          .execute(),
+      `Duplicate ID, ${id}.`,
+    );
     return { region: renderRegion(ix, await getRegion(id)) };
   };
   app.post('/v3/regions', { schema: { body: RegionBody } }, async (req, reply) => {
@@ -182,7 +253,10 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     await repo.write((trx) =>
       trx
         .updateTable('regions')
-        .set({ description: b.description ?? r.description, parent_region_id: b.parent_region_id === undefined ? r.parent_region_id : b.parent_region_id })
+        .set({
+          description: b.description ?? r.description,
+          parent_region_id: b.parent_region_id === undefined ? r.parent_region_id : b.parent_region_id,
+        })
         .where('id', '=', r.id)
         .execute(),
     );
@@ -192,10 +266,12 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:delete_region');
     const r = await getRegion((req.params as { id: string }).id);
     if ((await repo.regions()).some((x) => x.parent_region_id === r.id)) throw forbiddenChild(r.id);
-    if ((await repo.endpoints()).some((e) => e.region_id === r.id)) throw conflict(`Region ${r.id} is in use by endpoints.`, 'Conflict');
+    if ((await repo.endpoints()).some((e) => e.region_id === r.id))
+      throw conflict(`Region ${r.id} is in use by endpoints.`, 'Conflict');
     await repo.write((trx) => trx.deleteFrom('regions').where('id', '=', r.id).execute());
     reply.code(204).send();
   });
 }
 
-const forbiddenChild = (id: string) => conflict(`Unable to delete region ${id} because it or its child regions have associated endpoints.`, 'Conflict');
+const forbiddenChild = (id: string) =>
+  conflict(`Unable to delete region ${id} because it or its child regions have associated endpoints.`, 'Conflict');

@@ -7,8 +7,18 @@ import { newId } from '../ids.js';
 import { renderDomain, renderProject } from '../render.js';
 import { Id, ListQuery, Name, OptText, splitExtra } from './schemas.js';
 
-const DomainCreate = Type.Object({ domain: Type.Object({ name: Name, description: OptText, enabled: Type.Optional(Type.Boolean()), id: Type.Optional(Type.String()) }, { additionalProperties: true }) });
-const DomainUpdate = Type.Object({ domain: Type.Object({ name: Type.Optional(Name), description: OptText, enabled: Type.Optional(Type.Boolean()) }, { additionalProperties: true }) });
+const DomainCreate = Type.Object({
+  domain: Type.Object(
+    { name: Name, description: OptText, enabled: Type.Optional(Type.Boolean()), id: Type.Optional(Type.String()) },
+    { additionalProperties: true },
+  ),
+});
+const DomainUpdate = Type.Object({
+  domain: Type.Object(
+    { name: Type.Optional(Name), description: OptText, enabled: Type.Optional(Type.Boolean()) },
+    { additionalProperties: true },
+  ),
+});
 const ProjectCreate = Type.Object({
   project: Type.Object(
     {
@@ -26,13 +36,29 @@ const ProjectCreate = Type.Object({
 });
 const ProjectUpdate = Type.Object({
   project: Type.Object(
-    { name: Type.Optional(Name), description: OptText, enabled: Type.Optional(Type.Boolean()), tags: Type.Optional(Type.Array(Type.String({ maxLength: 255 }))), options: Type.Optional(Type.Object({}, { additionalProperties: true })) },
+    {
+      name: Type.Optional(Name),
+      description: OptText,
+      enabled: Type.Optional(Type.Boolean()),
+      tags: Type.Optional(Type.Array(Type.String({ maxLength: 255 }))),
+      options: Type.Optional(Type.Object({}, { additionalProperties: true })),
+    },
     { additionalProperties: true },
   ),
 });
 
 const DOMAIN_FIELDS = ['id', 'name', 'description', 'enabled'];
-const PROJECT_FIELDS = ['id', 'name', 'domain_id', 'parent_id', 'description', 'enabled', 'is_domain', 'tags', 'options'];
+const PROJECT_FIELDS = [
+  'id',
+  'name',
+  'domain_id',
+  'parent_id',
+  'description',
+  'enabled',
+  'is_domain',
+  'tags',
+  'options',
+];
 
 export function domainProjectRoutes(app: App, ix: IdentityContext): void {
   const { repo } = ix;
@@ -67,7 +93,17 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     const { domain: b } = req.body as { domain: Record<string, any> };
     const id = typeof b.id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(b.id) ? b.id : newId();
     await repo.write(
-      (trx) => trx.insertInto('domains').values({ id, name: b.name, description: b.description ?? '', enabled: b.enabled === false ? 0 : 1, extra: JSON.stringify(splitExtra(b, DOMAIN_FIELDS)) }).execute(),
+      (trx) =>
+        trx
+          .insertInto('domains')
+          .values({
+            id,
+            name: b.name,
+            description: b.description ?? '',
+            enabled: b.enabled === false ? 0 : 1,
+            extra: JSON.stringify(splitExtra(b, DOMAIN_FIELDS)),
+          })
+          .execute(),
       `Duplicate entry found with name ${b.name} at domain.`,
     );
     reply.code(201);
@@ -77,7 +113,8 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     const d = await getDomain((req.params as { id: string }).id);
     authorize(ix, req, 'identity:update_domain', { target: { domain: { id: d.id } } });
     const { domain: b } = req.body as { domain: Record<string, any> };
-    if (b.id !== undefined && b.id !== d.id) throw badRequest("Invalid input for field 'id': the id of a domain cannot be changed.", 'ValidationError');
+    if (b.id !== undefined && b.id !== d.id)
+      throw badRequest("Invalid input for field 'id': the id of a domain cannot be changed.", 'ValidationError');
     await repo.write(
       (trx) =>
         trx
@@ -92,17 +129,28 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
           .execute(),
       `Duplicate entry found with name ${b.name} at domain.`,
     );
-    if (b.enabled === false && d.enabled) await repo.revoke({ domain_id: d.id, audit_id: null, user_id: null, project_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+    if (b.enabled === false && d.enabled)
+      await repo.revoke(
+        { domain_id: d.id, audit_id: null, user_id: null, project_id: null, app_cred_id: null },
+        ix.tokens.ttlMs,
+      );
     return { domain: renderDomain(ix, (await repo.domain(d.id))!) };
   });
   app.delete('/v3/domains/:id', { schema: { params: Id } }, async (req, reply) => {
     const d = await getDomain((req.params as { id: string }).id);
     authorize(ix, req, 'identity:delete_domain', { target: { domain: { id: d.id } } });
-    if (d.enabled) throw forbidden('Cannot delete a domain that is enabled, please disable it first.', 'ForbiddenAction');
+    if (d.enabled)
+      throw forbidden('Cannot delete a domain that is enabled, please disable it first.', 'ForbiddenAction');
     await repo.write(async (trx) => {
-      const projects = (await trx.selectFrom('projects').select('id').where('domain_id', '=', d.id).execute()).map((r) => r.id);
-      const users = (await trx.selectFrom('users').select('id').where('domain_id', '=', d.id).execute()).map((r) => r.id);
-      const groups = (await trx.selectFrom('groups').select('id').where('domain_id', '=', d.id).execute()).map((r) => r.id);
+      const projects = (await trx.selectFrom('projects').select('id').where('domain_id', '=', d.id).execute()).map(
+        (r) => r.id,
+      );
+      const users = (await trx.selectFrom('users').select('id').where('domain_id', '=', d.id).execute()).map(
+        (r) => r.id,
+      );
+      const groups = (await trx.selectFrom('groups').select('id').where('domain_id', '=', d.id).execute()).map(
+        (r) => r.id,
+      );
       const targets = [d.id, ...projects];
       const actors = [...users, ...groups];
       await trx.deleteFrom('assignments').where('target_id', 'in', targets).execute();
@@ -122,7 +170,13 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     if (q.name !== undefined) sel = sel.where('name', '=', q.name);
     if (q.domain_id !== undefined) sel = sel.where('domain_id', '=', q.domain_id);
     if (q.enabled !== undefined) sel = sel.where('enabled', '=', queryBool(q.enabled) ? 1 : 0);
-    if (q.parent_id !== undefined) sel = sel.where((eb) => eb.or([eb('parent_id', '=', q.parent_id), eb.and([eb('parent_id', 'is', null), eb('domain_id', '=', q.parent_id)])]));
+    if (q.parent_id !== undefined)
+      sel = sel.where((eb) =>
+        eb.or([
+          eb('parent_id', '=', q.parent_id),
+          eb.and([eb('parent_id', 'is', null), eb('domain_id', '=', q.parent_id)]),
+        ]),
+      );
     if (q.is_domain !== undefined && queryBool(q.is_domain)) return [];
     if (onlyIds) {
       if (onlyIds.length === 0) return [];
@@ -148,7 +202,10 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     const viaGroups = [];
     for (const g of groups) viaGroups.push(...(await repo.assignments({ types: ['GroupProject'], actor_id: g })));
     const ids = [...new Set([...direct, ...viaGroups].map((a) => a.target_id))];
-    return { projects: await listProjects(req.query as Record<string, string>, ids), links: listLinks(ix, `users/${user_id}/projects`) };
+    return {
+      projects: await listProjects(req.query as Record<string, string>, ids),
+      links: listLinks(ix, `users/${user_id}/projects`),
+    };
   });
   app.get('/v3/projects/:id', { schema: { params: Id } }, async (req) => {
     const p = await getProject((req.params as { id: string }).id);
@@ -166,7 +223,8 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
         if (await repo.domain(b.parent_id)) domainId ??= b.parent_id;
         else throw notFound(`Could not find project: ${b.parent_id}.`, 'ProjectNotFound');
       } else {
-        if (domainId && domainId !== parent.domain_id) throw badRequest('Cannot create project, the parent is in a different domain.', 'ValidationError');
+        if (domainId && domainId !== parent.domain_id)
+          throw badRequest('Cannot create project, the parent is in a different domain.', 'ValidationError');
         domainId = parent.domain_id;
         parentId = parent.id;
       }
@@ -200,8 +258,13 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     const p = await getProject((req.params as { id: string }).id);
     authorize(ix, req, 'identity:update_project', { target: { project: { id: p.id, domain_id: p.domain_id } } });
     const { project: b } = req.body as { project: Record<string, any> };
-    if (b.domain_id !== undefined && b.domain_id !== p.domain_id) throw badRequest("Invalid input for field 'domain_id': the domain of a project cannot be changed.", 'ValidationError');
-    if (b.is_domain === true) throw badRequest("Invalid input for field 'is_domain': a project cannot become a domain.", 'ValidationError');
+    if (b.domain_id !== undefined && b.domain_id !== p.domain_id)
+      throw badRequest(
+        "Invalid input for field 'domain_id': the domain of a project cannot be changed.",
+        'ValidationError',
+      );
+    if (b.is_domain === true)
+      throw badRequest("Invalid input for field 'is_domain': a project cannot become a domain.", 'ValidationError');
     await repo.write(
       (trx) =>
         trx
@@ -218,21 +281,32 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
           .execute(),
       `Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain: ${b.name}.`,
     );
-    if (b.enabled === false && p.enabled) await repo.revoke({ project_id: p.id, audit_id: null, user_id: null, domain_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+    if (b.enabled === false && p.enabled)
+      await repo.revoke(
+        { project_id: p.id, audit_id: null, user_id: null, domain_id: null, app_cred_id: null },
+        ix.tokens.ttlMs,
+      );
     return { project: renderProject(ix, (await repo.project(p.id))!) };
   });
   app.delete('/v3/projects/:id', { schema: { params: Id } }, async (req, reply) => {
     const p = await getProject((req.params as { id: string }).id);
     authorize(ix, req, 'identity:delete_project', { target: { project: { id: p.id, domain_id: p.domain_id } } });
     const child = await repo.db.selectFrom('projects').select('id').where('parent_id', '=', p.id).executeTakeFirst();
-    if (child) throw forbidden(`Cannot delete the project ${p.id} since it is not a leaf in the hierarchy. Use the cascade option if you want to delete a whole subtree.`, 'ForbiddenNotSecurity');
+    if (child)
+      throw forbidden(
+        `Cannot delete the project ${p.id} since it is not a leaf in the hierarchy. Use the cascade option if you want to delete a whole subtree.`,
+        'ForbiddenNotSecurity',
+      );
     await repo.write(async (trx) => {
       await trx.deleteFrom('assignments').where('target_id', '=', p.id).execute();
       await trx.deleteFrom('application_credentials').where('project_id', '=', p.id).execute();
       await trx.updateTable('users').set({ default_project_id: null }).where('default_project_id', '=', p.id).execute();
       await trx.deleteFrom('projects').where('id', '=', p.id).execute();
     });
-    await repo.revoke({ project_id: p.id, audit_id: null, user_id: null, domain_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+    await repo.revoke(
+      { project_id: p.id, audit_id: null, user_id: null, domain_id: null, app_cred_id: null },
+      ix.tokens.ttlMs,
+    );
     reply.code(204).send();
   });
 }

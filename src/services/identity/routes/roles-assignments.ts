@@ -7,8 +7,27 @@ import { newId } from '../ids.js';
 import { renderRole } from '../render.js';
 import { Id, ListQuery, Name, OptText } from './schemas.js';
 
-const RoleCreate = Type.Object({ role: Type.Object({ name: Name, domain_id: Type.Optional(Type.Union([Type.String(), Type.Null()])), description: OptText, options: Type.Optional(Type.Object({}, { additionalProperties: true })) }, { additionalProperties: true }) });
-const RoleUpdate = Type.Object({ role: Type.Object({ name: Type.Optional(Name), description: OptText, options: Type.Optional(Type.Object({}, { additionalProperties: true })) }, { additionalProperties: true }) });
+const RoleCreate = Type.Object({
+  role: Type.Object(
+    {
+      name: Name,
+      domain_id: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+      description: OptText,
+      options: Type.Optional(Type.Object({}, { additionalProperties: true })),
+    },
+    { additionalProperties: true },
+  ),
+});
+const RoleUpdate = Type.Object({
+  role: Type.Object(
+    {
+      name: Type.Optional(Name),
+      description: OptText,
+      options: Type.Optional(Type.Object({}, { additionalProperties: true })),
+    },
+    { additionalProperties: true },
+  ),
+});
 
 type ActorKind = 'users' | 'groups';
 type TargetKind = 'projects' | 'domains';
@@ -37,10 +56,21 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
   app.post('/v3/roles', { schema: { body: RoleCreate } }, async (req, reply) => {
     authorize(ix, req, 'identity:create_role');
     const { role: b } = req.body as { role: Record<string, any> };
-    if (b.domain_id && !(await repo.domain(b.domain_id))) throw notFound(`Could not find domain: ${b.domain_id}.`, 'DomainNotFound');
+    if (b.domain_id && !(await repo.domain(b.domain_id)))
+      throw notFound(`Could not find domain: ${b.domain_id}.`, 'DomainNotFound');
     const id = newId();
     await repo.write(
-      (trx) => trx.insertInto('roles').values({ id, name: b.name, domain_key: b.domain_id ?? '', description: b.description ?? null, options: JSON.stringify(b.options ?? {}) }).execute(),
+      (trx) =>
+        trx
+          .insertInto('roles')
+          .values({
+            id,
+            name: b.name,
+            domain_key: b.domain_id ?? '',
+            description: b.description ?? null,
+            options: JSON.stringify(b.options ?? {}),
+          })
+          .execute(),
       `Conflict occurred attempting to store role - Duplicate entry found with name ${b.name}.`,
     );
     reply.code(201);
@@ -50,12 +80,20 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:update_role');
     const r = await getRole((req.params as { id: string }).id);
     const { role: b } = req.body as { role: Record<string, any> };
-    if (b.domain_id !== undefined && (b.domain_id ?? '') !== r.domain_key) throw badRequest("Invalid input for field 'domain_id': the domain of a role cannot be changed.", 'ValidationError');
+    if (b.domain_id !== undefined && (b.domain_id ?? '') !== r.domain_key)
+      throw badRequest(
+        "Invalid input for field 'domain_id': the domain of a role cannot be changed.",
+        'ValidationError',
+      );
     await repo.write(
       (trx) =>
         trx
           .updateTable('roles')
-          .set({ name: b.name ?? r.name, description: b.description === undefined ? r.description : b.description, options: b.options ? JSON.stringify(b.options) : r.options })
+          .set({
+            name: b.name ?? r.name,
+            description: b.description === undefined ? r.description : b.description,
+            options: b.options ? JSON.stringify(b.options) : r.options,
+          })
           .where('id', '=', r.id)
           .execute(),
       `Conflict occurred attempting to store role - Duplicate entry found with name ${b.name}.`,
@@ -65,10 +103,14 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
   app.delete('/v3/roles/:id', { schema: { params: Id } }, async (req, reply) => {
     authorize(ix, req, 'identity:delete_role');
     const r = await getRole((req.params as { id: string }).id);
-    if (JSON.parse(r.options).immutable) throw forbidden(`Role ${r.id} is immutable and cannot be deleted.`, 'ResourceDeleteForbidden');
+    if (JSON.parse(r.options).immutable)
+      throw forbidden(`Role ${r.id} is immutable and cannot be deleted.`, 'ResourceDeleteForbidden');
     await repo.write(async (trx) => {
       await trx.deleteFrom('assignments').where('role_id', '=', r.id).execute();
-      await trx.deleteFrom('implied_roles').where((eb) => eb.or([eb('prior_role_id', '=', r.id), eb('implied_role_id', '=', r.id)])).execute();
+      await trx
+        .deleteFrom('implied_roles')
+        .where((eb) => eb.or([eb('prior_role_id', '=', r.id), eb('implied_role_id', '=', r.id)]))
+        .execute();
       await trx.deleteFrom('roles').where('id', '=', r.id).execute();
     });
     reply.code(204).send();
@@ -90,28 +132,47 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     if (prior.id === implied.id) throw badRequest('A role cannot imply itself.', 'ValidationError');
     if (implied.domain_key) throw forbidden('Domain-specific roles cannot be implied.', 'InvalidImpliedRole');
     // Refuse cycles: the implied role must not already (transitively) imply the prior role.
-    if ((await repo.expandImplied([implied.id])).some(([id]) => id === prior.id)) throw forbidden(`Implying ${implied.name} from ${prior.name} would create a cycle.`, 'ForbiddenAction');
-    if (!(await hasRule(prior.id, implied.id))) await repo.write((trx) => trx.insertInto('implied_roles').values({ prior_role_id: prior.id, implied_role_id: implied.id }).execute());
+    if ((await repo.expandImplied([implied.id])).some(([id]) => id === prior.id))
+      throw forbidden(`Implying ${implied.name} from ${prior.name} would create a cycle.`, 'ForbiddenAction');
+    if (!(await hasRule(prior.id, implied.id)))
+      await repo.write((trx) =>
+        trx.insertInto('implied_roles').values({ prior_role_id: prior.id, implied_role_id: implied.id }).execute(),
+      );
     reply.code(201);
-    return { role_inference: inference(prior, implied), links: { self: `${ix.base}/roles/${prior.id}/implies/${implied.id}` } };
+    return {
+      role_inference: inference(prior, implied),
+      links: { self: `${ix.base}/roles/${prior.id}/implies/${implied.id}` },
+    };
   });
   app.head('/v3/roles/:id/implies/:implied_id', async (req, reply) => {
     authorize(ix, req, 'identity:check_implied_role');
     const { prior, implied } = await impliedPair(req.params);
-    if (!(await hasRule(prior.id, implied.id))) throw notFound(`${prior.id} does not imply ${implied.id}.`, 'ImpliedRoleNotFound');
+    if (!(await hasRule(prior.id, implied.id)))
+      throw notFound(`${prior.id} does not imply ${implied.id}.`, 'ImpliedRoleNotFound');
     reply.code(204).send();
   });
   app.get('/v3/roles/:id/implies/:implied_id', async (req) => {
     authorize(ix, req, 'identity:get_implied_role');
     const { prior, implied } = await impliedPair(req.params);
-    if (!(await hasRule(prior.id, implied.id))) throw notFound(`${prior.id} does not imply ${implied.id}.`, 'ImpliedRoleNotFound');
-    return { role_inference: inference(prior, implied), links: { self: `${ix.base}/roles/${prior.id}/implies/${implied.id}` } };
+    if (!(await hasRule(prior.id, implied.id)))
+      throw notFound(`${prior.id} does not imply ${implied.id}.`, 'ImpliedRoleNotFound');
+    return {
+      role_inference: inference(prior, implied),
+      links: { self: `${ix.base}/roles/${prior.id}/implies/${implied.id}` },
+    };
   });
   app.delete('/v3/roles/:id/implies/:implied_id', async (req, reply) => {
     authorize(ix, req, 'identity:delete_implied_role');
     const { prior, implied } = await impliedPair(req.params);
-    if (!(await hasRule(prior.id, implied.id))) throw notFound(`${prior.id} does not imply ${implied.id}.`, 'ImpliedRoleNotFound');
-    await repo.write((trx) => trx.deleteFrom('implied_roles').where('prior_role_id', '=', prior.id).where('implied_role_id', '=', implied.id).execute());
+    if (!(await hasRule(prior.id, implied.id)))
+      throw notFound(`${prior.id} does not imply ${implied.id}.`, 'ImpliedRoleNotFound');
+    await repo.write((trx) =>
+      trx
+        .deleteFrom('implied_roles')
+        .where('prior_role_id', '=', prior.id)
+        .where('implied_role_id', '=', implied.id)
+        .execute(),
+    );
     reply.code(204).send();
   });
   app.get('/v3/roles/:id/implies', async (req) => {
@@ -122,7 +183,13 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
       const r = await repo.role(id);
       if (r) implies.push({ id: r.id, name: r.name, links: { self: `${ix.base}/roles/${r.id}` } });
     }
-    return { role_inference: { prior_role: { id: prior.id, name: prior.name, links: { self: `${ix.base}/roles/${prior.id}` } }, implies }, links: { self: `${ix.base}/roles/${prior.id}/implies` } };
+    return {
+      role_inference: {
+        prior_role: { id: prior.id, name: prior.name, links: { self: `${ix.base}/roles/${prior.id}` } },
+        implies,
+      },
+      links: { self: `${ix.base}/roles/${prior.id}/implies` },
+    };
   });
   app.get('/v3/role_inferences', async (req) => {
     authorize(ix, req, 'identity:list_role_inference_rules');
@@ -135,24 +202,37 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
         const r = await repo.role(id);
         if (r) implies.push({ id: r.id, name: r.name, links: { self: `${ix.base}/roles/${r.id}` } });
       }
-      rules.push({ prior_role: { id: prior.id, name: prior.name, links: { self: `${ix.base}/roles/${prior.id}` } }, implies });
+      rules.push({
+        prior_role: { id: prior.id, name: prior.name, links: { self: `${ix.base}/roles/${prior.id}` } },
+        implies,
+      });
     }
     return { role_inferences: rules, links: { self: `${ix.base}/role_inferences` } };
   });
 
   // ---- grants: /v3/{projects|domains}/{t}/{users|groups}/{a}/roles[/{r}] and /v3/system/{users|groups}/{a}/roles[/{r}]
-  const resolveGrant = async (targetKind: TargetKind | 'system', targetId: string, actorKind: ActorKind, actorId: string) => {
-    if (targetKind === 'projects' && !(await repo.project(targetId))) throw notFound(`Could not find project: ${targetId}.`, 'ProjectNotFound');
-    if (targetKind === 'domains' && !(await repo.domain(targetId))) throw notFound(`Could not find domain: ${targetId}.`, 'DomainNotFound');
-    if (actorKind === 'users' && !(await repo.user(actorId))) throw notFound(`Could not find user: ${actorId}.`, 'UserNotFound');
-    if (actorKind === 'groups' && !(await repo.group(actorId))) throw notFound(`Could not find group: ${actorId}.`, 'GroupNotFound');
+  const resolveGrant = async (
+    targetKind: TargetKind | 'system',
+    targetId: string,
+    actorKind: ActorKind,
+    actorId: string,
+  ) => {
+    if (targetKind === 'projects' && !(await repo.project(targetId)))
+      throw notFound(`Could not find project: ${targetId}.`, 'ProjectNotFound');
+    if (targetKind === 'domains' && !(await repo.domain(targetId)))
+      throw notFound(`Could not find domain: ${targetId}.`, 'DomainNotFound');
+    if (actorKind === 'users' && !(await repo.user(actorId)))
+      throw notFound(`Could not find user: ${actorId}.`, 'UserNotFound');
+    if (actorKind === 'groups' && !(await repo.group(actorId)))
+      throw notFound(`Could not find group: ${actorId}.`, 'GroupNotFound');
     const actor = actorKind === 'users' ? 'User' : 'Group';
     const target = targetKind === 'projects' ? 'Project' : targetKind === 'domains' ? 'Domain' : 'System';
     return { type: `${actor}${target}`, actor_id: actorId, target_id: targetKind === 'system' ? 'system' : targetId };
   };
   const grantRoutes = (targetKind: TargetKind | 'system') => {
     const prefix = targetKind === 'system' ? '/v3/system' : `/v3/${targetKind}/:target`;
-    const action = (verb: string) => (targetKind === 'system' ? `identity:${verb}_system_grant_for_user` : `identity:${verb}_grant`);
+    const action = (verb: string) =>
+      targetKind === 'system' ? `identity:${verb}_system_grant_for_user` : `identity:${verb}_grant`;
     for (const actorKind of ['users', 'groups'] as ActorKind[]) {
       const base = `${prefix}/${actorKind}/:actor/roles`;
       const parse = (p: unknown) => {
@@ -170,39 +250,72 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
         }
         return { roles, links: listLinks(ix, base.replace('/v3/', '')) };
       });
-      const exists = async (g: { type: string; actor_id: string; target_id: string }, roleId: string) => (await repo.assignments({ types: [g.type], actor_id: g.actor_id, target_id: g.target_id, role_id: roleId })).length > 0;
+      const exists = async (g: { type: string; actor_id: string; target_id: string }, roleId: string) =>
+        (await repo.assignments({ types: [g.type], actor_id: g.actor_id, target_id: g.target_id, role_id: roleId }))
+          .length > 0;
       app.put(`${base}/:role`, async (req, reply) => {
         authorize(ix, req, action('create'));
         const g = await parse(req.params);
         const role = await getRole((req.params as { role: string }).role);
-        if (!(await exists(g, role.id))) await repo.write((trx) => trx.insertInto('assignments').values({ ...g, role_id: role.id, inherited: 0 }).execute());
+        if (!(await exists(g, role.id)))
+          await repo.write((trx) =>
+            trx
+              .insertInto('assignments')
+              .values({ ...g, role_id: role.id, inherited: 0 })
+              .execute(),
+          );
         reply.code(204).send();
       });
       app.head(`${base}/:role`, async (req, reply) => {
         authorize(ix, req, action('check'));
         const g = await parse(req.params);
         const role = await getRole((req.params as { role: string }).role);
-        if (!(await exists(g, role.id))) throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
+        if (!(await exists(g, role.id)))
+          throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
         reply.code(204).send();
       });
       app.get(`${base}/:role`, async (req, reply) => {
         authorize(ix, req, action('check'));
         const g = await parse(req.params);
         const role = await getRole((req.params as { role: string }).role);
-        if (!(await exists(g, role.id))) throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
+        if (!(await exists(g, role.id)))
+          throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
         reply.code(204).send();
       });
       app.delete(`${base}/:role`, async (req, reply) => {
         authorize(ix, req, action('revoke'));
         const g = await parse(req.params);
         const role = await getRole((req.params as { role: string }).role);
-        if (!(await exists(g, role.id))) throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
-        await repo.write((trx) => trx.deleteFrom('assignments').where('type', '=', g.type).where('actor_id', '=', g.actor_id).where('target_id', '=', g.target_id).where('role_id', '=', role.id).execute());
+        if (!(await exists(g, role.id)))
+          throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
+        await repo.write((trx) =>
+          trx
+            .deleteFrom('assignments')
+            .where('type', '=', g.type)
+            .where('actor_id', '=', g.actor_id)
+            .where('target_id', '=', g.target_id)
+            .where('role_id', '=', role.id)
+            .execute(),
+        );
         // Roles are read at validation, but Keystone also revokes the affected tokens: a role removed and re-added
         // must not revive tokens issued before the removal.
-        const users = actorKind === 'users' ? [g.actor_id] : (await repo.db.selectFrom('group_members').select('user_id').where('group_id', '=', g.actor_id).execute()).map((m) => m.user_id);
+        const users =
+          actorKind === 'users'
+            ? [g.actor_id]
+            : (
+                await repo.db.selectFrom('group_members').select('user_id').where('group_id', '=', g.actor_id).execute()
+              ).map((m) => m.user_id);
         for (const u of users) {
-          await repo.revoke({ user_id: u, project_id: targetKind === 'projects' ? g.target_id : null, domain_id: targetKind === 'domains' ? g.target_id : null, audit_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+          await repo.revoke(
+            {
+              user_id: u,
+              project_id: targetKind === 'projects' ? g.target_id : null,
+              domain_id: targetKind === 'domains' ? g.target_id : null,
+              audit_id: null,
+              app_cred_id: null,
+            },
+            ix.tokens.ttlMs,
+          );
         }
         reply.code(204).send();
       });
@@ -218,20 +331,44 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     const q = req.query as Record<string, string>;
     const effective = queryBool(q.effective) === true;
     const includeNames = queryBool(q.include_names) === true;
-    if (q['scope.OS-INHERIT:inherited_to'] !== undefined) return { role_assignments: [], links: listLinks(ix, 'role_assignments') };
-    let rows: AssignmentRow[] = await repo.db.selectFrom('assignments').selectAll().where('inherited', '=', 0).execute();
-    type Out = { row: AssignmentRow; userId?: string; groupId?: string; roleId: string; viaGroup?: string; prior?: string };
+    if (q['scope.OS-INHERIT:inherited_to'] !== undefined)
+      return { role_assignments: [], links: listLinks(ix, 'role_assignments') };
+    const rows: AssignmentRow[] = await repo.db
+      .selectFrom('assignments')
+      .selectAll()
+      .where('inherited', '=', 0)
+      .execute();
+    type Out = {
+      row: AssignmentRow;
+      userId?: string;
+      groupId?: string;
+      roleId: string;
+      viaGroup?: string;
+      prior?: string;
+    };
     let out: Out[] = [];
     for (const row of rows) {
       const isUser = row.type.startsWith('User');
       if (effective && !isUser) {
-        const members = await repo.db.selectFrom('group_members').select('user_id').where('group_id', '=', row.actor_id).execute();
+        const members = await repo.db
+          .selectFrom('group_members')
+          .select('user_id')
+          .where('group_id', '=', row.actor_id)
+          .execute();
         for (const m of members) out.push({ row, userId: m.user_id, roleId: row.role_id, viaGroup: row.actor_id });
-      } else out.push({ row, userId: isUser ? row.actor_id : undefined, groupId: isUser ? undefined : row.actor_id, roleId: row.role_id });
+      } else
+        out.push({
+          row,
+          userId: isUser ? row.actor_id : undefined,
+          groupId: isUser ? undefined : row.actor_id,
+          roleId: row.role_id,
+        });
     }
     if (effective) {
       const expanded: Out[] = [];
-      for (const o of out) for (const [id, prior] of await repo.expandImplied([o.roleId])) expanded.push({ ...o, roleId: id, prior: prior ? o.roleId : undefined });
+      for (const o of out)
+        for (const [id, prior] of await repo.expandImplied([o.roleId]))
+          expanded.push({ ...o, roleId: id, prior: prior ? o.roleId : undefined });
       out = expanded;
     }
     const scopeProject = q['scope.project.id'];
@@ -241,8 +378,10 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
       if (q['user.id'] !== undefined && o.userId !== q['user.id']) return false;
       if (q['group.id'] !== undefined && (effective || o.groupId !== q['group.id'])) return false;
       if (q['role.id'] !== undefined && o.roleId !== q['role.id']) return false;
-      if (scopeProject !== undefined && !(o.row.type.endsWith('Project') && o.row.target_id === scopeProject)) return false;
-      if (scopeDomain !== undefined && !(o.row.type.endsWith('Domain') && o.row.target_id === scopeDomain)) return false;
+      if (scopeProject !== undefined && !(o.row.type.endsWith('Project') && o.row.target_id === scopeProject))
+        return false;
+      if (scopeDomain !== undefined && !(o.row.type.endsWith('Domain') && o.row.target_id === scopeDomain))
+        return false;
       if (scopeSystem !== undefined && !o.row.type.endsWith('System')) return false;
       return true;
     });
@@ -259,9 +398,17 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
   });
 
   const domainRef = async (id: string) => ({ id, name: (await repo.domain(id))?.name ?? id });
-  async function renderAssignment(o: { row: AssignmentRow; userId?: string; groupId?: string; roleId: string; viaGroup?: string; prior?: string }, names: boolean) {
+  async function renderAssignment(
+    o: { row: AssignmentRow; userId?: string; groupId?: string; roleId: string; viaGroup?: string; prior?: string },
+    names: boolean,
+  ) {
     const role = await repo.role(o.roleId);
-    const out: Record<string, unknown> = { role: names && role ? { id: role.id, name: role.name, ...(role.domain_key ? { domain: await domainRef(role.domain_key) } : {}) } : { id: o.roleId } };
+    const out: Record<string, unknown> = {
+      role:
+        names && role
+          ? { id: role.id, name: role.name, ...(role.domain_key ? { domain: await domainRef(role.domain_key) } : {}) }
+          : { id: o.roleId },
+    };
     if (o.userId) {
       const u = await repo.user(o.userId);
       out.user = names && u ? { id: u.id, name: u.name, domain: await domainRef(u.domain_id) } : { id: o.userId };
@@ -272,11 +419,17 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     const t = o.row;
     if (t.type.endsWith('Project')) {
       const p = await repo.project(t.target_id);
-      out.scope = { project: names && p ? { id: p.id, name: p.name, domain: await domainRef(p.domain_id) } : { id: t.target_id } };
+      out.scope = {
+        project: names && p ? { id: p.id, name: p.name, domain: await domainRef(p.domain_id) } : { id: t.target_id },
+      };
     } else if (t.type.endsWith('Domain')) {
       out.scope = { domain: names ? await domainRef(t.target_id) : { id: t.target_id } };
     } else out.scope = { system: { all: true } };
-    const target = t.type.endsWith('Project') ? `projects/${t.target_id}` : t.type.endsWith('Domain') ? `domains/${t.target_id}` : 'system';
+    const target = t.type.endsWith('Project')
+      ? `projects/${t.target_id}`
+      : t.type.endsWith('Domain')
+        ? `domains/${t.target_id}`
+        : 'system';
     const actor = o.viaGroup ? `groups/${o.viaGroup}` : o.userId ? `users/${o.userId}` : `groups/${o.groupId}`;
     const links: Record<string, string> = { assignment: `${ix.base}/${target}/${actor}/roles/${o.prior ?? o.roleId}` };
     if (o.viaGroup) links.membership = `${ix.base}/groups/${o.viaGroup}/users/${o.userId}`;

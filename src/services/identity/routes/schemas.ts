@@ -4,7 +4,10 @@ export const Name = Type.String({ minLength: 1, maxLength: 255 });
 export const OptText = Type.Optional(Type.Union([Type.String({ maxLength: 65535 }), Type.Null()]));
 export const Id = Type.Object({ id: Type.String({ minLength: 1, maxLength: 255 }) });
 /** Identity lists filter by any attribute; values are strings on the wire. */
-export const ListQuery = Type.Object({}, { additionalProperties: Type.Union([Type.String(), Type.Array(Type.String())]) });
+export const ListQuery = Type.Object(
+  {},
+  { additionalProperties: Type.Union([Type.String(), Type.Array(Type.String())]) },
+);
 
 /** Keystone keeps unknown attributes of domains, projects and users as "extra" and renders them back. */
 export function splitExtra(body: Record<string, unknown>, known: string[]): Record<string, unknown> {

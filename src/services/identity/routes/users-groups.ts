@@ -25,15 +25,45 @@ const UserCreate = Type.Object({
 });
 const UserUpdate = Type.Object({
   user: Type.Object(
-    { name: Type.Optional(Name), password: Password, enabled: Type.Optional(Type.Boolean()), default_project_id: Type.Optional(Type.Union([Type.String(), Type.Null()])), description: OptText, email: OptText, options: Type.Optional(Type.Object({}, { additionalProperties: true })) },
+    {
+      name: Type.Optional(Name),
+      password: Password,
+      enabled: Type.Optional(Type.Boolean()),
+      default_project_id: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+      description: OptText,
+      email: OptText,
+      options: Type.Optional(Type.Object({}, { additionalProperties: true })),
+    },
     { additionalProperties: true },
   ),
 });
-const PasswordChange = Type.Object({ user: Type.Object({ original_password: Type.String(), password: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false }) });
-const GroupCreate = Type.Object({ group: Type.Object({ name: Name, domain_id: Type.Optional(Type.String()), description: OptText }, { additionalProperties: true }) });
-const GroupUpdate = Type.Object({ group: Type.Object({ name: Type.Optional(Name), description: OptText }, { additionalProperties: true }) });
+const PasswordChange = Type.Object({
+  user: Type.Object(
+    { original_password: Type.String(), password: Type.String({ minLength: 1, maxLength: 4096 }) },
+    { additionalProperties: false },
+  ),
+});
+const GroupCreate = Type.Object({
+  group: Type.Object(
+    { name: Name, domain_id: Type.Optional(Type.String()), description: OptText },
+    { additionalProperties: true },
+  ),
+});
+const GroupUpdate = Type.Object({
+  group: Type.Object({ name: Type.Optional(Name), description: OptText }, { additionalProperties: true }),
+});
 
-const USER_FIELDS = ['id', 'name', 'domain_id', 'enabled', 'default_project_id', 'description', 'email', 'options', 'password_expires_at'];
+const USER_FIELDS = [
+  'id',
+  'name',
+  'domain_id',
+  'enabled',
+  'default_project_id',
+  'description',
+  'email',
+  'options',
+  'password_expires_at',
+];
 
 export function userGroupRoutes(app: App, ix: IdentityContext): void {
   const { repo } = ix;
@@ -48,7 +78,8 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     return g;
   };
   const checkDefaultProject = async (id: unknown) => {
-    if (typeof id === 'string' && !(await repo.project(id))) throw notFound(`Could not find project: ${id}.`, 'ProjectNotFound');
+    if (typeof id === 'string' && !(await repo.project(id)))
+      throw notFound(`Could not find project: ${id}.`, 'ProjectNotFound');
   };
 
   // ---- users
@@ -100,11 +131,19 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   });
   app.patch('/v3/users/:id', { schema: { params: Id, body: UserUpdate } }, async (req) => {
     const u = await getUser((req.params as { id: string }).id);
-    authorize(ix, req, 'identity:update_user', { user_id: u.id, target: { user: { id: u.id, domain_id: u.domain_id } } });
+    authorize(ix, req, 'identity:update_user', {
+      user_id: u.id,
+      target: { user: { id: u.id, domain_id: u.domain_id } },
+    });
     const { user: b } = req.body as { user: Record<string, any> };
-    if (b.domain_id !== undefined && b.domain_id !== u.domain_id) throw badRequest("Invalid input for field 'domain_id': the domain of a user cannot be changed.", 'ValidationError');
+    if (b.domain_id !== undefined && b.domain_id !== u.domain_id)
+      throw badRequest(
+        "Invalid input for field 'domain_id': the domain of a user cannot be changed.",
+        'ValidationError',
+      );
     await checkDefaultProject(b.default_project_id);
-    const hash = typeof b.password === 'string' ? await hashPassword(b.password) : b.password === null ? null : u.password_hash;
+    const hash =
+      typeof b.password === 'string' ? await hashPassword(b.password) : b.password === null ? null : u.password_hash;
     await repo.write(
       (trx) =>
         trx
@@ -123,19 +162,29 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
           .execute(),
       `Conflict occurred attempting to store user - Duplicate entry found with name ${b.name} at domain ID ${u.domain_id}.`,
     );
-    if ((b.enabled === false && u.enabled) || b.password !== undefined) await repo.revoke({ user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+    if ((b.enabled === false && u.enabled) || b.password !== undefined)
+      await repo.revoke(
+        { user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
+        ix.tokens.ttlMs,
+      );
     return { user: renderUser(ix, (await repo.user(u.id))!) };
   });
   app.delete('/v3/users/:id', { schema: { params: Id } }, async (req, reply) => {
     const u = await getUser((req.params as { id: string }).id);
-    authorize(ix, req, 'identity:delete_user', { user_id: u.id, target: { user: { id: u.id, domain_id: u.domain_id } } });
+    authorize(ix, req, 'identity:delete_user', {
+      user_id: u.id,
+      target: { user: { id: u.id, domain_id: u.domain_id } },
+    });
     await repo.write(async (trx) => {
       await trx.deleteFrom('assignments').where('actor_id', '=', u.id).execute();
       await trx.deleteFrom('group_members').where('user_id', '=', u.id).execute();
       await trx.deleteFrom('application_credentials').where('user_id', '=', u.id).execute();
       await trx.deleteFrom('users').where('id', '=', u.id).execute();
     });
-    await repo.revoke({ user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+    await repo.revoke(
+      { user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
+      ix.tokens.ttlMs,
+    );
     reply.code(204).send();
   });
   app.post('/v3/users/:id/password', { schema: { params: Id, body: PasswordChange } }, async (req, reply) => {
@@ -143,10 +192,14 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:change_password', { user_id: id });
     const u = await getUser(id);
     const { user: b } = req.body as { user: { original_password: string; password: string } };
-    if (!(await verifyPassword(b.original_password, u.password_hash))) throw unauthorized('The original password is incorrect.');
+    if (!(await verifyPassword(b.original_password, u.password_hash)))
+      throw unauthorized('The original password is incorrect.');
     const hash = await hashPassword(b.password);
     await repo.write((trx) => trx.updateTable('users').set({ password_hash: hash }).where('id', '=', u.id).execute());
-    await repo.revoke({ user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+    await repo.revoke(
+      { user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
+      ix.tokens.ttlMs,
+    );
     reply.code(204).send();
   });
   app.get('/v3/users/:id/groups', { schema: { params: Id } }, async (req) => {
@@ -154,7 +207,9 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:list_groups_for_user', { user_id: id });
     await getUser(id);
     const ids = await repo.groupIdsOfUser(id);
-    const groups = ids.length ? await repo.db.selectFrom('groups').selectAll().where('id', 'in', ids).orderBy('name').execute() : [];
+    const groups = ids.length
+      ? await repo.db.selectFrom('groups').selectAll().where('id', 'in', ids).orderBy('name').execute()
+      : [];
     return { groups: groups.map((g) => renderGroup(ix, g)), links: listLinks(ix, `users/${id}/groups`) };
   });
 
@@ -178,7 +233,11 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     if (!(await repo.domain(domainId))) throw notFound(`Could not find domain: ${domainId}.`, 'DomainNotFound');
     const id = newId();
     await repo.write(
-      (trx) => trx.insertInto('groups').values({ id, name: b.name, domain_id: domainId, description: b.description ?? '' }).execute(),
+      (trx) =>
+        trx
+          .insertInto('groups')
+          .values({ id, name: b.name, domain_id: domainId, description: b.description ?? '' })
+          .execute(),
       `Conflict occurred attempting to store group - Duplicate entry found with name ${b.name} at domain ID ${domainId}.`,
     );
     reply.code(201);
@@ -188,9 +247,18 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:update_group');
     const g = await getGroup((req.params as { id: string }).id);
     const { group: b } = req.body as { group: Record<string, any> };
-    if (b.domain_id !== undefined && b.domain_id !== g.domain_id) throw badRequest("Invalid input for field 'domain_id': the domain of a group cannot be changed.", 'ValidationError');
+    if (b.domain_id !== undefined && b.domain_id !== g.domain_id)
+      throw badRequest(
+        "Invalid input for field 'domain_id': the domain of a group cannot be changed.",
+        'ValidationError',
+      );
     await repo.write(
-      (trx) => trx.updateTable('groups').set({ name: b.name ?? g.name, description: b.description ?? g.description }).where('id', '=', g.id).execute(),
+      (trx) =>
+        trx
+          .updateTable('groups')
+          .set({ name: b.name ?? g.name, description: b.description ?? g.description })
+          .where('id', '=', g.id)
+          .execute(),
       `Conflict occurred attempting to store group - Duplicate entry found with name ${b.name} at domain ID ${g.domain_id}.`,
     );
     return { group: renderGroup(ix, (await repo.group(g.id))!) };
@@ -204,13 +272,23 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
       await trx.deleteFrom('group_members').where('group_id', '=', g.id).execute();
       await trx.deleteFrom('groups').where('id', '=', g.id).execute();
     });
-    for (const m of members) await repo.revoke({ user_id: m.user_id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+    for (const m of members)
+      await repo.revoke(
+        { user_id: m.user_id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
+        ix.tokens.ttlMs,
+      );
     reply.code(204).send();
   });
   app.get('/v3/groups/:id/users', { schema: { params: Id } }, async (req) => {
     authorize(ix, req, 'identity:list_users_in_group');
     const g = await getGroup((req.params as { id: string }).id);
-    const users = await repo.db.selectFrom('users').innerJoin('group_members', 'group_members.user_id', 'users.id').selectAll('users').where('group_members.group_id', '=', g.id).orderBy('users.name').execute();
+    const users = await repo.db
+      .selectFrom('users')
+      .innerJoin('group_members', 'group_members.user_id', 'users.id')
+      .selectAll('users')
+      .where('group_members.group_id', '=', g.id)
+      .orderBy('users.name')
+      .execute();
     return { users: users.map((u) => renderUser(ix, u)), links: listLinks(ix, `groups/${g.id}/users`) };
   });
   const membership = async (params: unknown) => {
@@ -220,23 +298,46 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   app.put('/v3/groups/:id/users/:user_id', async (req, reply) => {
     authorize(ix, req, 'identity:add_user_to_group');
     const { group, user } = await membership(req.params);
-    const exists = await repo.db.selectFrom('group_members').select('user_id').where('group_id', '=', group.id).where('user_id', '=', user.id).executeTakeFirst();
-    if (!exists) await repo.write((trx) => trx.insertInto('group_members').values({ group_id: group.id, user_id: user.id }).execute());
+    const exists = await repo.db
+      .selectFrom('group_members')
+      .select('user_id')
+      .where('group_id', '=', group.id)
+      .where('user_id', '=', user.id)
+      .executeTakeFirst();
+    if (!exists)
+      await repo.write((trx) =>
+        trx.insertInto('group_members').values({ group_id: group.id, user_id: user.id }).execute(),
+      );
     reply.code(204).send();
   });
   app.head('/v3/groups/:id/users/:user_id', async (req, reply) => {
     authorize(ix, req, 'identity:check_user_in_group');
     const { group, user } = await membership(req.params);
-    const exists = await repo.db.selectFrom('group_members').select('user_id').where('group_id', '=', group.id).where('user_id', '=', user.id).executeTakeFirst();
+    const exists = await repo.db
+      .selectFrom('group_members')
+      .select('user_id')
+      .where('group_id', '=', group.id)
+      .where('user_id', '=', user.id)
+      .executeTakeFirst();
     if (!exists) throw notFound(`User '${user.id}' not found in group '${group.id}'.`, 'NotFound');
     reply.code(204).send();
   });
   app.delete('/v3/groups/:id/users/:user_id', async (req, reply) => {
     authorize(ix, req, 'identity:remove_user_from_group');
     const { group, user } = await membership(req.params);
-    const res = await repo.write((trx) => trx.deleteFrom('group_members').where('group_id', '=', group.id).where('user_id', '=', user.id).executeTakeFirst());
-    if (Number(res.numDeletedRows) === 0) throw notFound(`User '${user.id}' not found in group '${group.id}'.`, 'NotFound');
-    await repo.revoke({ user_id: user.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null }, ix.tokens.ttlMs);
+    const res = await repo.write((trx) =>
+      trx
+        .deleteFrom('group_members')
+        .where('group_id', '=', group.id)
+        .where('user_id', '=', user.id)
+        .executeTakeFirst(),
+    );
+    if (Number(res.numDeletedRows) === 0)
+      throw notFound(`User '${user.id}' not found in group '${group.id}'.`, 'NotFound');
+    await repo.revoke(
+      { user_id: user.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
+      ix.tokens.ttlMs,
+    );
     reply.code(204).send();
   });
 }
