@@ -6,7 +6,17 @@
 //
 // Prints p50/p99 per system, the ratios, and the concurrent create throughput; writes bench/results/containers-*.json.
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -172,6 +182,25 @@ try {
     await ctr(['container', 'rm', id]);
   }
   await ctr(['image', 'rm', ref]);
+  // ctr puts tasks under the cgroup /<namespace>/<id>: remove what it leaves behind.
+  for (const ctl of [
+    'cpu',
+    'cpuacct',
+    'cpuset',
+    'memory',
+    'devices',
+    'freezer',
+    'blkio',
+    'pids',
+    'hugetlb',
+    'net_cls',
+    'perf_event',
+    'systemd',
+  ]) {
+    try {
+      rmdirSync(join('/sys/fs/cgroup', ctl, 'krater-bench'));
+    } catch {}
+  }
   results.ctr_run = { p50: pct(ctrTimes, 50), p99: pct(ctrTimes, 99), n: ctrTimes.length };
 } catch (err) {
   console.error('ctr measurement failed:', err.message, err.stderr?.toString());
