@@ -9,12 +9,15 @@ DATA_DIR=${KRATER_DATA_DIR:-/var/lib/krater}
 PORT=${KRATER_PORT:-8786}
 LOG=${KRATER_LOG:-$DATA_DIR/krater.log}
 
-apt_ensure ca-certificates python3-openstackclient python3-zunclient python3-magnumclient
+apt_ensure ca-certificates curl python3-openstackclient python3-zunclient python3-magnumclient python3-glanceclient \
+  containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static
 node_ensure
 npm_ensure
 ln -sf "$PWD/bin/krater.js" /usr/local/bin/krater
 
 mkdir -p "$DATA_DIR"
+# The offline default image: busybox from Debian's busybox-static, imported by the agent at start.
+sh scripts/engine-build-busybox.sh "$DATA_DIR/default-image.oci.tar"
 PIDFILE=$DATA_DIR/krater.pid
 if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
   echo ">> krater is already running (pid $(cat "$PIDFILE"))"
@@ -34,5 +37,7 @@ echo ">> openstack --os-cloud krater catalog list"
 openstack --os-cloud krater catalog list
 echo ">> openstack --os-cloud krater token issue"
 openstack --os-cloud krater token issue -c expires -c project_id -c user_id
+echo ">> krater run --rm busybox echo …   (a real container on containerd/runc, through the Zun API)"
+krater run --rm busybox sh -c 'echo "hello from container $(hostname)"'
 echo
 echo "Krater is running (pid $(cat "$PIDFILE")); stop it with: kill \$(cat $PIDFILE)"
