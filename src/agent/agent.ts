@@ -561,7 +561,7 @@ export class Agent implements AgentRpc {
 
   private async autoRestart(uuid: string): Promise<void> {
     const c = await this.repo.get(uuid);
-    if (!c || c.desired !== 'running' || c.status !== Status.Stopped || this.closed) return;
+    if (c?.desired !== 'running' || c.status !== Status.Stopped || this.closed) return;
     const prev = this.busy.get(uuid) ?? Promise.resolve();
     const next = prev.then(async () => {
       await this.repo.update(uuid, { restart_count: c.restart_count + 1 });

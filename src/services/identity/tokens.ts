@@ -234,8 +234,7 @@ export class TokenService implements TokenValidator {
       // Keystone scopes an unscoped request to the user's default project when the user has a role there.
       if (user.default_project_id) {
         const p = await this.repo.project(user.default_project_id);
-        if (p && p.enabled && (await this.repo.effectiveRoles(user.id, 'project', p.id)).length)
-          payload.projectId = p.id;
+        if (p?.enabled && (await this.repo.effectiveRoles(user.id, 'project', p.id)).length) payload.projectId = p.id;
       }
       return;
     }
