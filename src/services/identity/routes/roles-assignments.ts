@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { badRequest, forbidden, notFound } from '../../../core/http/errors.js';
 import type { App } from '../../../core/http/server.js';
 import type { AssignmentRow, RoleRow } from '../../../core/store/schema.js';
@@ -266,22 +267,17 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
           );
         reply.code(204).send();
       });
-      app.head(`${base}/:role`, async (req, reply) => {
+      // HEAD and GET both check one grant (Keystone answers 204 to either).
+      const check = async (req: FastifyRequest, reply: FastifyReply) => {
         authorize(ix, req, action('check'));
         const g = await parse(req.params);
         const role = await getRole((req.params as { role: string }).role);
         if (!(await exists(g, role.id)))
           throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
         reply.code(204).send();
-      });
-      app.get(`${base}/:role`, async (req, reply) => {
-        authorize(ix, req, action('check'));
-        const g = await parse(req.params);
-        const role = await getRole((req.params as { role: string }).role);
-        if (!(await exists(g, role.id)))
-          throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
-        reply.code(204).send();
-      });
+      };
+      app.head(`${base}/:role`, check);
+      app.get(`${base}/:role`, check);
       app.delete(`${base}/:role`, async (req, reply) => {
         authorize(ix, req, action('revoke'));
         const g = await parse(req.params);
