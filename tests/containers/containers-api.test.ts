@@ -76,6 +76,31 @@ describe('Zun version documents and microversions', () => {
   });
 });
 
+describe('container lists', () => {
+  it('pages with limit, marker and a followable next link', async () => {
+    const a = (await api('POST', '/containers', { image: 'busybox', name: 'page-a' })).json;
+    const b = (await api('POST', '/containers', { image: 'busybox', name: 'page-b' })).json;
+    const first = await api('GET', '/containers?limit=1&sort_key=name&sort_dir=asc&name=page-a');
+    expect(first.json.containers.map((c: any) => c.name)).toEqual(['page-a']);
+    const all = await api('GET', '/containers?limit=1&sort_key=created_at&sort_dir=asc');
+    expect(all.json.next).toMatch(/\/container\/v1\/containers\?sort_key=created_at&sort_dir=asc&limit=1&marker=/);
+    const names: string[] = [];
+    let url: string | null = `${k.baseUrl}/container/v1/containers?limit=1&sort_key=created_at&sort_dir=asc`;
+    while (url) {
+      const page: any = await k.http('GET', url, { token, headers: ZUN() });
+      names.push(...page.json.containers.map((c: any) => c.name));
+      url = page.json.next;
+    }
+    expect(names.slice(-2)).toEqual(['page-a', 'page-b']);
+    expect((await api('GET', '/containers?limit=0')).status).toBe(400);
+    expect((await api('GET', '/containers?sort_dir=up')).status).toBe(400);
+    expect((await api('GET', '/containers?sort_key=colour')).status).toBe(400);
+    for (const c of [a, b]) await waitContainer(k, token, c.uuid, (x) => x.status === 'Created', 'Created');
+    for (const c of [a, b]) expect((await api('DELETE', `/containers/${c.uuid}`)).status).toBe(204);
+    for (const c of [a, b]) await waitGone(k, token, c.uuid);
+  });
+});
+
 describe('container lifecycle on containerd', () => {
   let c: any;
   it('runs a container: 202 Creating, then Running, with Zun field types', async () => {

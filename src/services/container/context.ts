@@ -38,9 +38,22 @@ export function allowed(zx: ZunContext, req: FastifyRequest, action: string, tar
   return zx.core.policy.enforce(action, target, creds(req));
 }
 
+/**
+ * Zun's per-field rules (`container:get_one:<field>`, `registry:get_one:<field>`): a field without a rule is
+ * visible and filterable; a rule that exists decides.
+ */
+export function fieldAllowed(
+  zx: ZunContext,
+  req: FastifyRequest,
+  rule: string,
+  target: Record<string, unknown>,
+): boolean {
+  return zx.core.policy.ruleText(rule) === undefined || allowed(zx, req, rule, target);
+}
+
 export function view(zx: ZunContext, req: FastifyRequest, c: ContainerRow) {
   return renderContainer(c, zx.base, (field) =>
-    allowed(zx, req, `container:get_one:${field}`, c as unknown as Record<string, unknown>),
+    fieldAllowed(zx, req, `container:get_one:${field}`, c as unknown as Record<string, unknown>),
   );
 }
 

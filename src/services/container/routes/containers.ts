@@ -2,8 +2,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
-import { allowed, authorize, callAgent, checkState, view, type ZunContext } from '../context.js';
+import { allowed, authorize, callAgent, checkState, fieldAllowed, view, type ZunContext } from '../context.js';
 import { parseCreate } from '../create.js';
+import { PAGING_PARAMS, pageOf, parsePaging } from '../paging.js';
 import {
   expectString,
   invalid,
@@ -28,7 +29,6 @@ const LIST_FILTERS = [
   'status',
   'auto_remove',
 ];
-const PAGING = ['limit', 'marker', 'sort_key', 'sort_dir', 'all_projects'];
 const SORTABLE = [
   'id',
   'uuid',
@@ -134,42 +134,28 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   // ---------------------------------------------------------------- list / show
   app.get('/containers', async (req) => {
     const q = req.query as Record<string, string>;
-    const unknown = Object.keys(q).filter((k) => !LIST_FILTERS.includes(k) && !PAGING.includes(k));
+    const unknown = Object.keys(q).filter((k) => !LIST_FILTERS.includes(k) && !PAGING_PARAMS.includes(k));
     if (unknown.length) throw invalid(`Unknown parameters: ${unknown.join(', ')}`);
     authorize(zx, req, 'container:get_all', { project_id: req.auth.projectId });
     const all = parseBool('all_projects', q.all_projects);
     if (all) authorize(zx, req, 'container:get_all_all_projects', { project_id: req.auth.projectId });
-    const limit = q.limit === undefined ? 1000 : parseNumber('limit', q.limit, -Infinity, Infinity, true);
-    if (limit <= 0) throw invalid(`Limit must be positive integer`);
-    const sortDir = q.sort_dir ?? 'asc';
-    if (!['asc', 'desc'].includes(sortDir))
-      throw invalid(`Invalid sort direction: ${sortDir}. Acceptable values are 'asc' or 'desc'`);
-    const sortKey = q.sort_key ?? 'id';
-    if (!SORTABLE.includes(sortKey)) throw invalid(`The sort_key value "${sortKey}" is an invalid field for sorting`);
-    const column = (sortKey === 'id' ? 'created_at' : sortKey) as 'created_at';
+    const paging = parsePaging(q, SORTABLE);
     let sel = repo.db.selectFrom('containers').selectAll();
     if (!all) sel = sel.where('project_id', '=', req.auth.projectId ?? '');
     for (const f of LIST_FILTERS) {
       if (q[f] === undefined) continue;
-      if (!allowed(zx, req, `container:get_one:${f}`, { project_id: req.auth.projectId }))
+      if (!fieldAllowed(zx, req, `container:get_one:${f}`, { project_id: req.auth.projectId }))
         throw zunError(403, 'PolicyNotAuthorized', `Policy doesn't allow container:get_one:${f} to be performed.`);
       const value = f === 'auto_remove' ? (parseBool(f, q[f]) ? 1 : 0) : q[f];
       sel = sel.where(f as 'name', '=', value as string);
     }
-    let rows = await sel
-      .orderBy(column, sortDir as 'asc')
-      .orderBy('uuid', sortDir as 'asc')
+    const rows = await sel
+      .orderBy(paging.column as 'created_at', paging.sortDir)
+      .orderBy('uuid', paging.sortDir)
       .execute();
-    if (q.marker) {
-      const at = rows.findIndex((r) => r.uuid === q.marker);
-      if (at < 0) throw zunError(404, 'ContainerNotFound', `Container ${q.marker} could not be found.`);
-      rows = rows.slice(at + 1);
-    }
-    const page = rows.slice(0, limit);
-    const next =
-      page.length === limit && rows.length > limit
-        ? `${zx.base}/v1/containers?sort_key=${sortKey}&sort_dir=${sortDir}&limit=${limit}&marker=${page[page.length - 1].uuid}`
-        : null;
+    const { page, next } = pageOf(rows, paging, `${zx.base}/v1/containers`, (m) =>
+      zunError(404, 'ContainerNotFound', `Container ${m} could not be found.`),
+    );
     return { containers: page.map((c) => view(zx, req, c)), next };
   });
 

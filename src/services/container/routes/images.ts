@@ -4,6 +4,7 @@
  * Krater's extensions under `/v1/images/local` for the `krater` CLI (streamed pull with progress, list, rmi, load,
  * save on a host's containerd).
  */
+
 import { randomUUID } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -17,8 +18,9 @@ import { hasExplicitDomain, parseReference } from '../../../images/reference.js'
 import { RegistryClient, type RegistryCredentials } from '../../../images/registry.js';
 import { renderImage } from '../../image/render.js';
 import { ImageRepo, nowIso } from '../../image/repo.js';
-import { allowed, authorize, checkState, type ZunContext } from '../context.js';
-import { expectString, invalid, mergedParams, parseBool, parseNumber, schemaError, zunError } from '../params.js';
+import { authorize, checkState, fieldAllowed, type ZunContext } from '../context.js';
+import { PAGING_PARAMS, pageOf, parsePaging } from '../paging.js';
+import { expectString, invalid, mergedParams, parseBool, schemaError, zunError } from '../params.js';
 import { findRegistry, renderRegistry } from '../registries.js';
 
 type Req = FastifyRequest;
@@ -129,30 +131,16 @@ export function imageRoutes(app: App, zx: ZunContext): void {
   app.get('/images', async (req) => {
     authorize(zx, req, 'image:get_all', {});
     const q = req.query as Record<string, string>;
-    const limit = q.limit === undefined ? 1000 : parseNumber('limit', q.limit, -Infinity, Infinity, true);
-    if (limit <= 0) throw invalid('Limit must be positive integer');
-    const sortDir = q.sort_dir ?? 'asc';
-    if (!['asc', 'desc'].includes(sortDir))
-      throw invalid(`Invalid sort direction: ${sortDir}. Acceptable values are 'asc' or 'desc'`);
-    const sortKey = q.sort_key ?? 'id';
-    if (!SORTABLE.includes(sortKey)) throw invalid(`The sort_key value "${sortKey}" is an invalid field for sorting`);
-    const column = (sortKey === 'id' ? 'created_at' : sortKey) as 'created_at';
-    let rows = await db
+    const paging = parsePaging(q, SORTABLE);
+    const rows = await db
       .selectFrom('zun_images')
       .selectAll()
-      .orderBy(column, sortDir as 'asc')
-      .orderBy('uuid', sortDir as 'asc')
+      .orderBy(paging.column as 'created_at', paging.sortDir)
+      .orderBy('uuid', paging.sortDir)
       .execute();
-    if (q.marker) {
-      const at = rows.findIndex((r) => r.uuid === q.marker);
-      if (at < 0) throw zunError(400, 'ImageNotFound', `Image ${q.marker} could not be found.`);
-      rows = rows.slice(at + 1);
-    }
-    const page = rows.slice(0, limit);
-    const next =
-      page.length === limit && rows.length > limit
-        ? `${zx.base}/v1/images?sort_key=${sortKey}&sort_dir=${sortDir}&limit=${limit}&marker=${page[page.length - 1]!.uuid}`
-        : null;
+    const { page, next } = pageOf(rows, paging, `${zx.base}/v1/images`, (m) =>
+      zunError(400, 'ImageNotFound', `Image ${m} could not be found.`),
+    );
     return { images: page.map((i) => imageView(zx, i)), next };
   });
 
@@ -487,8 +475,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
 
   // Zun strips a field when a `registry:get_one:<field>` rule exists and denies it (no rule: shown).
   const canSeeRegistryField = (req: Req, r: RegistryRow) => (field: string) =>
-    zx.core.policy.ruleText(`registry:get_one:${field}`) === undefined ||
-    allowed(zx, req, `registry:get_one:${field}`, r as unknown as Record<string, unknown>);
+    fieldAllowed(zx, req, `registry:get_one:${field}`, r as unknown as Record<string, unknown>);
 
   const regView = (req: Req, r: RegistryRow) => renderRegistry(r, zx.base, canSeeRegistryField(req, r));
 
@@ -548,35 +535,29 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     const all = parseBool('all_projects', q.all_projects);
     if (all) authorize(zx, req, 'registry:get_all_all_projects', { project_id: req.auth.projectId });
     const filters = ['name', 'domain', 'username', 'project_id', 'user_id'];
-    const paging = ['limit', 'marker', 'sort_key', 'sort_dir', 'all_projects'];
-    const unknown = Object.keys(q).filter((k) => !filters.includes(k) && !paging.includes(k));
+    const unknown = Object.keys(q).filter((k) => !filters.includes(k) && !PAGING_PARAMS.includes(k));
     if (unknown.length) throw invalid(`Unknown parameters: ${unknown.join(', ')}`);
-    const limit = q.limit === undefined ? 1000 : parseNumber('limit', q.limit, -Infinity, Infinity, true);
-    if (limit <= 0) throw invalid('Limit must be positive integer');
-    const sortDir = q.sort_dir ?? 'asc';
-    if (!['asc', 'desc'].includes(sortDir))
-      throw invalid(`Invalid sort direction: ${sortDir}. Acceptable values are 'asc' or 'desc'`);
-    const sortKey = q.sort_key ?? 'id';
-    const sortable = ['id', 'uuid', 'name', 'domain', 'username', 'project_id', 'user_id', 'created_at', 'updated_at'];
-    if (!sortable.includes(sortKey)) throw invalid(`The sort_key value "${sortKey}" is an invalid field for sorting`);
+    const paging = parsePaging(q, [
+      'id',
+      'uuid',
+      'name',
+      'domain',
+      'username',
+      'project_id',
+      'user_id',
+      'created_at',
+      'updated_at',
+    ]);
     let sel = db.selectFrom('registries').selectAll();
     if (!all) sel = sel.where('project_id', '=', req.auth.projectId ?? '');
     for (const f of filters) if (q[f] !== undefined) sel = sel.where(f as 'name', '=', q[f]!);
-    const column = (sortKey === 'id' ? 'created_at' : sortKey) as 'created_at';
-    let rows = await sel
-      .orderBy(column, sortDir as 'asc')
-      .orderBy('uuid', sortDir as 'asc')
+    const rows = await sel
+      .orderBy(paging.column as 'created_at', paging.sortDir)
+      .orderBy('uuid', paging.sortDir)
       .execute();
-    if (q.marker) {
-      const at = rows.findIndex((r) => r.uuid === q.marker);
-      if (at < 0) throw zunError(404, 'RegistryNotFound', `Registry ${q.marker} could not be found.`);
-      rows = rows.slice(at + 1);
-    }
-    const page = rows.slice(0, limit);
-    const next =
-      page.length === limit && rows.length > limit
-        ? `${zx.base}/v1/registries?sort_key=${sortKey}&sort_dir=${sortDir}&limit=${limit}&marker=${page[page.length - 1]!.uuid}`
-        : null;
+    const { page, next } = pageOf(rows, paging, `${zx.base}/v1/registries`, (m) =>
+      zunError(404, 'RegistryNotFound', `Registry ${m} could not be found.`),
+    );
     return { registries: page.map((r) => regView(req, r)), next };
   });
 
