@@ -50,6 +50,8 @@ export interface ServiceModule {
   /** How a 401 is announced (`WWW-Authenticate`). */
   authenticateHeader?(core: CoreContext): string;
   register(app: App, core: CoreContext): Promise<void>;
+  /** Rewrites a request URL under this prefix before routing (Neutron accepts a `.json` suffix on any path). */
+  rewriteUrl?(url: string): string;
 }
 
 export interface BuildOptions {
@@ -85,6 +87,13 @@ export async function buildServer(opts: BuildOptions): Promise<App> {
     },
     return503OnClosing: true,
     forceCloseConnections: true,
+    rewriteUrl: (req) => {
+      const url = req.url ?? '/';
+      for (const s of opts.services)
+        if (s.rewriteUrl && (url === s.prefix || url.startsWith(`${s.prefix}/`) || url.startsWith(`${s.prefix}?`)))
+          return s.rewriteUrl(url);
+      return url;
+    },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
   // Some clients send `Content-Type: application/json` with an empty body (DELETE, HEAD): treat as no body.

@@ -333,3 +333,186 @@ export interface Database {
   zun_images: ZunImageRow;
   registries: RegistryRow;
 }
+
+// ---- Neutron (migration 0005). Every resource has description, revision_number, created_at, updated_at.
+interface NetStandard {
+  description: string;
+  revision_number: number;
+  created_at: string;
+  updated_at: string;
+}
+export interface NetNetworkRow extends NetStandard {
+  id: string;
+  name: string;
+  project_id: string;
+  admin_state_up: number;
+  status: string;
+  shared: number;
+  /** `router:external` */
+  external: number;
+  mtu: number;
+  port_security_enabled: number;
+  network_type: string;
+  physical_network: string | null;
+  segmentation_id: number | null;
+  dns_domain: string | null;
+}
+export interface NetSubnetPoolRow extends NetStandard {
+  id: string;
+  name: string;
+  project_id: string;
+  ip_version: number;
+  /** JSON array of CIDRs */
+  prefixes: string;
+  default_prefixlen: number;
+  min_prefixlen: number;
+  max_prefixlen: number;
+  shared: number;
+  is_default: number;
+  default_quota: number | null;
+  address_scope_id: string | null;
+}
+export interface NetSubnetPoolAllocationRow {
+  subnetpool_id: string;
+  cidr: string;
+  subnet_id: string;
+}
+export interface NetSubnetRow extends NetStandard {
+  id: string;
+  name: string;
+  network_id: string;
+  project_id: string;
+  ip_version: number;
+  cidr: string;
+  gateway_ip: string | null;
+  /** JSON [{start,end}] */
+  allocation_pools: string;
+  /** JSON string[] */
+  dns_nameservers: string;
+  /** JSON [{destination,nexthop}] */
+  host_routes: string;
+  enable_dhcp: number;
+  subnetpool_id: string | null;
+  ipv6_ra_mode: string | null;
+  ipv6_address_mode: string | null;
+}
+export interface NetPortRow extends NetStandard {
+  id: string;
+  name: string;
+  network_id: string;
+  project_id: string;
+  mac_address: string;
+  admin_state_up: number;
+  /** DOWN | ACTIVE | BUILD | ERROR */
+  status: string;
+  device_id: string;
+  device_owner: string;
+  port_security_enabled: number;
+  /** JSON [{ip_address, mac_address}] */
+  allowed_address_pairs: string;
+  binding_host_id: string;
+  binding_vif_type: string;
+  /** JSON object */
+  binding_vif_details: string;
+  binding_vnic_type: string;
+  /** JSON object */
+  binding_profile: string;
+  dns_name: string;
+}
+export interface NetIpAllocationRow {
+  subnet_id: string;
+  ip_address: string;
+  network_id: string;
+  port_id: string;
+}
+export interface NetPortSecurityGroupRow {
+  port_id: string;
+  security_group_id: string;
+}
+export interface NetSecurityGroupRow extends NetStandard {
+  id: string;
+  name: string;
+  project_id: string;
+  stateful: number;
+  shared: number;
+}
+export interface NetDefaultSecurityGroupRow {
+  project_id: string;
+  security_group_id: string;
+}
+export interface NetSecurityGroupRuleRow extends NetStandard {
+  id: string;
+  security_group_id: string;
+  project_id: string;
+  /** ingress | egress */
+  direction: string;
+  /** IPv4 | IPv6 */
+  ethertype: string;
+  protocol: string | null;
+  port_range_min: number | null;
+  port_range_max: number | null;
+  remote_ip_prefix: string | null;
+  remote_group_id: string | null;
+  remote_address_group_id: string | null;
+  fingerprint: string;
+}
+export interface NetRouterRow extends NetStandard {
+  id: string;
+  name: string;
+  project_id: string;
+  admin_state_up: number;
+  status: string;
+  gw_network_id: string | null;
+  gw_port_id: string | null;
+  enable_snat: number;
+  /** JSON [{destination,nexthop}] */
+  routes: string;
+  host: string | null;
+}
+export interface NetFloatingIpRow extends NetStandard {
+  id: string;
+  project_id: string;
+  floating_network_id: string;
+  floating_ip_address: string;
+  floating_port_id: string;
+  port_id: string | null;
+  fixed_ip_address: string | null;
+  router_id: string | null;
+  /** DOWN | ACTIVE | ERROR */
+  status: string;
+}
+export interface NetTagRow {
+  resource_type: string;
+  resource_id: string;
+  tag: string;
+}
+export interface NetQuotaRow {
+  project_id: string;
+  resource: string;
+  hard_limit: number;
+}
+export interface NetEndpointRow {
+  container_uuid: string;
+  host: string;
+  netns: string;
+  /** JSON: what the agent plugged (port id, interface names) */
+  interfaces: string;
+  created_at: string;
+}
+export interface Database {
+  net_networks: NetNetworkRow;
+  net_subnetpools: NetSubnetPoolRow;
+  net_subnetpool_allocations: NetSubnetPoolAllocationRow;
+  net_subnets: NetSubnetRow;
+  net_ports: NetPortRow;
+  net_ip_allocations: NetIpAllocationRow;
+  net_port_security_groups: NetPortSecurityGroupRow;
+  net_security_groups: NetSecurityGroupRow;
+  net_default_security_groups: NetDefaultSecurityGroupRow;
+  net_security_group_rules: NetSecurityGroupRuleRow;
+  net_routers: NetRouterRow;
+  net_floatingips: NetFloatingIpRow;
+  net_tags: NetTagRow;
+  net_quotas: NetQuotaRow;
+  net_endpoints: NetEndpointRow;
+}
