@@ -15,6 +15,8 @@ import { AgentImages } from '../images/host.js';
 import { ContainerRepo } from '../services/container/repo.js';
 import { type RestartPolicy, restartDelayMs, Status, shouldRestart } from '../services/container/states.js';
 import { createEngine, type EngineSetup } from './engine-setup.js';
+import type { ContainerNetworking, NeutronClient } from '../services/container/networking.js';
+import { AgentNetwork, type DataplaneDriver } from './network.js';
 import type { AgentRpc } from './rpc.js';
 import { type StreamSession, StreamSessions } from './sessions.js';
 
@@ -31,6 +33,9 @@ export interface AgentOptions {
   availabilityZone?: string;
   /** An image archive imported at start when its image is missing (the offline default image). */
   defaultImageArchive?: string;
+  /** Tenant networking (Neutron ports plugged by the kernel dataplane); without it containers get an empty
+   * network namespace of their own. */
+  network?: { dataplane: DataplaneDriver; neutron: NeutronClient; networking: ContainerNetworking };
 }
 
 const HEARTBEAT_MS = 10_000;
@@ -83,6 +88,8 @@ export class Agent implements AgentRpc {
   private oomEvents?: { close(): void };
   private healthTimers = new Map<string, NodeJS.Timeout>();
   private sessions = new StreamSessions(() => this.engine);
+  /** The network side: ports into namespaces, kernel reconcile. */
+  network?: AgentNetwork;
 
   constructor(private opts: AgentOptions) {
     this.host = opts.host ?? process.env.KRATER_HOST ?? osHostname();
@@ -107,6 +114,16 @@ export class Agent implements AgentRpc {
     if (this.opts.defaultImageArchive && existsSync(this.opts.defaultImageArchive))
       await this.ensureDefaultImage(this.opts.defaultImageArchive);
     await this.register();
+    if (this.opts.network) {
+      // Before containers are reconciled: restarting ones need their namespaces back.
+      this.network = new AgentNetwork({
+        store: this.opts.store,
+        host: this.host,
+        log: this.opts.log,
+        ...this.opts.network,
+      });
+      await this.network.start();
+    }
     await this.reconcile();
     this.heartbeatTimer = setInterval(
       () => void this.heartbeat().catch((err) => this.opts.log.warn({ err }, 'heartbeat failed')),
@@ -138,6 +155,7 @@ export class Agent implements AgentRpc {
       this.engine.close();
       this.setup.client.close();
     }
+    await this.network?.stop(mode === 'purge');
   }
 
   private async ensureDefaultImage(archive: string): Promise<void> {
@@ -435,12 +453,34 @@ export class Agent implements AgentRpc {
             await this.engine.delete(id, { force: true }).catch((err) => {
               if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
             });
+            await this.network?.unplug(c);
             await this.opts.store.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
           },
           (msg) => ({ status: Status.Error, status_reason: msg }),
         );
       case 'commit':
         return this.images.commit(c, id, params as { imageId: string; repository: string; tag: string });
+      case 'network_attach':
+        return withTask(
+          'network_attaching',
+          async () => {
+            await this.network?.attach([String(params.port)]);
+            await this.repo.update(c.uuid, { task_state: null });
+          },
+          (msg) => ({ status_reason: msg }),
+        );
+      case 'network_detach':
+        return withTask(
+          'network_detaching',
+          async () => {
+            await this.network?.detach(c, params.ports as { id: string; preserve: boolean }[]);
+            await this.repo.update(c.uuid, { task_state: null });
+          },
+          (msg) => ({ status_reason: msg }),
+        );
+      case 'security_groups':
+        await this.network?.applyNow();
+        return;
       case 'update_resources':
         // Limits apply the next time the task starts (runc update is not exposed by the engine yet).
         return;
@@ -453,7 +493,10 @@ export class Agent implements AgentRpc {
     const json = (s: string | null) => (s ? JSON.parse(s) : undefined);
     const env = Object.entries(json(c.environment) ?? {}).map(([k, v]) => `${k}=${v}`);
     const image = await this.images.ensureForContainer(c);
+    const net = await this.network?.plug(c);
     const status = await this.engine.create(engineId(c.uuid), {
+      netnsPath: net?.netnsPath,
+      mounts: net?.mounts,
       image,
       command: json(c.command),
       entrypoint: json(c.entrypoint),
@@ -656,7 +699,10 @@ export class Agent implements AgentRpc {
       if (pending) continue;
       if (!st) {
         if (c.status === Status.Creating || c.status === Status.Error) continue;
-        if (c.auto_remove) await db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
+        if (c.auto_remove) {
+          await this.network?.unplug(c);
+          await db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
+        }
         else if (c.auto_heal) {
           await this.repo.update(c.uuid, { status: Status.Creating });
           await this.repo.enqueue(this.host, c.uuid, 'create', { run: c.desired === 'running' }, null);

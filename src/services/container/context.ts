@@ -5,6 +5,7 @@ import type { Version } from '../../core/http/microversion.js';
 import type { CoreContext } from '../../core/http/server.js';
 import type { ContainerRow } from '../../core/store/schema.js';
 import { EngineError } from '../../engine/engine.js';
+import type { ContainerNetworking } from './networking.js';
 import { zunError } from './params.js';
 import type { ContainerRepo } from './repo.js';
 import { canDo, invalidStateMessage } from './states.js';
@@ -25,6 +26,8 @@ export interface ZunContext {
   base: string;
   /** Where exec and attach WebSockets connect: `ws://<public host>/container/ws`. */
   wsBase: string;
+  /** Neutron ports and security groups of containers; absent when Krater runs without networking. */
+  networking?: ContainerNetworking;
 }
 
 const creds = (req: FastifyRequest) => policyCredentials(req.auth);

@@ -6,11 +6,13 @@ import type { App, ServiceModule } from '../../core/http/server.js';
 import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
 import type { ZunContext } from './context.js';
+import { ContainerNetworking, type NeutronClient } from './networking.js';
 import { containerPolicies } from './policies.js';
 import { ContainerRepo } from './repo.js';
 import { adminRoutes } from './routes/admin.js';
 import { containerRoutes } from './routes/containers.js';
 import { imageRoutes } from './routes/images.js';
+import { networkRoutes } from './routes/networks.js';
 import { attachWebSocketServer } from './websocket.js';
 
 export const CONTAINER_PREFIX = '/container';
@@ -33,6 +35,7 @@ export function createContainerService(
   store: Store,
   policy: PolicyEngine,
   agents: AgentDirectory,
+  neutron?: NeutronClient,
 ): { module: ServiceModule; repo: ContainerRepo } {
   policy.registerDefaults(containerPolicies);
   const repo = new ContainerRepo(store.db);
@@ -92,7 +95,14 @@ export function createContainerService(
     authenticateHeader: () => `Keystone uri="${config.publicUrl}/identity/v3"`,
     async register(app: App, core) {
       const wsBase = `${config.publicUrl.replace(/^http/, 'ws')}${CONTAINER_PREFIX}/ws`;
-      const zx: ZunContext = { core, repo, agents, base, wsBase };
+      const zx: ZunContext = {
+        core,
+        repo,
+        agents,
+        base,
+        wsBase,
+        networking: neutron ? new ContainerNetworking(neutron) : undefined,
+      };
       attachWebSocketServer(app.server, {
         path: `${CONTAINER_PREFIX}/ws`,
         publicUrl: config.publicUrl,
@@ -160,6 +170,7 @@ export function createContainerService(
             containerRoutes(s, zx);
             adminRoutes(s, zx);
             imageRoutes(s, zx);
+            networkRoutes(s, zx);
           },
           { prefix },
         );

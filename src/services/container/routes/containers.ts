@@ -4,6 +4,7 @@ import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
 import { allowed, authorize, callAgent, checkState, fieldAllowed, view, type ZunContext } from '../context.js';
 import { parseCreate } from '../create.js';
+import { allocateForNewContainer } from '../networking.js';
 import { PAGING_PARAMS, pageOf, parsePaging } from '../paging.js';
 import {
   expectString,
@@ -119,7 +120,20 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       row.status_reason = 'There are not enough hosts available.';
     }
     row.desired = create.run ? 'running' : 'stopped';
-    await repo.db.insertInto('containers').values(row).execute();
+    const undoNetwork =
+      zx.networking && row.host
+        ? await allocateForNewContainer(
+            zx.networking,
+            { projectId: row.project_id, userId: req.auth.userId, isAdmin: req.auth.isAdmin },
+            row,
+          )
+        : undefined;
+    try {
+      await repo.db.insertInto('containers').values(row).execute();
+    } catch (err) {
+      await undoNetwork?.().catch(() => undefined);
+      throw err;
+    }
     const actionId = await repo.startAction(row, 'create', req.id, req.auth.userId, row.project_id);
     if (host) {
       await repo.enqueue(host, row.uuid, 'create', { run: create.run }, actionId);
@@ -242,6 +256,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     if (!canDo(check, c.status))
       throw zunError(409, 'InvalidStateException', invalidStateMessage('delete', c.uuid, c.status));
     if (!c.host) {
+      await zx.networking?.releaseAll(c);
       await repo.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
       reply.code(204).send();
       return;
