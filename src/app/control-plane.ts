@@ -11,6 +11,7 @@ import { createContainerService } from '../services/container/index.js';
 import { type BootstrapResult, bootstrapIdentity } from '../services/identity/bootstrap.js';
 import { createIdentity } from '../services/identity/index.js';
 import { createImageService } from '../services/image/index.js';
+import { createNetworkService } from '../services/network/index.js';
 
 export interface ControlPlane {
   app: App;
@@ -59,8 +60,9 @@ function createServices(config: KraterConfig, store: Store) {
   const agents = new LocalAgentDirectory(store);
   const containers = createContainerService(config, store, policy, agents);
   const images = createImageService(config, store, policy);
-  const services: ServiceModule[] = [identity.module, containers.module, images.module];
-  return { policy, identity, services, agents, images };
+  const network = createNetworkService(config, store, policy);
+  const services: ServiceModule[] = [identity.module, containers.module, images.module, network.module];
+  return { policy, identity, services, agents, images, network };
 }
 
 /** Migrates and bootstraps the store without serving (the cluster primary does this before forking workers). */
