@@ -11,6 +11,7 @@ import { containerPolicies } from './policies.js';
 import { ContainerRepo } from './repo.js';
 import { adminRoutes } from './routes/admin.js';
 import { containerRoutes } from './routes/containers.js';
+import { eventRoutes } from './routes/events.js';
 import { imageRoutes } from './routes/images.js';
 import { networkRoutes } from './routes/networks.js';
 import { attachWebSocketServer } from './websocket.js';
@@ -171,6 +172,7 @@ export function createContainerService(
             adminRoutes(s, zx);
             imageRoutes(s, zx);
             networkRoutes(s, zx);
+            eventRoutes(s, zx);
           },
           { prefix },
         );

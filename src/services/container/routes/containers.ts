@@ -214,25 +214,20 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   };
   app.patch('/containers/:id', async (req) => view(zx, req, await applyUpdate(req, 'update')));
   app.post('/containers/:id/resize_container', async (req, reply) => {
-    if (!atLeast(req.zunVersion, 1, 19))
-      throw zunError(
-        406,
-        'NotAcceptable',
-        `Version ${req.zunVersion.major}.${req.zunVersion.minor} was requested but the requested API is not supported for this version.`,
-      );
+    apiRange(req, 'resize_container', [1, 19]);
     const c = await applyUpdate(req, 'resize_container');
     reply.code(202);
     return view(zx, req, c);
   });
+  // Renaming has its own endpoint up to 1.13 (PATCH `name` from 1.14); its one query parameter is `name`.
   app.post('/containers/:id/rename', async (req) => {
-    if (atLeast(req.zunVersion, 1, 14))
-      throw zunError(
-        406,
-        'NotAcceptable',
-        `Version ${req.zunVersion.major}.${req.zunVersion.minor} was requested but the requested API is not supported for this version.`,
-      );
+    apiRange(req, 'rename', undefined, [1, 13]);
+    const p = params(req);
+    const unknown = Object.keys(p).filter((k) => k !== 'name');
+    if (unknown.length)
+      throw schemaError(`Additional properties are not allowed ('${unknown.join("', '")}' was unexpected)`);
     const c = await load(req, 'rename');
-    const name = expectString('name', params(req).name, { min: 2, max: 255, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/ });
+    const name = expectString('name', p.name, { min: 2, max: 255, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/ });
     if (name === c.name) throw zunError(409, 'Conflict', 'The new name for the container is the same as the old name.');
     await repo.update(c.uuid, { name });
     return view(zx, req, (await repo.get(c.uuid))!);
@@ -324,19 +319,14 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const c = await load(req, 'logs');
     checkState(c, 'logs');
     const q = params(req);
+    const unknown = Object.keys(q).filter((k) => !LOGS_PARAMS.includes(k));
+    if (unknown.length)
+      throw schemaError(`Additional properties are not allowed ('${unknown.join("', '")}' was unexpected)`);
     const stdout = parseBool('stdout', q.stdout, true);
     const stderr = parseBool('stderr', q.stderr, true);
     const timestamps = parseBool('timestamps', q.timestamps);
-    const tail =
-      q.tail === undefined || q.tail === null || q.tail === 'all' || q.tail === '-1'
-        ? 'all'
-        : parseNumber('tail', q.tail, 0, Number.MAX_SAFE_INTEGER, true);
-    let since: number | undefined;
-    if (q.since !== undefined && q.since !== null && q.since !== 'None') {
-      const s = String(q.since);
-      since = /^\d+(\.\d+)?$/.test(s) ? Number(s) * 1000 : Date.parse(`${s.replace(' ', 'T').replace(',', '.')}Z`);
-      if (Number.isNaN(since)) throw invalid(`Invalid since value: ${s}`);
-    }
+    const tail = parseTail(q.tail);
+    const since = parseSince(q.since);
     if (parseBool('follow', q.follow)) {
       // Krater's extension: a plain-text stream that ends when the container stops.
       const stream = await callAgent(zx, c, async (a) => a.followLogs(c, { stdout, stderr, tail }));
@@ -529,4 +519,46 @@ export function normalizeSignal(s: string): string {
   }
   if (!(up in SIGNALS)) throw invalid(`Invalid signal: ${s}`);
   return `SIG${up}`;
+}
+
+/** A route outside its microversion range: Zun's versioned-method lookup answers 406 naming the API. */
+function apiRange(req: FastifyRequest, api: string, min?: [number, number], max?: [number, number]): void {
+  const v = req.zunVersion;
+  if ((min && !atLeast(v, min[0], min[1])) || (max && atLeast(v, max[0], max[1] + 1)))
+    throw zunError(
+      406,
+      'NotAcceptable',
+      `Version ${v.major}.${v.minor} was requested but the requested API ${api} is not supported for this version.`,
+    );
+}
+
+/** `logs` parameters: Zun's schema plus `all_projects` and Krater's `follow`. */
+const LOGS_PARAMS = ['stdout', 'stderr', 'timestamps', 'tail', 'since', 'follow', 'all_projects'];
+
+/** Zun's `tail` is any string or integer: a non-negative integer is a line count, anything else means all lines. */
+export function parseTail(v: unknown): number | 'all' {
+  if (v === undefined || v === null || v === '') return 'all';
+  if (typeof v !== 'string' && typeof v !== 'number')
+    throw schemaError(
+      `Invalid input for field/attribute tail. Value: ${JSON.stringify(v)}. ${JSON.stringify(v)} is not of type 'string', 'integer', 'null'`,
+    );
+  const s = String(v).trim();
+  return /^\+?\d+$/.test(s) ? Number(s) : 'all';
+}
+
+const SINCE_PATTERN = /(^[0-9]*$)|([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2},[0-9]{1,3})/;
+
+/** Zun's `since`: epoch seconds, or `YYYY-MM-DD HH:MM:SS,fff` (UTC); `None` or empty means no limit. Returns ms. */
+export function parseSince(v: unknown): number | undefined {
+  if (v === undefined || v === null || v === 'None' || v === '') return undefined;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v * 1000;
+  if (typeof v !== 'string' || !SINCE_PATTERN.test(v))
+    throw schemaError(
+      `Invalid input for field/attribute since. Value: ${v}. '${v}' does not match '${SINCE_PATTERN.source}'`,
+    );
+  if (/^[0-9]+$/.test(v)) return Number(v) * 1000;
+  const m = /([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9]{1,3})/.exec(v)!;
+  const ms = Date.parse(`${m[1]}T${m[2]}.${m[3].padEnd(3, '0')}Z`);
+  if (Number.isNaN(ms)) throw invalid(`Invalid since value: ${v}`);
+  return ms;
 }

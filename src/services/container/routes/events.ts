@@ -1,0 +1,285 @@
+import { PassThrough } from 'node:stream';
+import type { FastifyRequest } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { App } from '../../../core/http/server.js';
+import type { ContainerRow, Database } from '../../../core/store/schema.js';
+import { authorize, view, type ZunContext } from '../context.js';
+import { parseBool, parseNumber, schemaError, zunError } from '../params.js';
+import { Status } from '../states.js';
+
+/**
+ * Krater's extensions so clients need not poll (docs/container-extensions.md):
+ *
+ *  - `GET /v1/containers/{id}/wait?status=<Status>[&status=…][&request_id=req-…][&timeout=<s>]` — a long poll that
+ *    answers the container view as soon as it matches (status among the given ones and no task in flight; the
+ *    action of `request_id` finished), or at the timeout with the current view. The `Krater-Wait` header says which
+ *    (`matched` | `timeout`); a container that goes away is a 404.
+ *  - `GET /v1/events[?all_projects=1]` — a server-sent event stream of container status and task-state changes
+ *    in the token's project (every project for admins with `all_projects`).
+ *
+ * Both watch the store, not this process' memory, so they see changes made through any API replica or agent.
+ */
+
+const STATUSES: readonly string[] = Object.values(Status);
+const WAIT_POLL_MS = 50;
+const EVENT_POLL_MS = 200;
+const KEEPALIVE_MS = 15_000;
+const WAIT_DEFAULT_S = 30;
+const WAIT_MAX_S = 300;
+
+type Req = FastifyRequest;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Statuses from `status=a&status=b` or `status=a,b`, matched case-insensitively, returned as Zun spells them. */
+export function parseWaitStatuses(raw: unknown): string[] {
+  if (raw === undefined || raw === null || raw === '') return [];
+  const list = (Array.isArray(raw) ? raw : [raw]).flatMap((v) => String(v).split(','));
+  return list
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const found = STATUSES.find((x) => x.toLowerCase() === s.toLowerCase());
+      if (!found)
+        throw schemaError(
+          `Invalid input for field/attribute status. Value: ${s}. '${s}' is not one of ${JSON.stringify(STATUSES)}`,
+        );
+      return found;
+    });
+}
+
+/** One change of a container, as the event stream sends it. */
+export interface ContainerEvent {
+  action: 'create' | 'update' | 'delete';
+  uuid: string;
+  name: string | null;
+  project_id: string;
+  status: string;
+  task_state: string | null;
+  status_reason: string | null;
+  exit_code: number | null;
+  previous_status: string | null;
+  previous_task_state: string | null;
+  time: string;
+}
+
+type Snap = Pick<
+  ContainerRow,
+  'uuid' | 'name' | 'project_id' | 'status' | 'task_state' | 'status_reason' | 'exit_code'
+>;
+
+/**
+ * Watches the containers of one scope (a project, or all) by reading the store periodically and fans the changes
+ * out to its subscribers; it runs while it has any.
+ */
+class ScopeWatcher {
+  private readonly subscribers = new Set<(e: ContainerEvent) => void>();
+  private snapshot: Map<string, Snap> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+  /** Resolves once the first snapshot is taken (changes after that are reported). */
+  ready: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly projectId: string | null,
+    private readonly onIdle: () => void,
+  ) {}
+
+  subscribe(fn: (e: ContainerEvent) => void): { ready: Promise<void>; unsubscribe: () => void } {
+    this.subscribers.add(fn);
+    if (this.stopped) {
+      this.stopped = false;
+      this.ready = this.tick();
+    }
+    return {
+      ready: this.ready,
+      unsubscribe: () => {
+        this.subscribers.delete(fn);
+        if (this.subscribers.size === 0) {
+          this.stopped = true;
+          if (this.timer) clearTimeout(this.timer);
+          this.snapshot = undefined;
+          this.onIdle();
+        }
+      },
+    };
+  }
+
+  private async read(): Promise<Map<string, Snap>> {
+    let q = this.db
+      .selectFrom('containers')
+      .select(['uuid', 'name', 'project_id', 'status', 'task_state', 'status_reason', 'exit_code']);
+    if (this.projectId !== null) q = q.where('project_id', '=', this.projectId);
+    return new Map((await q.execute()).map((r) => [r.uuid, r]));
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const now = await this.read();
+      if (this.stopped) return;
+      const before = this.snapshot;
+      this.snapshot = now;
+      if (before) {
+        const time = new Date().toISOString();
+        const emit = (e: ContainerEvent) => {
+          for (const fn of this.subscribers) fn(e);
+        };
+        for (const [uuid, c] of now) {
+          const old = before.get(uuid);
+          if (old && old.status === c.status && old.task_state === c.task_state) continue;
+          emit({
+            action: old ? 'update' : 'create',
+            ...pick(c),
+            previous_status: old?.status ?? null,
+            previous_task_state: old?.task_state ?? null,
+            time,
+          });
+        }
+        for (const [uuid, old] of before) {
+          if (now.has(uuid)) continue;
+          emit({
+            action: 'delete',
+            ...pick(old),
+            status: Status.Deleted,
+            task_state: null,
+            previous_status: old.status,
+            previous_task_state: old.task_state,
+            time,
+          });
+        }
+      }
+    } catch {
+      // A store hiccup: try again on the next tick.
+    }
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), EVENT_POLL_MS);
+  }
+}
+
+const pick = (c: Snap) => ({
+  uuid: c.uuid,
+  name: c.name,
+  project_id: c.project_id,
+  status: c.status,
+  task_state: c.task_state,
+  status_reason: c.status_reason,
+  exit_code: c.exit_code,
+});
+
+/** One watcher per scope per process, however many streams are open. */
+class EventHub {
+  private readonly watchers = new Map<string, ScopeWatcher>();
+  constructor(private readonly db: Kysely<Database>) {}
+  subscribe(projectId: string | null, fn: (e: ContainerEvent) => void) {
+    const key = projectId ?? '*';
+    let w = this.watchers.get(key);
+    if (!w) {
+      w = new ScopeWatcher(this.db, projectId, () => this.watchers.delete(key));
+      this.watchers.set(key, w);
+    }
+    return w.subscribe(fn);
+  }
+}
+
+const hubs = new WeakMap<object, EventHub>();
+
+export function eventRoutes(app: App, zx: ZunContext): void {
+  const { repo } = zx;
+  let hub = hubs.get(repo);
+  if (!hub) {
+    hub = new EventHub(repo.db);
+    hubs.set(repo, hub);
+  }
+  const events = hub;
+
+  const load = async (req: Req, id: string): Promise<ContainerRow> => {
+    const q = req.query as Record<string, unknown>;
+    const all = parseBool('all_projects', q.all_projects);
+    if (all) authorize(zx, req, 'container:get_one_all_projects', { project_id: req.auth.projectId });
+    const c = await repo.find(id, req.auth.projectId, all || req.auth.isAdmin);
+    authorize(zx, req, 'container:get_one', c as unknown as Record<string, unknown>);
+    return c;
+  };
+
+  app.get('/containers/:id/wait', async (req, reply) => {
+    const q = req.query as Record<string, unknown>;
+    const unknown = Object.keys(q).filter((k) => !['status', 'request_id', 'timeout', 'all_projects'].includes(k));
+    if (unknown.length) throw schemaError(`Unknown parameters: ${unknown.join(', ')}`);
+    const statuses = parseWaitStatuses(q.status);
+    const timeoutS = q.timeout === undefined ? WAIT_DEFAULT_S : parseNumber('timeout', q.timeout, 0, WAIT_MAX_S, false);
+    const requestId = q.request_id === undefined ? undefined : String(q.request_id);
+    let c = await load(req, (req.params as { id: string }).id);
+    let actionId: number | undefined;
+    if (requestId !== undefined) {
+      const a = await repo.db
+        .selectFrom('container_actions')
+        .select('id')
+        .where('container_uuid', '=', c.uuid)
+        .where('request_id', '=', requestId)
+        .executeTakeFirst();
+      if (!a) throw zunError(404, 'ResourceNotFound', `Action ${requestId} on container ${c.uuid} could not be found.`);
+      actionId = a.id;
+    }
+    let gone = false;
+    // The response's close before it was sent: the client went away.
+    reply.raw.once('close', () => {
+      gone = true;
+    });
+    const deadline = Date.now() + timeoutS * 1000;
+    const matches = async (row: ContainerRow) => {
+      if (statuses.length && !(statuses.includes(row.status) && row.task_state === null)) return false;
+      if (!statuses.length && actionId === undefined && row.task_state !== null) return false;
+      if (actionId !== undefined) {
+        const a = await repo.db
+          .selectFrom('container_actions')
+          .select('finish_time')
+          .where('id', '=', actionId)
+          .executeTakeFirst();
+        if (a && !a.finish_time) return false;
+      }
+      return true;
+    };
+    let matched = await matches(c);
+    while (!matched && !gone && Date.now() < deadline) {
+      await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())));
+      const row = await repo.get(c.uuid);
+      if (!row) throw zunError(404, 'ContainerNotFound', `Container ${c.uuid} could not be found.`);
+      c = row;
+      matched = await matches(c);
+    }
+    reply.header('Krater-Wait', matched ? 'matched' : 'timeout');
+    return view(zx, req, c);
+  });
+
+  app.get('/events', async (req, reply) => {
+    const q = req.query as Record<string, unknown>;
+    const unknown = Object.keys(q).filter((k) => !['all_projects'].includes(k));
+    if (unknown.length) throw schemaError(`Unknown parameters: ${unknown.join(', ')}`);
+    authorize(zx, req, 'container:get_all', { project_id: req.auth.projectId });
+    const all = parseBool('all_projects', q.all_projects);
+    if (all) authorize(zx, req, 'container:get_all_all_projects', { project_id: req.auth.projectId });
+    else if (!req.auth.projectId)
+      throw zunError(403, 'PolicyNotAuthorized', 'A project-scoped token is required to watch container events.');
+    const out = new PassThrough();
+    let seq = 0;
+    const sub = events.subscribe(all ? null : (req.auth.projectId as string), (e) => {
+      seq += 1;
+      out.write(`id: ${seq}\nevent: container\ndata: ${JSON.stringify(e)}\n\n`);
+    });
+    const keepalive = setInterval(() => out.write(': keepalive\n\n'), KEEPALIVE_MS);
+    const end = () => {
+      clearInterval(keepalive);
+      sub.unsubscribe();
+      out.end();
+    };
+    reply.raw.once('close', end);
+    out.once('close', end);
+    // The stream starts once the watcher has its first snapshot: every later change is reported.
+    await sub.ready;
+    out.write(': krater container events\n\n');
+    reply
+      .header('Content-Type', 'text/event-stream; charset=utf-8')
+      .header('Cache-Control', 'no-cache')
+      .header('X-Accel-Buffering', 'no');
+    return reply.send(out);
+  });
+}
