@@ -7,7 +7,7 @@ import type { NetFloatingIpRow } from '../../../core/store/schema.js';
 import { type AttrMap, ipAddress, nullable, ownerOf, parseBody, tags as tagList, uuid } from '../attributes.js';
 import { type NeutronActor, newId, nowTs, type Trx, target } from '../context.js';
 import { nerr, notFound } from '../errors.js';
-import { contains, parseCidr, parseIp } from '../ipam.js';
+import { parseIp } from '../ipam.js';
 import type { View } from '../list-query.js';
 import type { Neutron } from '../service.js';
 import { floatingIpView } from '../views.js';
@@ -67,7 +67,7 @@ export function floatingIpsHandler(n: Neutron): ResourceHandler {
     portId: string,
     fixed: string | null | undefined,
   ) {
-    const port = await n.ports.row(actor, portId);
+    const port = await n.ports.row(actor, portId, trx);
     if (port.project_id !== fip.project_id && !actor.isAdmin)
       throw badFip(
         `Cannot create floating IP and bind it to Port ${portId}, since that port is owned by a different tenant`,
@@ -251,5 +251,3 @@ export function floatingIpsHandler(n: Neutron): ResourceHandler {
     },
   };
 }
-
-export { contains, parseCidr };

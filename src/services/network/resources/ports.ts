@@ -396,7 +396,7 @@ export class Ipam {
 export function portsHandler(n: Neutron): ResourceHandler & {
   insertPort(trx: Trx, spec: PortSpec): Promise<string>;
   deletePortRows(trx: Trx, id: string): Promise<void>;
-  row(actor: NeutronActor, id: string): Promise<NetPortRow>;
+  row(actor: NeutronActor, id: string, q?: Trx): Promise<NetPortRow>;
   views(actor: NeutronActor, rows: NetPortRow[], db?: Trx): Promise<View[]>;
   setStatus(id: string, status: string): Promise<void>;
   fixedIps(ids: string[], db?: Trx): Promise<Map<string, FixedIp[]>>;
@@ -450,19 +450,23 @@ export function portsHandler(n: Neutron): ResourceHandler & {
     return rows.map((r) => portView(r, ips.get(r.id) ?? [], sgs.get(r.id) ?? [], tags.get(r.id) ?? [], hide));
   }
 
-  async function netOf(networkId: string) {
+  async function netOf(networkId: string, q: Trx | typeof db = db) {
     return (
-      (await db
+      (await q
         .selectFrom('net_networks')
         .select(['project_id', 'shared'])
         .where('id', '=', networkId)
-        .executeTakeFirst()) ?? { project_id: '', shared: 0 }
+        .executeTakeFirst()) ?? {
+        project_id: '',
+        shared: 0,
+      }
     );
   }
 
-  async function row(actor: NeutronActor, id: string): Promise<NetPortRow> {
-    const r = await db.selectFrom('net_ports').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!r || !nx.allowed(actor, 'get_port', portTarget(r, await netOf(r.network_id)))) throw notFound.port(id);
+  /** The port if the actor may see it; pass the transaction when called inside one (SQLite has one connection). */
+  async function row(actor: NeutronActor, id: string, q: Trx | typeof db = db): Promise<NetPortRow> {
+    const r = await q.selectFrom('net_ports').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!r || !nx.allowed(actor, 'get_port', portTarget(r, await netOf(r.network_id, q)))) throw notFound.port(id);
     return r;
   }
 
