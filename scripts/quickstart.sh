@@ -10,7 +10,7 @@ PORT=${KRATER_PORT:-8786}
 LOG=${KRATER_LOG:-$DATA_DIR/krater.log}
 
 apt_ensure ca-certificates curl python3-openstackclient python3-zunclient python3-magnumclient python3-glanceclient \
-  containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static
+  containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static iproute2 nftables dnsmasq-base conntrack
 node_ensure
 npm_ensure
 ln -sf "$PWD/bin/krater.js" /usr/local/bin/krater

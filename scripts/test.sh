@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 apt_ensure ca-certificates curl jq iproute2 python3-openstackclient python3-glanceclient python3-zunclient python3-magnumclient \
-  postgresql containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static docker-registry openssl
+  postgresql containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static docker-registry openssl nftables dnsmasq-base conntrack
 node_ensure
 npm_ensure
 npx biome check src tests bench

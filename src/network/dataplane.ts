@@ -1,0 +1,1190 @@
+/**
+ * The kernel dataplane: makes this host's bridges, veths, namespaces, nftables and helper processes (dnsmasq, port
+ * proxies) match a DesiredState. See src/network/README.md for the design; names are in names.ts.
+ */
+
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import dgram from 'node:dgram';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  CommandError,
+  inNetns,
+  ipBatch,
+  ipJson,
+  netnsPath,
+  nftApply,
+  type Prepared,
+  prepareIpBatch,
+  prepareNft,
+  run,
+  runRaw,
+  sysctl,
+} from './exec.js';
+import { livePid, readText, stopPidFile, writeAtomic } from './files.js';
+import { DNS_IFNAME, ENDPOINT_ALIAS_PREFIX, Names, POOL_IFNAME, qgName, qrName } from './names.js';
+import {
+  antiSpoofChain,
+  endpointFirewall,
+  endpointFirewallAdd,
+  hostBridgeAddPort,
+  hostBridgeTable,
+  hostGuardTable,
+  isV6,
+  replaceTable,
+  routerNatTable,
+  stripPrefix,
+} from './nft.js';
+import type { DesiredEndpoint, DesiredNetwork, DesiredRouter, DesiredState, EndpointPaths } from './types.js';
+
+type LogFn = (obj: object, msg?: string) => void;
+/** The subset of a pino logger the dataplane uses. */
+export interface DataplaneLogger {
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+}
+
+export interface DataplaneOptions {
+  /** 4 characters [a-z0-9], unique per Krater instance on this host: every kernel object name carries it. */
+  tag: string;
+  /** Private directory: state file, DNS hosts files, endpoint files, pid files, logs. */
+  stateDir: string;
+  log: DataplaneLogger;
+  /** Pre-created endpoint namespaces kept ready (default 4; 0 disables the pool). */
+  poolSize?: number;
+  /** The compiled port proxy (default: dist/network/port-proxy.js next to this module). */
+  proxyScript?: string;
+}
+
+/** One namespace the dataplane owns, as the generic reconciler sees it. */
+interface LegSpec {
+  hostIf: string;
+  ifname: string;
+  bridge: string;
+  mac: string;
+  mtu: number;
+  addresses: string[];
+}
+interface RouteSpec {
+  /** `default` or a prefix. */
+  dst: string;
+  via: string;
+  dev?: string;
+}
+interface NsSpec {
+  netns: string;
+  legs: LegSpec[];
+  routes: RouteSpec[];
+  sysctls?: Record<string, string>;
+  /** Full nft script (an atomic table replacement), applied on every reconcile. */
+  nft?: string;
+  /** Alias of `lo` (the endpoint id of an endpoint namespace). */
+  alias?: string;
+}
+
+interface EndpointRecord {
+  netns: string;
+  /** Fingerprint of what was last applied (empty: unknown, reconcile). */
+  fp: string;
+  /** Host ends of its veths. */
+  hostIfs: string[];
+  desired?: DesiredEndpoint;
+}
+
+interface RouterRecord {
+  fp: string;
+  floatingIps: string[];
+}
+
+interface StateFile {
+  version: 1;
+  endpoints: Record<string, { netns: string; fp: string; hostIfs: string[] }>;
+  pool: string[];
+  networks: Record<string, string>;
+  routers: Record<string, RouterRecord>;
+  dns: Record<string, string>;
+}
+
+interface HostLink {
+  ifindex: number;
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  master?: string;
+  link_index?: number;
+  link_netnsid?: number;
+  operstate?: string;
+  address?: string;
+  addr_info?: { family: string; local: string; prefixlen: number; scope: string }[];
+}
+
+interface Survey {
+  links: Map<string, HostLink>;
+  netns: Set<string>;
+  tables: Set<string>;
+}
+
+const fp = (v: unknown): string => createHash('sha1').update(JSON.stringify(v)).digest('hex').slice(0, 16);
+const normDst = (d: string): string => (d === '0.0.0.0/0' || d === '::/0' ? 'default' : d.replace(/\/(32|128)$/, ''));
+const v6nodad = (cidr: string): string => (isV6(cidr) ? ' nodad' : '');
+
+export class Dataplane {
+  readonly names: Names;
+  private readonly stateDir: string;
+  private readonly log: DataplaneLogger;
+  private readonly poolSize: number;
+  private readonly proxyScript: string;
+
+  private endpoints = new Map<string, EndpointRecord>();
+  private routers = new Map<string, RouterRecord>();
+  private networkFp = new Map<string, string>();
+  private dnsFp = new Map<string, string>();
+  /** Ready pool entries (random ids: namespace krater-<tag>-e-<id>, host veth kp<tag><id>). */
+  private pool: string[] = [];
+  /** Pool entries being created (protected from garbage collection). */
+  private pending = new Set<string>();
+  /** Per pool entry: `ip -batch` and `nft -f` already running inside its namespace, waiting for their input. */
+  private prepared = new Map<string, { ip: Prepared; nft: Prepared }>();
+  /** The same for the host namespace (one of each, replaced after use). */
+  private hostIp: Prepared | undefined;
+  private hostNft: Prepared | undefined;
+  private saving: Promise<void> = Promise.resolve();
+  private knownBridges = new Set<string>();
+  private hostBridgeText: string | undefined;
+  private lock: Promise<unknown> = Promise.resolve();
+  private refilling: Promise<void> | undefined;
+  private started = false;
+  private stopped = false;
+
+  constructor(opts: DataplaneOptions) {
+    this.names = new Names(opts.tag);
+    this.stateDir = opts.stateDir;
+    this.log = opts.log;
+    this.poolSize = opts.poolSize ?? 4;
+    this.proxyScript = opts.proxyScript ?? defaultProxyScript();
+  }
+
+  // ------------------------------------------------------------------------------------------------ lifecycle
+
+  /** Checks the tools, creates the host-level tables, loads the state (rediscovering from the kernel what the state
+   * file does not know), and warms the pool in the background. */
+  async start(): Promise<void> {
+    for (const argv of [
+      ['ip', '-V'],
+      ['nft', '--version'],
+      ['dnsmasq', '--version'],
+      ['nsenter', '--version'],
+    ]) {
+      const r = await runRaw(argv).catch((err: Error) => ({ code: -1, stdout: '', stderr: err.message }));
+      if (r.code !== 0) throw new Error(`dataplane: ${argv[0]} is required (${r.stderr.trim() || 'not found'})`);
+    }
+    if ((await runRaw(['conntrack', '--version']).catch(() => ({ code: -1 }))).code !== 0)
+      this.log.warn({}, 'dataplane: conntrack tool missing: entries of removed floating IPs stay until they expire');
+    if (!existsSync(this.proxyScript))
+      this.log.warn({ proxyScript: this.proxyScript }, 'dataplane: port proxy not built: published ports will fail');
+    await mkdir(this.stateDir, { recursive: true });
+    await this.locked(async () => {
+      await this.loadState();
+      const survey = await this.survey();
+      await this.ensureHostTables(survey);
+      await this.rediscover(survey);
+      await this.saveState();
+    });
+    this.started = true;
+    this.stopped = false;
+    this.refill();
+  }
+
+  /** keep: everything stays (containers keep their network across agent restarts; the state file is saved).
+   * purge: every object of this tag is removed (tests). */
+  async stop(opts: { purge: boolean }): Promise<void> {
+    this.stopped = true;
+    await this.refilling;
+    this.closePrepared();
+    await this.locked(async () => {
+      if (!opts.purge) {
+        await this.saveState();
+        return;
+      }
+      await this.purgeAll();
+    });
+    this.started = false;
+  }
+
+  // ------------------------------------------------------------------------------------------------ public API
+
+  /** Full reconcile: the kernel matches `desired`, and every object of this tag that is not desired is removed.
+   * Idempotent; cheap when nothing changed (one `ip`, one `nft` listing and a few /proc reads). The caller must
+   * include every endpoint it has ensured and still wants. Errors of single objects do not stop the others; they
+   * are thrown together at the end. */
+  async apply(desired: DesiredState): Promise<void> {
+    this.assertStarted();
+    await this.locked(() => this.applyLocked(desired));
+  }
+
+  /** The fast path for a container start: only this endpoint (and its networks' bridges when missing). */
+  async ensureEndpoint(ep: DesiredEndpoint, networks: DesiredNetwork[]): Promise<EndpointPaths> {
+    this.assertStarted();
+    const paths = await this.locked(async () => {
+      const byId = new Map(networks.map((n) => [n.id, n]));
+      for (const itf of ep.interfaces) {
+        const bridge = this.names.bridge(itf.networkId);
+        if (this.knownBridges.has(bridge)) continue;
+        const net = byId.get(itf.networkId);
+        if (!net) throw new Error(`dataplane: endpoint ${ep.id}: network ${itf.networkId} not given`);
+        await this.ensureBridge(net, (await this.survey(false)).links);
+      }
+      const rec = this.endpoints.get(ep.id);
+      if (rec && existsSync(netnsPath(rec.netns))) {
+        if (rec.fp !== this.endpointFp(ep)) await this.reconcileEndpoint(ep, rec, true);
+      } else if (this.pool.length > 0 && ep.interfaces.length > 0) {
+        await this.fastEndpoint(ep);
+      } else {
+        const netns = this.names.endpointNetns(this.names.newPoolId());
+        const fresh: EndpointRecord = { netns, fp: '', hostIfs: [] };
+        await this.reconcileEndpoint(ep, fresh, true);
+      }
+      // Not awaited: the namespace's `lo` alias already lets a restart rediscover this endpoint.
+      void this.saveState().catch((err: Error) => this.log.error({ err: err.message }, 'dataplane: state file'));
+      await this.ensureProxies(ep).catch((err: Error) =>
+        this.log.error({ endpoint: ep.id, err: err.message }, 'dataplane: published ports'),
+      );
+      return this.paths(ep.id)!;
+    });
+    this.refill();
+    return paths;
+  }
+
+  async removeEndpoint(id: string): Promise<void> {
+    this.assertStarted();
+    await this.locked(async () => {
+      await this.removeEndpointLocked(id);
+      await this.saveState();
+    });
+  }
+
+  /** Resolves when the pool is full (the refill runs in the background after every take). */
+  async warm(): Promise<void> {
+    for (let p = this.refilling; p; p = this.refilling) await p;
+  }
+
+  /** Pool entries ready to take. */
+  get poolAvailable(): number {
+    return this.pool.length;
+  }
+
+  endpointPaths(id: string): EndpointPaths | undefined {
+    return this.endpoints.has(id) ? this.paths(id) : undefined;
+  }
+
+  // ------------------------------------------------------------------------------------------------ apply
+
+  private async applyLocked(desired: DesiredState): Promise<void> {
+    const errors: string[] = [];
+    const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(`${what}: ${(err as Error).message}`);
+        this.log.error({ err: (err as Error).message }, `dataplane: ${what}`);
+      }
+    };
+    let survey = await this.survey();
+    await attempt('host tables', () => this.ensureHostTables(survey));
+    await this.rediscover(survey);
+
+    const networks = new Map(desired.networks.map((n) => [n.id, n]));
+    const wantedBridges = new Set(desired.networks.map((n) => this.names.bridge(n.id)));
+    for (const n of desired.networks) {
+      const link = survey.links.get(this.names.bridge(n.id));
+      const nfp = fp([n.mtu, n.hostAddresses]);
+      if (link?.flags.includes('UP') && this.networkFp.get(n.id) === nfp) continue;
+      await attempt(`network ${n.id}`, async () => {
+        await this.ensureBridge(n, survey.links);
+        this.networkFp.set(n.id, nfp);
+      });
+    }
+
+    // Endpoints no longer desired go first (their namespaces may hold names the new ones want).
+    const wantedEndpoints = new Set(desired.endpoints.map((e) => e.id));
+    for (const id of [...this.endpoints.keys()]) {
+      if (!wantedEndpoints.has(id)) await attempt(`remove endpoint ${id}`, () => this.removeEndpointLocked(id));
+    }
+    for (const ep of desired.endpoints) {
+      const missing = ep.interfaces.find((i) => !networks.has(i.networkId));
+      if (missing) {
+        errors.push(`endpoint ${ep.id}: network ${missing.networkId} is not in the desired state`);
+        continue;
+      }
+      const rec = this.endpoints.get(ep.id);
+      if (rec && rec.fp === this.endpointFp(ep) && this.endpointHealthy(ep, rec, survey)) {
+        rec.desired = ep;
+        continue;
+      }
+      await attempt(`endpoint ${ep.id}`, () =>
+        this.reconcileEndpoint(
+          ep,
+          rec ?? { netns: this.names.endpointNetns(this.names.newPoolId()), fp: '', hostIfs: [] },
+          false,
+        ),
+      );
+    }
+
+    for (const r of desired.routers) await attempt(`router ${r.id}`, () => this.reconcileRouter(r, survey));
+    for (const id of [...this.routers.keys()]) {
+      if (!desired.routers.some((r) => r.id === id)) this.routers.delete(id);
+    }
+    for (const n of desired.networks) {
+      if (n.dns) await attempt(`dns ${n.id}`, () => this.reconcileDns(n, survey));
+    }
+    for (const id of [...this.dnsFp.keys()]) if (!networks.get(id)?.dns) this.dnsFp.delete(id);
+
+    // Anti-spoofing: one atomic rewrite when anything changed.
+    await attempt('anti-spoofing table', async () => {
+      const ports = desired.endpoints.flatMap((ep) =>
+        ep.interfaces.filter((i) => i.portSecurity).map((itf) => ({ hostIf: this.names.veth(itf.portId), itf })),
+      );
+      const text = hostBridgeTable(this.names.table, ports);
+      if (text !== this.hostBridgeText || !survey.tables.has(`bridge ${this.names.table}`)) {
+        await nftApply(text);
+        this.hostBridgeText = text;
+      }
+    });
+
+    for (const ep of desired.endpoints) {
+      if (this.endpoints.has(ep.id)) await attempt(`published ports of ${ep.id}`, () => this.ensureProxies(ep));
+    }
+
+    // Garbage: everything of this tag that nothing desired explains.
+    survey = await this.survey(false);
+    const keepNetns = new Set<string>([
+      ...[...this.endpoints.values()].map((r) => r.netns),
+      ...[...this.pool, ...this.pending].map((id) => this.names.endpointNetns(id)),
+      ...desired.routers.map((r) => this.names.routerNetns(r.id)),
+      ...desired.networks.filter((n) => n.dns).map((n) => this.names.dnsNetns(n.id)),
+    ]);
+    const keepLinks = new Set<string>([
+      ...wantedBridges,
+      ...desired.endpoints.flatMap((ep) => ep.interfaces.map((i) => this.names.veth(i.portId))),
+      ...desired.routers.flatMap((r) => this.routerLegs(r).map((l) => l.hostIf)),
+      ...desired.networks.flatMap((n) => (n.dns ? [this.names.dnsVeth(n.dns.portId)] : [])),
+      ...[...this.pool, ...this.pending].map((id) => this.names.poolVeth(id)),
+    ]);
+    await attempt('garbage', () => this.collectGarbage(survey, keepNetns, keepLinks, desired));
+    for (const b of [...this.knownBridges]) if (!wantedBridges.has(b)) this.knownBridges.delete(b);
+    for (const id of [...this.networkFp.keys()]) if (!networks.has(id)) this.networkFp.delete(id);
+
+    await this.saveState();
+    this.refill();
+    if (errors.length) throw new Error(`dataplane apply: ${errors.length} error(s): ${errors.join('; ')}`);
+  }
+
+  private async collectGarbage(
+    survey: Survey,
+    keepNetns: Set<string>,
+    keepLinks: Set<string>,
+    desired: DesiredState,
+  ): Promise<void> {
+    // Helper processes first (they hold namespaces).
+    const dnsKeep = new Set(desired.networks.filter((n) => n.dns).map((n) => n.id));
+    for (const f of await listDir(join(this.stateDir, 'dns'))) {
+      const m = /^(.*)\.pid$/.exec(f);
+      if (m && !dnsKeep.has(m[1])) await this.stopDns(m[1]);
+    }
+    const proxyKeep = new Set(
+      desired.endpoints.flatMap((ep) =>
+        ep.published.map((p) => this.proxyKey(ep.id, p.protocol, p.hostIp, p.hostPort)),
+      ),
+    );
+    for (const f of await listDir(join(this.stateDir, 'proxy'))) {
+      const m = /^(.*)\.pid$/.exec(f);
+      if (m && !proxyKeep.has(m[1])) await stopPidFile(join(this.stateDir, 'proxy', f), this.proxyMarker(m[1]));
+    }
+    for (const ns of survey.netns) {
+      if (keepNetns.has(ns)) continue;
+      this.log.info({ netns: ns }, 'dataplane: removing stray namespace');
+      await this.deleteNetns(ns);
+    }
+    const stray = [...survey.links.keys()].filter((l) => !keepLinks.has(l));
+    // Veths first: deleting a namespace may already have removed some (-force: continue past those).
+    stray.sort((a, b) => Number(a.startsWith(`kb${this.names.tag}`)) - Number(b.startsWith(`kb${this.names.tag}`)));
+    if (stray.length) {
+      this.log.info({ links: stray }, 'dataplane: removing stray links');
+      await runRaw(['ip', '-force', '-batch', '-'], `${stray.map((l) => `link del dev ${l}`).join('\n')}\n`);
+    }
+    const epKeep = new Set(desired.endpoints.map((e) => e.id));
+    for (const d of await listDir(join(this.stateDir, 'endpoints'))) {
+      if (!epKeep.has(d)) await rm(join(this.stateDir, 'endpoints', d), { recursive: true, force: true });
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ endpoints
+
+  private endpointFp(ep: DesiredEndpoint): string {
+    return fp({ ...ep, published: undefined });
+  }
+
+  private endpointHealthy(ep: DesiredEndpoint, rec: EndpointRecord, survey: Survey): boolean {
+    if (!survey.netns.has(rec.netns)) return false;
+    return ep.interfaces.every((i) => {
+      const l = survey.links.get(this.names.veth(i.portId));
+      return l?.master === this.names.bridge(i.networkId) && l.flags.includes('UP') && l.link_netnsid !== undefined;
+    });
+  }
+
+  private endpointSpec(ep: DesiredEndpoint, netns: string): NsSpec {
+    const routes: RouteSpec[] = [];
+    const gw4 = ep.interfaces.find((i) => i.gateway4);
+    const gw6 = ep.interfaces.find((i) => i.gateway6);
+    if (gw4) routes.push({ dst: 'default', via: gw4.gateway4!, dev: gw4.ifname });
+    if (gw6) routes.push({ dst: 'default', via: gw6.gateway6!, dev: gw6.ifname });
+    for (const i of ep.interfaces)
+      for (const r of i.routes) routes.push({ dst: normDst(r.destination), via: r.nexthop, dev: i.ifname });
+    return {
+      netns,
+      legs: ep.interfaces.map((i) => ({
+        hostIf: this.names.veth(i.portId),
+        ifname: i.ifname,
+        bridge: this.names.bridge(i.networkId),
+        mac: i.mac,
+        mtu: i.mtu,
+        addresses: i.addresses,
+      })),
+      routes,
+      nft: endpointFirewall(this.names.table, ep.interfaces),
+      alias: `${ENDPOINT_ALIAS_PREFIX}${ep.id}`,
+    };
+  }
+
+  /** Slow path (new endpoint without a pool entry, or a changed one): the generic namespace reconciler. */
+  private async reconcileEndpoint(ep: DesiredEndpoint, rec: EndpointRecord, incrementalSpoof: boolean): Promise<void> {
+    const spec = this.endpointSpec(ep, rec.netns);
+    const before = rec.hostIfs;
+    this.endpoints.set(ep.id, rec);
+    await this.reconcileNs(spec, ENDPOINT_SYSCTLS);
+    rec.hostIfs = spec.legs.map((l) => l.hostIf);
+    if (incrementalSpoof) {
+      const now = new Set(ep.interfaces.filter((i) => i.portSecurity).map((i) => this.names.veth(i.portId)));
+      let script = '';
+      for (const itf of ep.interfaces) {
+        if (itf.portSecurity) script += hostBridgeAddPort(this.names.table, this.names.veth(itf.portId), itf);
+      }
+      for (const h of new Set([...before, ...rec.hostIfs])) if (!now.has(h)) script += this.spoofRemoveScript(h);
+      await nftApply(script);
+      this.hostBridgeText = undefined;
+    }
+    await this.writeEndpointFiles(ep);
+    rec.fp = this.endpointFp(ep);
+    rec.desired = ep;
+  }
+
+  /** The fast path: a pooled namespace whose veth's inner end is already inside; four concurrent process spawns
+   * (host `ip -batch`, namespace `ip -batch`, namespace `nft`, host `nft`) plus three small files. */
+  private async fastEndpoint(ep: DesiredEndpoint): Promise<void> {
+    const id = this.pool.shift()!;
+    const netns = this.names.endpointNetns(id);
+    const kp = this.names.poolVeth(id);
+    const rec: EndpointRecord = { netns, fp: '', hostIfs: ep.interfaces.map((i) => this.names.veth(i.portId)) };
+    this.endpoints.set(ep.id, rec);
+    const spec = this.endpointSpec(ep, netns);
+    const [first, ...rest] = spec.legs;
+    const host = [`link set dev ${kp} name ${first.hostIf}`];
+    for (const leg of rest) {
+      host.push(
+        `link add ${leg.hostIf} mtu ${leg.mtu} type veth peer name ${leg.ifname} mtu ${leg.mtu} netns ${netns}`,
+      );
+      host.push(`link set dev ${leg.hostIf} addrgenmode none`);
+    }
+    for (const leg of spec.legs) host.push(`link set dev ${leg.hostIf} mtu ${leg.mtu} master ${leg.bridge} up`);
+    const inner = [`link set dev ${POOL_IFNAME} name ${first.ifname}`];
+    for (const leg of spec.legs) {
+      inner.push(`link set dev ${leg.ifname} address ${leg.mac} mtu ${leg.mtu} up`);
+      for (const a of leg.addresses) inner.push(`addr add ${a} dev ${leg.ifname}${v6nodad(a)}`);
+    }
+    for (const r of spec.routes) inner.push(`route replace ${r.dst} via ${r.via}${r.dev ? ` dev ${r.dev}` : ''}`);
+    inner.push(`link set dev lo alias ${spec.alias}`);
+    let spoof = '';
+    for (const itf of ep.interfaces) {
+      if (itf.portSecurity) spoof += hostBridgeAddPort(this.names.table, this.names.veth(itf.portId), itf, true);
+    }
+    const prep = this.prepared.get(id);
+    this.prepared.delete(id);
+    const hostIp = this.hostIp;
+    const hostNft = this.hostNft;
+    this.hostIp = this.hostNft = undefined;
+    const nsNft = endpointFirewallAdd(this.names.table, ep.interfaces);
+    try {
+      const hostDone = hostIp ? hostIp.run(`${host.join('\n')}\n`).then(() => undefined) : ipBatch(host);
+      const innerRun = (): Promise<unknown> => (prep ? prep.ip.run(`${inner.join('\n')}\n`) : ipBatch(inner, netns));
+      // The inner end of the pooled veth exists already; other interfaces' inner ends appear with the host batch.
+      const innerDone = rest.length ? hostDone.then(innerRun) : innerRun();
+      const t0 = performance.now();
+      const ms: Record<string, number> = {};
+      const timed = (name: string, p: Promise<unknown>): Promise<void> =>
+        p.then(() => {
+          ms[name] = Math.round((performance.now() - t0) * 10) / 10;
+        });
+      await Promise.all([
+        timed('host', hostDone),
+        timed('netns', innerDone),
+        timed('nft', nsNft && prep ? prep.nft.run(nsNft) : nftApply(nsNft, netns)),
+        timed('spoof', spoof && hostNft ? hostNft.run(spoof) : nftApply(spoof)),
+        timed('files', this.writeEndpointFiles(ep)),
+      ]);
+      this.log.debug({ endpoint: ep.id, netns, ms }, 'dataplane: fast path');
+      if (spoof) this.hostBridgeText = undefined;
+    } catch (err) {
+      prep?.ip.close();
+      prep?.nft.close();
+      this.log.warn({ endpoint: ep.id, err: (err as Error).message }, 'dataplane: fast path failed, slow path');
+      // The generic reconciler repairs whatever half of the batch went through.
+      await this.reconcileEndpoint(ep, rec, true);
+      return;
+    }
+    prep?.ip.close();
+    prep?.nft.close();
+    hostIp?.close();
+    hostNft?.close();
+    rec.fp = this.endpointFp(ep);
+    rec.desired = ep;
+  }
+
+  private async removeEndpointLocked(id: string): Promise<void> {
+    const rec = this.endpoints.get(id);
+    for (const f of await listDir(join(this.stateDir, 'proxy'))) {
+      if (f.startsWith(`${id}_`) && f.endsWith('.pid'))
+        await stopPidFile(join(this.stateDir, 'proxy', f), this.proxyMarker(f.slice(0, -4)));
+    }
+    if (rec) {
+      let script = '';
+      for (const h of rec.hostIfs) script += this.spoofRemoveScript(h);
+      await nftApply(script).catch((err: Error) => this.log.warn({ err: err.message }, 'dataplane: anti-spoofing'));
+      this.hostBridgeText = undefined;
+      await this.deleteNetns(rec.netns);
+      // Deleting the namespace removes its veths unless a process (the container) still holds it: delete them.
+      if (rec.hostIfs.length)
+        await runRaw(['ip', '-force', '-batch', '-'], `${rec.hostIfs.map((l) => `link del dev ${l}`).join('\n')}\n`);
+    }
+    this.endpoints.delete(id);
+    await rm(join(this.stateDir, 'endpoints', id), { recursive: true, force: true });
+  }
+
+  private spoofRemoveScript(hostIf: string): string {
+    const t = this.names.table;
+    const chain = antiSpoofChain(hostIf);
+    // add-then-delete makes each step idempotent (the element or chain may not exist).
+    return (
+      `add chain bridge ${t} ${chain}\n` +
+      `add element bridge ${t} ports { ${JSON.stringify(hostIf)} : jump ${chain} }\n` +
+      `delete element bridge ${t} ports { ${JSON.stringify(hostIf)} }\n` +
+      `flush chain bridge ${t} ${chain}\ndelete chain bridge ${t} ${chain}\n`
+    );
+  }
+
+  private paths(id: string): EndpointPaths {
+    const dir = join(this.stateDir, 'endpoints', id);
+    return {
+      netnsPath: netnsPath(this.endpoints.get(id)!.netns),
+      hostsFile: join(dir, 'hosts'),
+      resolvConf: join(dir, 'resolv.conf'),
+      hostnameFile: join(dir, 'hostname'),
+    };
+  }
+
+  private async writeEndpointFiles(ep: DesiredEndpoint): Promise<void> {
+    const dir = join(this.stateDir, 'endpoints', ep.id);
+    const own = ep.interfaces.flatMap((i) => i.addresses.map(stripPrefix));
+    const names = [ep.hostname, ...ep.search.slice(0, 1).map((d) => `${ep.hostname}.${d}`)].reverse();
+    const hosts =
+      '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n' +
+      'ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n' +
+      own.map((a) => `${a}\t${names.join(' ')}\n`).join('');
+    const resolv =
+      ep.nameservers.map((n) => `nameserver ${n}\n`).join('') +
+      (ep.search.length ? `search ${ep.search.join(' ')}\n` : '') +
+      'options ndots:1\n';
+    await Promise.all([
+      writeAtomic(join(dir, 'hosts'), hosts),
+      writeAtomic(join(dir, 'resolv.conf'), resolv),
+      writeAtomic(join(dir, 'hostname'), `${ep.hostname}\n`),
+    ]);
+  }
+
+  // ------------------------------------------------------------------------------------------------ published ports
+
+  private proxyKey(epId: string, proto: string, hostIp: string, hostPort: number): string {
+    return `${epId}_${proto}_${(hostIp || '0.0.0.0').replace(/[^0-9a-fA-F.]/g, '-')}_${hostPort}`;
+  }
+  private proxyMarker(key: string): string {
+    return `krater-proxy:${this.names.tag}:${key}`;
+  }
+
+  private async ensureProxies(ep: DesiredEndpoint): Promise<void> {
+    const rec = this.endpoints.get(ep.id);
+    if (!rec || ep.published.length === 0) return;
+    const addrs = ep.interfaces.flatMap((i) => i.addresses.map(stripPrefix));
+    const target = addrs.find((a) => !isV6(a)) ?? addrs[0] ?? '127.0.0.1';
+    const dir = join(this.stateDir, 'proxy');
+    await mkdir(dir, { recursive: true });
+    const errors: string[] = [];
+    for (const p of ep.published) {
+      const key = this.proxyKey(ep.id, p.protocol, p.hostIp, p.hostPort);
+      const pidFile = join(dir, `${key}.pid`);
+      const marker = this.proxyMarker(key);
+      // The target is part of the marker's process arguments: a changed address restarts the proxy.
+      const args = ['--proto', p.protocol, '--target', target, '--port', String(p.containerPort), '--id', marker];
+      const pid = await livePid(pidFile, marker);
+      if (pid !== undefined) {
+        const cmd = (await readText(`/proc/${pid}/cmdline`)) ?? '';
+        if (cmd.split('\0').join(' ').includes(args.join(' '))) continue;
+        await stopPidFile(pidFile, marker);
+      }
+      try {
+        await this.startProxy(rec.netns, p, args, pidFile, join(dir, `${key}.log`));
+      } catch (err) {
+        errors.push(`${p.hostIp || '0.0.0.0'}:${p.hostPort}/${p.protocol}: ${(err as Error).message}`);
+      }
+    }
+    if (errors.length) throw new Error(`published ports: ${errors.join('; ')}`);
+  }
+
+  private async startProxy(
+    netns: string,
+    p: DesiredEndpoint['published'][number],
+    args: string[],
+    pidFile: string,
+    logFile: string,
+  ): Promise<void> {
+    const host = p.hostIp || '0.0.0.0';
+    let fd: number;
+    let close: () => void;
+    if (p.protocol === 'udp') {
+      const sock = dgram.createSocket(isV6(host) ? 'udp6' : 'udp4');
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind({ address: host, port: p.hostPort, exclusive: true }, () => resolve());
+      });
+      fd = (sock as any)._handle.fd;
+      close = () => sock.close();
+      if (isV6(host)) args.push('--listen6');
+    } else {
+      const server = net.createServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host, port: p.hostPort, exclusive: true, backlog: 511 }, () => resolve());
+      });
+      fd = (server as any)._handle.fd;
+      close = () => server.close();
+    }
+    const logFd = openSync(logFile, 'a');
+    try {
+      const child = spawn('nsenter', [`--net=${netnsPath(netns)}`, process.execPath, this.proxyScript, ...args], {
+        detached: true,
+        stdio: ['ignore', logFd, logFd, fd],
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', reject);
+      });
+      child.unref();
+      await writeAtomic(pidFile, `${child.pid}\n`);
+    } finally {
+      closeSync(logFd);
+      close();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ routers
+
+  private routerLegs(r: DesiredRouter): LegSpec[] {
+    const legs = r.interfaces.map((i) => ({
+      hostIf: this.names.routerVeth(i.portId),
+      ifname: qrName(i.portId),
+      bridge: this.names.bridge(i.networkId),
+      mac: i.mac,
+      mtu: i.mtu,
+      addresses: i.addresses,
+    }));
+    if (r.gateway)
+      legs.push({
+        hostIf: this.names.routerVeth(r.gateway.portId),
+        ifname: qgName(r.gateway.portId),
+        bridge: this.names.bridge(r.gateway.networkId),
+        mac: r.gateway.mac,
+        mtu: r.gateway.mtu,
+        addresses: r.gateway.addresses,
+      });
+    return legs;
+  }
+
+  private async reconcileRouter(r: DesiredRouter, survey: Survey): Promise<void> {
+    const netns = this.names.routerNetns(r.id);
+    const legs = this.routerLegs(r);
+    const rfp = fp(r);
+    const prev = this.routers.get(r.id);
+    const healthy =
+      survey.netns.has(netns) &&
+      legs.every((l) => {
+        const link = survey.links.get(l.hostIf);
+        return link?.master === l.bridge && link.flags.includes('UP');
+      });
+    if (prev && prev.fp === rfp && healthy) return;
+    const routes: RouteSpec[] = [];
+    const g = r.gateway;
+    if (g?.nexthop4) routes.push({ dst: 'default', via: g.nexthop4, dev: qgName(g.portId) });
+    if (g?.nexthop6) routes.push({ dst: 'default', via: g.nexthop6, dev: qgName(g.portId) });
+    for (const rt of r.routes) routes.push({ dst: normDst(rt.destination), via: rt.nexthop });
+    const snatAddress = g?.snat ? g.addresses.map(stripPrefix).find((a) => !isV6(a)) : undefined;
+    const nft = routerNatTable(
+      this.names.table,
+      g ? { gatewayIf: qgName(g.portId), snatAddress, floatingIps: r.floatingIps } : undefined,
+    );
+    // Floating IPs live on the gateway leg as /32 (they answer ARP there).
+    if (g) {
+      const gwLeg = legs[legs.length - 1];
+      gwLeg.addresses = [
+        ...gwLeg.addresses,
+        ...r.floatingIps
+          .map((f) => `${f.floatingIp}/${isV6(f.floatingIp) ? 128 : 32}`)
+          .filter((a) => !gwLeg.addresses.some((x) => stripPrefix(x) === stripPrefix(a))),
+      ];
+    }
+    await this.reconcileNs(
+      { netns, legs, routes, nft },
+      {
+        'net.ipv4.ip_forward': '1',
+        'net.ipv6.conf.all.forwarding': '1',
+        'net.ipv4.conf.all.rp_filter': '0',
+      },
+    );
+    const fips = r.floatingIps.map((f) => f.floatingIp);
+    for (const gone of (prev?.floatingIps ?? []).filter((f) => !fips.includes(f))) {
+      // Connections through a floating IP that is gone must not keep flowing on their old NAT entries.
+      for (const flag of ['-d', '-q'])
+        await runRaw(inNetns(netns, ['conntrack', '-D', flag, gone])).catch(() => undefined);
+    }
+    this.routers.set(r.id, { fp: rfp, floatingIps: fips });
+  }
+
+  // ------------------------------------------------------------------------------------------------ DNS
+
+  private async reconcileDns(n: DesiredNetwork, survey: Survey): Promise<void> {
+    const dns = n.dns!;
+    const netns = this.names.dnsNetns(n.id);
+    const leg: LegSpec = {
+      hostIf: this.names.dnsVeth(dns.portId),
+      ifname: DNS_IFNAME,
+      bridge: this.names.bridge(n.id),
+      mac: dns.mac,
+      mtu: n.mtu,
+      addresses: dns.addresses,
+    };
+    const dfp = fp([leg, dns.domain]);
+    const link = survey.links.get(leg.hostIf);
+    const healthy = survey.netns.has(netns) && link?.master === leg.bridge && link.flags.includes('UP');
+    const dir = join(this.stateDir, 'dns');
+    const hostsFile = join(dir, `${n.id}.hosts`);
+    const pidFile = join(dir, `${n.id}.pid`);
+    const marker = `--addn-hosts=${hostsFile}`;
+    if (this.dnsFp.get(n.id) !== dfp || !healthy) {
+      const nft = replaceTable(
+        'inet',
+        this.names.table,
+        '  chain input {\n    type filter hook input priority filter; policy drop;\n    iif "lo" accept\n' +
+          '    ct state established,related accept\n    meta l4proto { icmp, ipv6-icmp } accept\n' +
+          '    udp dport 53 accept\n    tcp dport 53 accept\n  }\n',
+      );
+      await this.reconcileNs({ netns, legs: [leg], routes: [], nft }, {});
+      if (this.dnsFp.get(n.id) !== dfp) await stopPidFile(pidFile, marker);
+    }
+    const lines = dns.records.flatMap((r) =>
+      r.addresses.map((a) => `${stripPrefix(a)}\t${r.name}.${dns.domain} ${r.name}\n`),
+    );
+    const changed = await writeAtomic(hostsFile, `# krater: names on network ${n.id}\n${lines.join('')}`);
+    const pid = await livePid(pidFile, marker);
+    if (pid !== undefined) {
+      if (changed) process.kill(pid, 'SIGHUP');
+    } else {
+      await run(
+        inNetns(netns, [
+          'dnsmasq',
+          '--conf-file=/dev/null',
+          '--no-resolv',
+          '--no-hosts',
+          '--no-poll',
+          marker,
+          `--domain=${dns.domain}`,
+          `--local=/${dns.domain}/`,
+          '--bind-interfaces',
+          ...dns.addresses.map((a) => `--listen-address=${stripPrefix(a)}`),
+          `--pid-file=${pidFile}`,
+          `--log-facility=${join(dir, `${n.id}.log`)}`,
+          '--user=root',
+          '--group=root',
+          '--local-ttl=5',
+        ]),
+      );
+    }
+    this.dnsFp.set(n.id, dfp);
+  }
+
+  private async stopDns(networkId: string): Promise<void> {
+    const dir = join(this.stateDir, 'dns');
+    await stopPidFile(join(dir, `${networkId}.pid`), `--addn-hosts=${join(dir, `${networkId}.hosts`)}`);
+    await rm(join(dir, `${networkId}.hosts`), { force: true });
+  }
+
+  // ------------------------------------------------------------------------------------------------ bridges
+
+  private async ensureBridge(n: DesiredNetwork, links: Map<string, HostLink>): Promise<void> {
+    const name = this.names.bridge(n.id);
+    const link = links.get(name);
+    const external = n.hostAddresses.length > 0;
+    const lines: string[] = [];
+    if (!link) {
+      lines.push(`link add ${name} mtu ${n.mtu} type bridge stp_state 0 forward_delay 0 mcast_snooping 0`);
+      // Tenant bridges: no host presence at all (no IPv6 link-local either).
+      if (!external) lines.push(`link set dev ${name} addrgenmode none`);
+    }
+    lines.push(`link set dev ${name} mtu ${n.mtu} up`);
+    const have = (link?.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`);
+    for (const a of have) if (!n.hostAddresses.includes(a)) lines.push(`addr del ${a} dev ${name}`);
+    for (const a of n.hostAddresses) if (!have.includes(a)) lines.push(`addr add ${a} dev ${name}${v6nodad(a)}`);
+    await ipBatch(lines);
+    this.knownBridges.add(name);
+  }
+
+  // ------------------------------------------------------------------------------------------------ namespaces
+
+  /** Makes one namespace match `spec`: creates it if missing, creates/renames/deletes veths, sets MACs, MTUs,
+   * addresses and routes (removing what is not desired), sysctls and the nft table. */
+  private async reconcileNs(spec: NsSpec, sysctls: Record<string, string>): Promise<void> {
+    const { netns } = spec;
+    if (!existsSync(netnsPath(netns))) {
+      await run(['ip', 'netns', 'add', netns]);
+      await ipBatch(['link set dev lo up'], netns);
+    }
+    await sysctl(sysctls, netns);
+    // Fresh: an apply's survey may predate earlier steps of the same apply.
+    const hostLinks = (await this.survey(false)).links;
+    let inner = await ipJson<HostLink>(['addr', 'show'], netns);
+    const byIndex = new Map(inner.map((l) => [l.ifindex, l]));
+    const hostBatch: string[] = [];
+    const matched = new Map<string, HostLink | string>(); // hostIf → inner link (or the temp name just created)
+    let tmp = 0;
+    for (const leg of spec.legs) {
+      const h = hostLinks.get(leg.hostIf);
+      const peer = h?.link_index !== undefined ? byIndex.get(h.link_index) : undefined;
+      if (h && peer && peer.link_index === h.ifindex) {
+        matched.set(leg.hostIf, peer);
+        continue;
+      }
+      if (h) hostBatch.push(`link del dev ${leg.hostIf}`);
+      const t = `knew${tmp++}`;
+      hostBatch.push(`link add ${leg.hostIf} mtu ${leg.mtu} type veth peer name ${t} mtu ${leg.mtu} netns ${netns}`);
+      hostBatch.push(`link set dev ${leg.hostIf} addrgenmode none`);
+      matched.set(leg.hostIf, t);
+    }
+    for (const leg of spec.legs) hostBatch.push(`link set dev ${leg.hostIf} mtu ${leg.mtu} master ${leg.bridge} up`);
+    const keepInner = new Set([...matched.values()].flatMap((v) => (typeof v === 'string' ? [] : [v.ifindex])));
+    const nsBatch: string[] = [];
+    for (const l of inner) if (l.ifname !== 'lo' && !keepInner.has(l.ifindex)) nsBatch.push(`link del dev ${l.ifname}`);
+    await ipBatch(nsBatch, netns);
+    await ipBatch(hostBatch);
+    if ([...matched.values()].some((v) => typeof v === 'string'))
+      inner = await ipJson<HostLink>(['addr', 'show'], netns);
+    const byName = new Map(inner.map((l) => [l.ifname, l]));
+    const batch: string[] = [];
+    // Renames in two steps (a temporary name first), so swapping eth0/eth1 works.
+    const renames: [string, string][] = [];
+    for (const leg of spec.legs) {
+      const m = matched.get(leg.hostIf)!;
+      const cur = typeof m === 'string' ? m : m.ifname;
+      if (cur !== leg.ifname) renames.push([cur, leg.ifname]);
+    }
+    for (const [i, [cur]] of renames.entries())
+      batch.push(`link set dev ${cur} down`, `link set dev ${cur} name kren${i}`);
+    for (const [i, [, want]] of renames.entries()) batch.push(`link set dev kren${i} name ${want}`);
+    for (const leg of spec.legs) {
+      const m = matched.get(leg.hostIf)!;
+      const cur = byName.get(typeof m === 'string' ? m : m.ifname);
+      batch.push(`link set dev ${leg.ifname} address ${leg.mac} mtu ${leg.mtu} up`);
+      const have = (cur?.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`);
+      for (const a of have) if (!leg.addresses.includes(a)) batch.push(`addr del ${a} dev ${leg.ifname}`);
+      for (const a of leg.addresses) if (!have.includes(a)) batch.push(`addr add ${a} dev ${leg.ifname}${v6nodad(a)}`);
+    }
+    batch.push('link set dev lo up');
+    if (spec.alias) batch.push(`link set dev lo alias ${spec.alias}`);
+    await ipBatch(batch, netns);
+    // Routes: everything not made by the kernel (connected, RA) that is not desired goes.
+    const [r4, r6] = await Promise.all([
+      ipJson<{ dst: string; gateway?: string; protocol?: string; dev?: string }>(['route', 'show'], netns),
+      ipJson<{ dst: string; gateway?: string; protocol?: string; dev?: string }>(['-6', 'route', 'show'], netns),
+    ]);
+    const want = new Set(spec.routes.map((r) => `${r.dst}|${r.via}`));
+    const routeBatch: string[] = [];
+    for (const r of [...r4, ...r6]) {
+      if (r.protocol === 'kernel' || r.protocol === 'ra' || !r.gateway) continue;
+      if (!want.has(`${normDst(r.dst)}|${r.gateway}`))
+        routeBatch.push(`route del ${r.dst} via ${r.gateway}${r.dev ? ` dev ${r.dev}` : ''}`);
+    }
+    for (const r of spec.routes) routeBatch.push(`route replace ${r.dst} via ${r.via}${r.dev ? ` dev ${r.dev}` : ''}`);
+    await ipBatch(routeBatch, netns);
+    if (spec.nft) await nftApply(spec.nft, netns);
+  }
+
+  private async deleteNetns(netns: string): Promise<void> {
+    const r = await runRaw(['ip', 'netns', 'del', netns]);
+    if (r.code !== 0 && existsSync(netnsPath(netns)))
+      throw new CommandError(['ip', 'netns', 'del', netns], r.code, r.stderr);
+  }
+
+  // ------------------------------------------------------------------------------------------------ pool
+
+  private refill(): void {
+    if (this.refilling || this.stopped || !this.started) return;
+    // Deferred to a later turn of the event loop: spawning blocks the thread for a moment, and the caller of
+    // ensureEndpoint should get its answer first.
+    this.refilling = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      try {
+        if (!this.hostIp?.usable) this.hostIp = prepareIpBatch();
+        if (!this.hostNft?.usable) this.hostNft = prepareNft();
+        for (const id of this.pool) {
+          if (!this.prepared.has(id)) this.prepared.set(id, this.prepare(id));
+        }
+        while (!this.stopped && this.pool.length + this.pending.size < this.poolSize) await this.createPoolEntry();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'dataplane: pool refill failed');
+      } finally {
+        this.refilling = undefined;
+      }
+    });
+  }
+
+  private prepare(id: string): { ip: Prepared; nft: Prepared } {
+    const netns = this.names.endpointNetns(id);
+    return { ip: prepareIpBatch(netns), nft: prepareNft(netns) };
+  }
+
+  private closePrepared(): void {
+    for (const p of this.prepared.values()) {
+      p.ip.close();
+      p.nft.close();
+    }
+    this.prepared.clear();
+    this.hostIp?.close();
+    this.hostNft?.close();
+    this.hostIp = this.hostNft = undefined;
+  }
+
+  private async createPoolEntry(): Promise<void> {
+    const id = this.names.newPoolId();
+    const netns = this.names.endpointNetns(id);
+    const kp = this.names.poolVeth(id);
+    this.pending.add(id);
+    try {
+      await ipBatch([
+        `netns add ${netns}`,
+        `link add ${kp} type veth peer name ${POOL_IFNAME} netns ${netns}`,
+        `link set dev ${kp} addrgenmode none`,
+      ]);
+      // The firewall's skeleton is loaded now (with a `ct` match, so the namespace's conntrack is initialised
+      // here): taking the entry only replaces it, which is markedly cheaper than a first load.
+      await Promise.all([
+        ipBatch(['link set dev lo up'], netns),
+        sysctl(ENDPOINT_SYSCTLS, netns),
+        nftApply(endpointFirewall(this.names.table, []), netns),
+      ]);
+      if (this.stopped) throw new Error('stopped');
+      this.prepared.set(id, this.prepare(id));
+      this.pool.push(id);
+    } catch (err) {
+      await runRaw(['ip', 'netns', 'del', netns]);
+      await runRaw(['ip', 'link', 'del', 'dev', kp]);
+      if ((err as Error).message !== 'stopped') throw err;
+    } finally {
+      this.pending.delete(id);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ kernel survey, state
+
+  /** One `ip -j addr show` (all host links with their addresses), the namespace names and (optionally) the nft
+   * tables: what exists of this tag. */
+  private async survey(withTables = true): Promise<Survey> {
+    const [links, ns, tables] = await Promise.all([
+      ipJson<HostLink>(['addr', 'show']),
+      listDir('/run/netns'),
+      withTables ? run(['nft', '-j', 'list', 'tables']) : Promise.resolve(''),
+    ]);
+    const tableSet = new Set<string>();
+    if (tables) {
+      for (const item of JSON.parse(tables).nftables ?? []) {
+        if (item.table?.name === this.names.table) tableSet.add(`${item.table.family} ${item.table.name}`);
+      }
+    }
+    return {
+      links: new Map(links.filter((l) => this.names.ownsLink(l.ifname)).map((l) => [l.ifname, l])),
+      netns: new Set(ns.filter((n) => this.names.ownsNetns(n))),
+      tables: tableSet,
+    };
+  }
+
+  private async ensureHostTables(survey: Survey): Promise<void> {
+    if (!survey.tables.has(`inet ${this.names.table}`))
+      await nftApply(hostGuardTable(this.names.table, this.names.tag));
+    if (!survey.tables.has(`bridge ${this.names.table}`)) {
+      const text = hostBridgeTable(this.names.table, []);
+      await nftApply(text);
+      this.hostBridgeText = undefined;
+    }
+  }
+
+  /** Namespaces of ours that the state does not explain: an endpoint namespace's `lo` alias names its endpoint
+   * (adopted, to be reconciled); pool entries listed in the state whose veth is intact are kept; everything else
+   * (a half-made pool entry after a crash) is deleted. */
+  private async rediscover(survey: Survey): Promise<void> {
+    const known = new Set([...this.endpoints.values()].map((r) => r.netns));
+    const prefix = `${this.names.netnsPrefix}e-`;
+    const poolIds = new Set(this.pool);
+    this.pool = [];
+    for (const ns of survey.netns) {
+      if (!ns.startsWith(prefix) || known.has(ns)) continue;
+      const id = ns.slice(prefix.length);
+      if (this.pending.has(id)) continue;
+      const lo = (await ipJson<{ ifalias?: string }>(['link', 'show', 'dev', 'lo'], ns).catch(() => []))[0];
+      const alias = lo?.ifalias ?? '';
+      if (alias.startsWith(ENDPOINT_ALIAS_PREFIX)) {
+        const epId = alias.slice(ENDPOINT_ALIAS_PREFIX.length);
+        if (!this.endpoints.has(epId)) {
+          this.log.info({ endpoint: epId, netns: ns }, 'dataplane: rediscovered endpoint namespace');
+          // Which veths are its own is settled by the reconcile (by peer index).
+          this.endpoints.set(epId, { netns: ns, fp: '', hostIfs: [] });
+          continue;
+        }
+      } else if (poolIds.has(id) && survey.links.has(this.names.poolVeth(id))) {
+        this.pool.push(id);
+        continue;
+      }
+      this.log.info({ netns: ns }, 'dataplane: removing unclaimed namespace');
+      await this.deleteNetns(ns);
+      survey.netns.delete(ns);
+      await runRaw(['ip', 'link', 'del', 'dev', this.names.poolVeth(id)]);
+    }
+    for (const [id, rec] of this.endpoints) {
+      if (!survey.netns.has(rec.netns)) {
+        // The namespace is gone (reboot, manual cleanup): recreated by the next apply.
+        rec.fp = '';
+        this.log.info({ endpoint: id }, 'dataplane: endpoint namespace missing');
+      }
+    }
+    for (const b of survey.links.keys()) if (b.startsWith(`kb${this.names.tag}`)) this.knownBridges.add(b);
+  }
+
+  private get stateFile(): string {
+    return join(this.stateDir, 'state.json');
+  }
+
+  private async loadState(): Promise<void> {
+    const text = await readText(this.stateFile);
+    if (!text) return;
+    try {
+      const s = JSON.parse(text) as StateFile;
+      for (const [id, e] of Object.entries(s.endpoints ?? {}))
+        this.endpoints.set(id, { netns: e.netns, fp: e.fp, hostIfs: e.hostIfs ?? [] });
+      this.pool = s.pool ?? [];
+      for (const [id, f] of Object.entries(s.networks ?? {})) this.networkFp.set(id, f);
+      for (const [id, r] of Object.entries(s.routers ?? {})) this.routers.set(id, r);
+      for (const [id, f] of Object.entries(s.dns ?? {})) this.dnsFp.set(id, f);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'dataplane: unreadable state file, rediscovering');
+    }
+  }
+
+  /** Serialised; each write takes its snapshot when it runs, so the last write has the latest state. */
+  private saveState(): Promise<void> {
+    const next = this.saving.then(() => this.writeState());
+    this.saving = next.catch(() => undefined);
+    return next;
+  }
+
+  private async writeState(): Promise<void> {
+    const s: StateFile = {
+      version: 1,
+      endpoints: Object.fromEntries(
+        [...this.endpoints].map(([id, r]) => [id, { netns: r.netns, fp: r.fp, hostIfs: r.hostIfs }]),
+      ),
+      pool: [...this.pool],
+      networks: Object.fromEntries(this.networkFp),
+      routers: Object.fromEntries(this.routers),
+      dns: Object.fromEntries(this.dnsFp),
+    };
+    await writeAtomic(this.stateFile, `${JSON.stringify(s, null, 1)}\n`, 0o600);
+  }
+
+  private async purgeAll(): Promise<void> {
+    for (const sub of ['proxy', 'dns']) {
+      for (const f of await listDir(join(this.stateDir, sub))) {
+        const m = /^(.*)\.pid$/.exec(f);
+        if (!m) continue;
+        const marker =
+          sub === 'proxy' ? this.proxyMarker(m[1]) : `--addn-hosts=${join(this.stateDir, 'dns', `${m[1]}.hosts`)}`;
+        await stopPidFile(join(this.stateDir, sub, f), marker);
+      }
+    }
+    const survey = await this.survey();
+    this.closePrepared();
+    for (const ns of survey.netns) await this.deleteNetns(ns).catch(() => undefined);
+    const links = [...(await this.survey(false)).links.keys()];
+    if (links.length)
+      await runRaw(['ip', '-force', '-batch', '-'], `${links.map((l) => `link del dev ${l}`).join('\n')}\n`);
+    for (const t of survey.tables) await runRaw(['nft', 'delete', 'table', ...t.split(' ')]);
+    for (const sub of ['proxy', 'dns', 'endpoints', 'state.json'])
+      await rm(join(this.stateDir, sub), { recursive: true, force: true });
+    this.endpoints.clear();
+    this.routers.clear();
+    this.networkFp.clear();
+    this.dnsFp.clear();
+    this.pool = [];
+    this.knownBridges.clear();
+    this.hostBridgeText = undefined;
+  }
+
+  // ------------------------------------------------------------------------------------------------ misc
+
+  private assertStarted(): void {
+    if (!this.started) throw new Error('dataplane: not started');
+  }
+
+  /** Serialises kernel changes (apply, ensure, remove): they read and write the same objects. */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/** Inside endpoint namespaces: unprivileged ICMP echo (runc's default capabilities lack NET_RAW), like Docker. */
+const ENDPOINT_SYSCTLS: Record<string, string> = { 'net.ipv4.ping_group_range': '0 2147483647' };
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}
+
+function defaultProxyScript(): string {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const sibling = join(here, 'port-proxy.js');
+  if (existsSync(sibling)) return sibling;
+  // Running from src/ (tests through vitest): the compiled proxy lives in dist/.
+  return join(here, '..', '..', 'dist', 'network', 'port-proxy.js');
+}
