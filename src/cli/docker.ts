@@ -396,24 +396,24 @@ export function registerDockerCommands(program: Command): void {
     );
 
   // Docker's container commands return once the work is done: each waits for its action to finish.
-  const simple = (name: string, path: string, description: string, query = '') =>
-    program
-      .command(name)
-      .description(description)
-      .argument('<containers...>')
-      .action(
-        action(async (ids: string[]) => {
-          const { client, base } = await connect();
-          for (const id of ids) {
-            await act(client, base, id, `${path}${query}`);
-            process.stdout.write(`${id}\n`);
-          }
-          return 0;
-        }),
-      );
+  const simple = (name: string, path: string, description: string, timeout = false) => {
+    const cmd = program.command(name).description(description).argument('<containers...>');
+    if (timeout) cmd.option('-t, --time <seconds>', 'seconds to wait for the process to stop before killing it');
+    cmd.action(
+      action(async (ids: string[], o: { time?: string }) => {
+        const { client, base } = await connect();
+        const query = o.time !== undefined ? `?timeout=${encodeURIComponent(o.time)}` : '';
+        for (const id of ids) {
+          await act(client, base, id, `${path}${query}`);
+          process.stdout.write(`${id}\n`);
+        }
+        return 0;
+      }),
+    );
+  };
   simple('start', 'start', 'start stopped containers');
-  simple('stop', 'stop', 'stop running containers');
-  simple('restart', 'reboot', 'restart containers');
+  simple('stop', 'stop', 'stop running containers', true);
+  simple('restart', 'reboot', 'restart containers', true);
   simple('kill', 'kill', 'kill running containers');
   simple('pause', 'pause', 'pause containers');
   simple('unpause', 'unpause', 'unpause containers');
