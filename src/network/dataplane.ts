@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,7 @@ import {
   runRaw,
   sysctl,
 } from './exec.js';
-import { livePid, readText, stopPidFile, writeAtomic } from './files.js';
+import { killPid, livePid, readText, stopPidFile, writeAtomic } from './files.js';
 import { DNS_IFNAME, ENDPOINT_ALIAS_PREFIX, Names, POOL_IFNAME, qgName, qrName } from './names.js';
 import {
   antiSpoofChain,
@@ -155,6 +155,8 @@ export class Dataplane {
   private hostIp: Prepared | undefined;
   private hostNft: Prepared | undefined;
   private saving: Promise<void> = Promise.resolve();
+  /** Bumped by every kernel change of the reconcilers: an apply that changed nothing reuses its first survey. */
+  private mutations = 0;
   private knownBridges = new Set<string>();
   private hostBridgeText: string | undefined;
   private lock: Promise<unknown> = Promise.resolve();
@@ -296,6 +298,7 @@ export class Dataplane {
       }
     };
     let survey = await this.survey();
+    const mutationsBefore = this.mutations;
     await attempt('host tables', () => this.ensureHostTables(survey));
     await this.rediscover(survey);
 
@@ -362,7 +365,7 @@ export class Dataplane {
     }
 
     // Garbage: everything of this tag that nothing desired explains.
-    survey = await this.survey(false);
+    if (this.mutations !== mutationsBefore) survey = await this.survey(false);
     const keepNetns = new Set<string>([
       ...[...this.endpoints.values()].map((r) => r.netns),
       ...[...this.pool, ...this.pending].map((id) => this.names.endpointNetns(id)),
@@ -556,6 +559,7 @@ export class Dataplane {
   }
 
   private async removeEndpointLocked(id: string): Promise<void> {
+    this.mutations++;
     const rec = this.endpoints.get(id);
     for (const f of await listDir(join(this.stateDir, 'proxy'))) {
       if (f.startsWith(`${id}_`) && f.endsWith('.pid'))
@@ -843,6 +847,7 @@ export class Dataplane {
   // ------------------------------------------------------------------------------------------------ bridges
 
   private async ensureBridge(n: DesiredNetwork, links: Map<string, HostLink>): Promise<void> {
+    this.mutations++;
     const name = this.names.bridge(n.id);
     const link = links.get(name);
     const external = n.hostAddresses.length > 0;
@@ -865,6 +870,7 @@ export class Dataplane {
   /** Makes one namespace match `spec`: creates it if missing, creates/renames/deletes veths, sets MACs, MTUs,
    * addresses and routes (removing what is not desired), sysctls and the nft table. */
   private async reconcileNs(spec: NsSpec, sysctls: Record<string, string>): Promise<void> {
+    this.mutations++;
     const { netns } = spec;
     if (!existsSync(netnsPath(netns))) {
       await run(['ip', 'netns', 'add', netns]);
@@ -940,6 +946,10 @@ export class Dataplane {
   }
 
   private async deleteNetns(netns: string): Promise<void> {
+    // Router and DNS namespaces hold only our processes (dnsmasq; a lost pid file must not leak it).
+    if (netns.startsWith(this.names.dnsNetns('')) || netns.startsWith(this.names.routerNetns(''))) {
+      for (const pid of await pidsInNetns(netns)) await killPid(pid);
+    }
     const r = await runRaw(['ip', 'netns', 'del', netns]);
     if (r.code !== 0 && existsSync(netnsPath(netns)))
       throw new CommandError(['ip', 'netns', 'del', netns], r.code, r.stderr);
@@ -984,6 +994,7 @@ export class Dataplane {
   }
 
   private async createPoolEntry(): Promise<void> {
+    this.mutations++;
     const id = this.names.newPoolId();
     const netns = this.names.endpointNetns(id);
     const kp = this.names.poolVeth(id);
@@ -1058,6 +1069,10 @@ export class Dataplane {
       if (!ns.startsWith(prefix) || known.has(ns)) continue;
       const id = ns.slice(prefix.length);
       if (this.pending.has(id)) continue;
+      if (poolIds.has(id) && survey.links.has(this.names.poolVeth(id))) {
+        this.pool.push(id);
+        continue;
+      }
       const lo = (await ipJson<{ ifalias?: string }>(['link', 'show', 'dev', 'lo'], ns).catch(() => []))[0];
       const alias = lo?.ifalias ?? '';
       if (alias.startsWith(ENDPOINT_ALIAS_PREFIX)) {
@@ -1068,14 +1083,17 @@ export class Dataplane {
           this.endpoints.set(epId, { netns: ns, fp: '', hostIfs: [] });
           continue;
         }
-      } else if (poolIds.has(id) && survey.links.has(this.names.poolVeth(id))) {
-        this.pool.push(id);
-        continue;
       }
       this.log.info({ netns: ns }, 'dataplane: removing unclaimed namespace');
       await this.deleteNetns(ns);
       survey.netns.delete(ns);
       await runRaw(['ip', 'link', 'del', 'dev', this.names.poolVeth(id)]);
+    }
+    for (const [id, p] of this.prepared) {
+      if (this.pool.includes(id)) continue;
+      p.ip.close();
+      p.nft.close();
+      this.prepared.delete(id);
     }
     for (const [id, rec] of this.endpoints) {
       if (!survey.netns.has(rec.netns)) {
@@ -1172,6 +1190,24 @@ export class Dataplane {
 
 /** Inside endpoint namespaces: unprivileged ICMP echo (runc's default capabilities lack NET_RAW), like Docker. */
 const ENDPOINT_SYSCTLS: Record<string, string> = { 'net.ipv4.ping_group_range': '0 2147483647' };
+
+/** Processes whose network namespace is the named one (compared by inode). */
+async function pidsInNetns(netns: string): Promise<number[]> {
+  let ino: number;
+  try {
+    ino = (await stat(netnsPath(netns))).ino;
+  } catch {
+    return [];
+  }
+  const want = `net:[${ino}]`;
+  const pids: number[] = [];
+  for (const d of await listDir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const link = await readlink(`/proc/${d}/ns/net`).catch(() => '');
+    if (link === want && Number(d) !== process.pid) pids.push(Number(d));
+  }
+  return pids;
+}
 
 async function listDir(dir: string): Promise<string[]> {
   try {

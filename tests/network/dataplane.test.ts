@@ -138,7 +138,12 @@ const e2 = endpoint(
       { gateway4: '10.91.0.1' },
     ),
   ],
-  { published: [{ hostIp: '127.0.0.1', hostPort: publishedPort, containerPort: 80, protocol: 'tcp' }] },
+  {
+    published: [
+      { hostIp: '127.0.0.1', hostPort: publishedPort, containerPort: 80, protocol: 'tcp' },
+      { hostIp: '127.0.0.1', hostPort: publishedPort + 1, containerPort: 7000, protocol: 'udp' },
+    ],
+  },
 );
 const openAll = [...egressAny, rule({ direction: 'ingress', ethertype: 'IPv4' })];
 const e3 = endpoint('three', [itf(netB, ['10.91.0.13/24'], openAll)], { nameservers: [] });
@@ -317,6 +322,33 @@ describe.skipIf(!isRoot || !haveTools)('network dataplane (real kernel)', () => 
       if (!body) await new Promise((r) => setTimeout(r, 100));
     }
     expect(body).toContain('hello from two');
+    // UDP: an echo server inside the namespace, reached through the host socket.
+    const ns2 = nsName(dp.endpointPaths(e2.id)!.netnsPath);
+    const echo = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns2,
+        process.execPath,
+        '-e',
+        "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(7000)",
+      ],
+      { stdio: 'ignore' },
+    );
+    servers.push(echo);
+    const { createSocket } = await import('node:dgram');
+    const client = createSocket('udp4');
+    let reply = '';
+    client.on('message', (m) => {
+      reply = m.toString();
+    });
+    for (let i = 0; i < 30 && !reply; i++) {
+      client.send('ping-udp', publishedPort + 1, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    client.close();
+    expect(reply).toBe('ping-udp');
   });
 
   it('anti-spoofing: a changed MAC or source IP stops traffic', async () => {
@@ -367,6 +399,23 @@ describe.skipIf(!isRoot || !haveTools)('network dataplane (real kernel)', () => 
     expect((await sh(['busybox', 'ping', '-c1', '-W1', '192.168.251.50'])).code).not.toBe(0);
     const ns2 = nsName(dp.endpointPaths(e2.id)!.netnsPath);
     expect((await inNs(ns2, ['busybox', 'nslookup', 'extra', '10.91.0.2'])).out).toContain('10.91.0.42');
+  });
+
+  it('attaches and detaches a network on an existing endpoint', async () => {
+    const ns3 = nsName(dp.endpointPaths(e3.id)!.netnsPath);
+    const extra = itf(netA, ['10.91.0.14/24'], openAll, { ifname: 'eth1' });
+    e3.interfaces = [...e3.interfaces, extra];
+    await dp.ensureEndpoint(e3, [netA, netB]);
+    expect(nsName(dp.endpointPaths(e3.id)!.netnsPath)).toBe(ns3);
+    const link = JSON.parse((await sh(['ip', '-n', ns3, '-j', 'addr', 'show', 'dev', 'eth1'])).out)[0];
+    expect(link.address).toBe(extra.mac);
+    expect((await inNs(ns3, ['busybox', 'ping', '-c1', '-W2', '-I', 'eth1', '10.91.0.11'])).code).toBe(0);
+    await dp.apply(full());
+    e3.interfaces = e3.interfaces.slice(0, 1);
+    await dp.apply(full());
+    expect((await sh(['ip', '-n', ns3, 'link', 'show', 'dev', 'eth1'])).code).not.toBe(0);
+    expect((await sh(['ip', 'link', 'show', 'dev', `kv${tag}${extra.portId.slice(0, 8)}`])).code).not.toBe(0);
+    expect((await inNs(ns3, ['busybox', 'ping', '-c1', '-W2', '10.91.0.11'])).code).toBe(0); // e4 on B again
   });
 
   it('measures ensureEndpoint (fast path, pool warm)', async () => {
