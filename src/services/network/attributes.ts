@@ -4,7 +4,7 @@
  * refused, and attributes with their own policy rule (`create_port:binding:host_id`) are checked when present.
  */
 
-import { type NetContext, type NeutronActor, target as ownerTarget } from './context.js';
+import type { NetContext, NeutronActor } from './context.js';
 import { badRequest, invalidAttr } from './errors.js';
 import { normalizeCidr, normalizeIp, normalizeMac, parseCidr } from './ipam.js';
 
@@ -204,5 +204,3 @@ export function ownerOf(actor: NeutronActor, attrs: Record<string, unknown>): st
   if (!owner) throw badRequest("'project_id' must be specified (the token is not scoped to a project)");
   return owner;
 }
-
-export { ownerTarget };

@@ -30,6 +30,7 @@ import {
   freeAddresses,
   isUnicastMac,
   lastAddress,
+  normalizeIp,
   parseCidr,
   parseIp,
   type Range,
@@ -180,16 +181,8 @@ const fixedIpsFilter: CustomFilter = (view, values) => {
     want.set(k, [...(want.get(k) ?? []), v.slice(eq + 1)]);
   }
   const ips = view.fixed_ips as FixedIp[];
-  const ip = want.get('ip_address');
-  if (
-    ip &&
-    !ips.some(
-      (f) =>
-        ip.includes(f.ip_address) ||
-        ip.map((x) => parseIp(x) && formatIp(parseIp(x)!.version, parseIp(x)!.value)).includes(f.ip_address),
-    )
-  )
-    return false;
+  const ip = want.get('ip_address')?.map((x) => normalizeIp(x) ?? x);
+  if (ip && !ips.some((f) => ip.includes(f.ip_address))) return false;
   const sub = want.get('subnet_id');
   if (sub && !ips.some((f) => sub.includes(f.subnet_id))) return false;
   const substr = want.get('ip_address_substr');

@@ -7,7 +7,6 @@
 import type { NetSecurityGroupRow, NetSecurityGroupRuleRow } from '../../../core/store/schema.js';
 import {
   type AttrMap,
-  int,
   nullable,
   oneOf,
   ownerOf,
@@ -111,7 +110,6 @@ const RULE_SPEC: AttrMap = {
     },
   },
 };
-void int;
 
 const GROUP_KNOWN = new Set([
   'id',

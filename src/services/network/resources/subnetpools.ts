@@ -17,7 +17,7 @@ import {
 } from '../attributes.js';
 import { type NeutronActor, newId, nowTs, target, tf } from '../context.js';
 import { badRequest, invalidAttr, nerr, notFound } from '../errors.js';
-import { bits, type Cidr, formatCidr, overlaps, parseCidr, within } from '../ipam.js';
+import { bits, type Cidr, formatCidr, parseCidr, within } from '../ipam.js';
 import type { View } from '../list-query.js';
 import type { Neutron } from '../service.js';
 import { subnetPoolView } from '../views.js';
@@ -224,5 +224,3 @@ export function subnetPoolsHandler(n: Neutron): ResourceHandler {
     },
   };
 }
-
-export { overlaps };

@@ -40,7 +40,6 @@ import {
 import type { View } from '../list-query.js';
 import type { Neutron } from '../service.js';
 import { subnetView } from '../views.js';
-import { networkTarget } from './networks.js';
 import { bump, checkQuota, deleteTags, j, loadTags, present, type ResourceHandler, setTags } from './shared.js';
 
 const IPV6_MODES = ['slaac', 'dhcpv6-stateful', 'dhcpv6-stateless', null];
@@ -561,5 +560,3 @@ export function subnetsHandler(n: Neutron): ResourceHandler & {
     },
   };
 }
-
-export { networkTarget };
