@@ -12,10 +12,10 @@ import { removeCgroupTree } from '../engine/cgroups.js';
 import { type Engine, EngineError } from '../engine/engine.js';
 import { importImageArchive, normalizeImageRef } from '../engine/image-import.js';
 import { AgentImages } from '../images/host.js';
+import type { ContainerNetworking, NeutronClient } from '../services/container/networking.js';
 import { ContainerRepo } from '../services/container/repo.js';
 import { type RestartPolicy, restartDelayMs, Status, shouldRestart } from '../services/container/states.js';
 import { createEngine, type EngineSetup } from './engine-setup.js';
-import type { ContainerNetworking, NeutronClient } from '../services/container/networking.js';
 import { AgentNetwork, type DataplaneDriver } from './network.js';
 import type { AgentRpc } from './rpc.js';
 import { type StreamSession, StreamSessions } from './sessions.js';
@@ -702,8 +702,7 @@ export class Agent implements AgentRpc {
         if (c.auto_remove) {
           await this.network?.unplug(c);
           await db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
-        }
-        else if (c.auto_heal) {
+        } else if (c.auto_heal) {
           await this.repo.update(c.uuid, { status: Status.Creating });
           await this.repo.enqueue(this.host, c.uuid, 'create', { run: c.desired === 'running' }, null);
         } else

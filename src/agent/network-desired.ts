@@ -76,8 +76,19 @@ export async function computeDesired(
         .selectAll()
         .where((eb) =>
           eb.or([
-            eb.and([eb('device_owner', '=', 'network:router_interface'), eb('device_id', 'in', routers.map((r) => r.id))]),
-            eb('id', 'in', routers.map((r) => r.gw_port_id ?? '-')),
+            eb.and([
+              eb('device_owner', '=', 'network:router_interface'),
+              eb(
+                'device_id',
+                'in',
+                routers.map((r) => r.id),
+              ),
+            ]),
+            eb(
+              'id',
+              'in',
+              routers.map((r) => r.gw_port_id ?? '-'),
+            ),
           ]),
         )
         .execute()
@@ -89,11 +100,19 @@ export async function computeDesired(
     : [];
   const networkIds = new Set([...ports, ...routerPorts].map((p) => p.network_id));
   const networks = networkIds.size
-    ? await db.selectFrom('net_networks').selectAll().where('id', 'in', [...networkIds]).execute()
+    ? await db
+        .selectFrom('net_networks')
+        .selectAll()
+        .where('id', 'in', [...networkIds])
+        .execute()
     : [];
   const netById = new Map(networks.map((n) => [n.id, n]));
   const subnets = networkIds.size
-    ? await db.selectFrom('net_subnets').selectAll().where('network_id', 'in', [...networkIds]).execute()
+    ? await db
+        .selectFrom('net_subnets')
+        .selectAll()
+        .where('network_id', 'in', [...networkIds])
+        .execute()
     : [];
   const subnetById = new Map(subnets.map((s) => [s.id, s]));
   const ipsOf = (portId: string) => allocations.filter((a) => a.port_id === portId);
@@ -165,7 +184,11 @@ export async function computeDesired(
         .execute()
     : [];
   const dnsOf = new Map<string, string[]>();
-  for (const p of dhcpPorts) dnsOf.set(p.network_id, dhcpIps.filter((a) => a.port_id === p.id).map((a) => a.ip_address));
+  for (const p of dhcpPorts)
+    dnsOf.set(
+      p.network_id,
+      dhcpIps.filter((a) => a.port_id === p.id).map((a) => a.ip_address),
+    );
 
   const desiredNetworks = new Map<string, DesiredNetwork>();
   const ensureNetwork = (id: string): DesiredNetwork | undefined => {
@@ -298,9 +321,8 @@ export async function computeDesired(
       if (gwPort && ensureNetwork(gwPort.network_id)) {
         const ips = ipsOf(gwPort.id);
         const gwOf = (v: number) =>
-          ips
-            .map((a) => subnetById.get(a.subnet_id))
-            .find((s) => s?.ip_version === v && s.gateway_ip)?.gateway_ip ?? undefined;
+          ips.map((a) => subnetById.get(a.subnet_id)).find((s) => s?.ip_version === v && s.gateway_ip)?.gateway_ip ??
+          undefined;
         router.gateway = {
           portId: gwPort.id,
           networkId: gwPort.network_id,

@@ -60,7 +60,11 @@ export class AgentNetwork {
    */
   async plug(c: ContainerRow): Promise<{ netnsPath: string; mounts: OciMount[] } | undefined> {
     const db = this.opts.store.db;
-    const ports = await db.selectFrom('net_ports').select(['id', 'network_id']).where('device_id', '=', c.uuid).execute();
+    const ports = await db
+      .selectFrom('net_ports')
+      .select(['id', 'network_id'])
+      .where('device_id', '=', c.uuid)
+      .execute();
     if (!ports.length) return undefined;
     await Promise.all([...new Set(ports.map((p) => p.network_id))].map((n) => this.ensureDhcpPort(n)));
     const desired = await computeDesired(db, this.opts.host, { only: [c.uuid], routersHere: false });
@@ -183,7 +187,11 @@ export class AgentNetwork {
         .where('binding_host_id', '=', this.opts.host)
         .executeTakeFirst();
       if (existing) return;
-      const net = await db.selectFrom('net_networks').select('project_id').where('id', '=', networkId).executeTakeFirst();
+      const net = await db
+        .selectFrom('net_networks')
+        .select('project_id')
+        .where('id', '=', networkId)
+        .executeTakeFirst();
       const subnets = await db
         .selectFrom('net_subnets')
         .select('id')
