@@ -4,34 +4,19 @@
 //
 //   sudo node bench/containers.mjs            (after `npm run build`; BENCH_N=100 BENCH_CONCURRENCY=20)
 //
-// Prints p50/p99 per system, the ratios, and the concurrent create throughput; writes bench/results/containers-*.json.
-import { execFileSync, spawn } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmdirSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer } from 'node:net';
+// Like `ctr run` and `runc run`, which give a task an empty network namespace, Krater runs here without tenant
+// networking (KRATER_NETWORKING=none; BENCH_NETWORKING=kernel to measure with ports — bench/network.mjs compares
+// the two). Prints p50/p99 per system, the ratios, and the concurrent create throughput; writes
+// bench/results/containers-*.json.
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { busyboxArchive, ms, pct, run, startKrater, writeResults } from './lib/cloud.mjs';
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const N = Number(process.env.BENCH_N ?? 100);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 20);
 const work = mkdtempSync(join(tmpdir(), 'krater-bench-ctr-'));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
-const ms = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
 /** Runs a command with a deadline; output goes to a file because a task started by it may inherit its stdio. */
 const sh = (cmd, args) =>
   new Promise((resolve, reject) => {
@@ -48,115 +33,14 @@ const sh = (cmd, args) =>
       else reject(new Error(`${cmd} ${args.join(' ')}: ${signal ?? code}: ${text}`));
     });
   });
-const run = (cmd, args, opts = {}) =>
-  (execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts }) ?? '').toString();
-
-async function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-const archive = join(REPO, 'tmp', 'busybox.oci.tar');
-mkdirSync(dirname(archive), { recursive: true });
-if (!existsSync(archive)) run('sh', [join(REPO, 'scripts/engine-build-busybox.sh'), archive]);
-
-const port = await freePort();
+const archive = busyboxArchive();
 const dataDir = join(work, 'data');
-const krater = spawn(
-  process.execPath,
-  [
-    join(REPO, 'bin/krater.js'),
-    'up',
-    '--data-dir',
-    dataDir,
-    '--port',
-    String(port),
-    '--log-level',
-    'warn',
-    '--no-clouds-yaml',
-  ],
-  {
-    env: { ...process.env, KRATER_DEFAULT_IMAGE: archive, KRATER_AGENT_SHUTDOWN: 'purge' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  },
-);
-const base = `http://127.0.0.1:${port}`;
+const krater = await startKrater(dataDir, { KRATER_NETWORKING: process.env.BENCH_NETWORKING ?? 'none' });
 const results = {};
 try {
-  for (let i = 0; ; i++) {
-    if (
-      await fetch(`${base}/identity/v3`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      break;
-    if (i > 300) throw new Error('krater did not start');
-    await sleep(100);
-  }
-  const password = readFileSync(join(dataDir, 'admin-password'), 'utf8').trim();
-  const tokRes = await fetch(`${base}/identity/v3/auth/tokens`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      auth: {
-        identity: {
-          methods: ['password'],
-          password: { user: { name: 'admin', domain: { name: 'Default' }, password } },
-        },
-        scope: { project: { name: 'admin', domain: { name: 'Default' } } },
-      },
-    }),
-  });
-  const token = tokRes.headers.get('x-subject-token');
-  const H = { 'X-Auth-Token': token, 'Content-Type': 'application/json', 'OpenStack-API-Version': 'container 1.40' };
-  const zun = `${base}/container/v1`;
-  for (let i = 0; i < 50; i++) {
-    const s = await (await fetch(`${zun}/services`, { headers: H })).json();
-    if (s.services?.length) break;
-    await sleep(100);
-  }
-
-  /** One API start: POST run=true, then poll until Running. */
-  const apiStart = async () => {
-    const t0 = process.hrtime.bigint();
-    const r = await fetch(`${zun}/containers?run=true`, {
-      method: 'POST',
-      headers: H,
-      body: JSON.stringify({ image: 'busybox', command: ['sleep', '3600'] }),
-    });
-    if (r.status !== 202) throw new Error(`create: ${r.status} ${await r.text()}`);
-    const { uuid } = await r.json();
-    for (;;) {
-      const c = await (await fetch(`${zun}/containers/${uuid}`, { headers: H })).json();
-      if (c.status === 'Running') return { uuid, ms: ms(t0) };
-      if (c.status === 'Error') throw new Error(`container failed: ${c.status_reason}`);
-      await sleep(1);
-    }
-  };
-  const cleanup = async (uuids) => {
-    for (const u of uuids) await fetch(`${zun}/containers/${u}?stop=true`, { method: 'DELETE', headers: H });
-    for (const u of uuids) {
-      while ((await fetch(`${zun}/containers/${u}`, { headers: H })).status !== 404) await sleep(20);
-    }
-  };
-
+  const { apiStart, cleanup } = krater;
   console.error('krater ready; warming up');
-  await cleanup([(await apiStart()).uuid]); // warm-up: image unpacked, code paths hot
-  const apiTimes = [];
-  const uuids = [];
-  for (let i = 0; i < N; i++) {
-    const r = await apiStart();
-    apiTimes.push(r.ms);
-    uuids.push(r.uuid);
-    if (uuids.length >= 20) await cleanup(uuids.splice(0));
-  }
-  await cleanup(uuids.splice(0));
+  const apiTimes = await krater.sequentialStarts(N);
   console.error('api starts measured');
   results.krater_api = { p50: pct(apiTimes, 50), p99: pct(apiTimes, 99), n: apiTimes.length };
 
@@ -233,8 +117,7 @@ try {
   console.error('runc measurement failed:', err.message, err.stderr?.toString());
 }
 
-krater.kill('SIGTERM');
-await new Promise((r) => krater.once('exit', r));
+await krater.stop();
 rmSync(work, { recursive: true, force: true });
 
 const f = (x) => (x === undefined ? 'n/a' : x.toFixed(1));
@@ -257,7 +140,5 @@ if (results.krater_concurrent)
   console.log(
     `concurrent: ${CONCURRENCY} creates → Running in ${results.krater_concurrent.wall_ms.toFixed(0)} ms (${results.krater_concurrent.per_second.toFixed(1)}/s)`,
   );
-mkdirSync(join(REPO, 'bench/results'), { recursive: true });
-const out = join(REPO, 'bench/results', `containers-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ n: N, ...results }, null, 2));
+const out = writeResults('containers', { n: N, networking: process.env.BENCH_NETWORKING ?? 'none', ...results });
 console.log(`results: ${out}`);

@@ -8,9 +8,8 @@ import type {
   DesiredState,
   FirewallRule,
 } from '../network/types.js';
+import { publishedPorts } from '../services/container/publish.js';
 
-/** The label the `krater` CLI uses for published ports: `hostIp:hostPort:containerPort/proto,…`. */
-export const PUBLISH_LABEL = 'krater.publish';
 /** Neutron's default DNS domain (`[DEFAULT] dns_domain = openstacklocal`). */
 export const DNS_DOMAIN = 'openstacklocal';
 export const DHCP_OWNER = 'network:dhcp';
@@ -18,22 +17,14 @@ export const dhcpDeviceId = (host: string, networkId: string) => `dhcp-${host}-$
 
 const json = <T>(s: string | null | undefined, fallback: T): T => (s ? (JSON.parse(s) as T) : fallback);
 const prefixOf = (cidr: string) => cidr.split('/')[1] ?? '32';
-
-export function parsePublished(labels: Record<string, string>): DesiredEndpoint['published'] {
-  const spec = labels[PUBLISH_LABEL];
-  if (!spec) return [];
-  return spec
-    .split(',')
-    .filter(Boolean)
-    .map((one) => {
-      const [addr, proto = 'tcp'] = one.split('/');
-      const parts = addr!.split(':');
-      const containerPort = Number(parts.pop());
-      const hostPort = Number(parts.pop());
-      const hostIp = parts.length ? parts.join(':') : '0.0.0.0';
-      return { hostIp, hostPort, containerPort, protocol: proto === 'udp' ? 'udp' : 'tcp' };
-    });
-}
+/** The API checks the label at create; a row written otherwise (an older Krater) publishes nothing rather than fail. */
+const publishedOrNone = (labels: Record<string, string>) => {
+  try {
+    return publishedPorts(labels);
+  } catch {
+    return [];
+  }
+};
 
 /**
  * What the kernel of `host` should look like, read from the store: every container of the host with ports gets an
@@ -247,7 +238,7 @@ export async function computeDesired(
       interfaces,
       nameservers: [...new Set(nameservers)].slice(0, 3),
       search: [DNS_DOMAIN],
-      published: parsePublished(json<Record<string, string>>(c.labels, {})),
+      published: publishedOrNone(json<Record<string, string>>(c.labels, {})),
     });
   }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
@@ -7,7 +8,9 @@ import type { KraterConfig } from '../core/config/config.js';
 import { type App, buildServer, type ServiceModule } from '../core/http/server.js';
 import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore, type Store } from '../core/store/db.js';
+import { Dataplane } from '../network/dataplane.js';
 import { createContainerService } from '../services/container/index.js';
+import { ContainerNetworking } from '../services/container/networking.js';
 import { type BootstrapResult, bootstrapIdentity } from '../services/identity/bootstrap.js';
 import { createIdentity } from '../services/identity/index.js';
 import { createImageService } from '../services/image/index.js';
@@ -58,11 +61,20 @@ function createServices(config: KraterConfig, store: Store) {
   const policy = new PolicyEngine(config.policyFile);
   const identity = createIdentity(config, store, keys, policy);
   const agents = new LocalAgentDirectory(store);
-  const containers = createContainerService(config, store, policy, agents);
+  // A Neutron change wakes the local agent's dataplane at once; remote agents follow the store's revision.
+  const network = createNetworkService(config, store, policy, {
+    onChange: () => agents.agent?.network?.requestApply(),
+  });
+  const neutron = config.networking === 'kernel' ? network.api : undefined;
+  const containers = createContainerService(config, store, policy, agents, neutron);
   const images = createImageService(config, store, policy);
-  const network = createNetworkService(config, store, policy);
   const services: ServiceModule[] = [identity.module, containers.module, images.module, network.module];
-  return { policy, identity, services, agents, images, network };
+  return { policy, identity, services, agents, images, network, neutron };
+}
+
+/** Kernel object names carry a tag unique to this data directory, so two Krater instances on one host never meet. */
+export function dataplaneTag(dataDir: string): string {
+  return createHash('sha256').update(dataDir).digest('hex').slice(0, 4);
 }
 
 /** Migrates and bootstraps the store without serving (the cluster primary does this before forking workers). */
@@ -85,7 +97,7 @@ export async function startControlPlane(
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(config.database);
   try {
-    const { policy, identity, services, agents } = createServices(config, store);
+    const { policy, identity, services, agents, neutron } = createServices(config, store);
     const bootstrap = await bootstrapIdentity(identity.repo, config, catalogEntries(config, services));
     const app = await buildServer({ core: { config, store, policy, tokens: identity.tokens }, services });
     let agent: Agent | undefined;
@@ -96,6 +108,15 @@ export async function startControlPlane(
         log: app.log,
         containerdAddress: config.containerdAddress,
         defaultImageArchive: config.defaultImageArchive,
+        network: neutron && {
+          dataplane: new Dataplane({
+            tag: dataplaneTag(config.dataDir),
+            stateDir: join(config.dataDir, 'agent', 'network'),
+            log: app.log,
+          }),
+          neutron,
+          networking: new ContainerNetworking(neutron),
+        },
       });
       await agent.start();
       agents.agent = agent;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, posix, resolve } from 'node:path';
 import type { Command } from 'commander';
 import WebSocket from 'ws';
+import { PUBLISH_LABEL, parsePublishSpec, publishedPorts } from '../services/container/publish.js';
 import { CloudClient, CloudError, loadCloud } from './cloud-client.js';
 
 /**
@@ -224,6 +225,17 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
+/** Docker's PORTS column: `127.0.0.1:8080->80/tcp, …` from the published-ports label. */
+function portsColumn(labels: Record<string, string>): string {
+  try {
+    return publishedPorts(labels)
+      .map((p) => `${p.hostIp}:${p.hostPort}->${p.containerPort}/${p.protocol}`)
+      .join(', ');
+  } catch {
+    return '';
+  }
+}
+
 /** Runs an action and turns API errors into a message and exit code 1, as Docker does. */
 function action(fn: (...args: any[]) => Promise<number | undefined>) {
   return async (...args: any[]) => {
@@ -258,6 +270,8 @@ export function registerDockerCommands(program: Command): void {
     .option('--hostname <name>', 'hostname')
     .option('--restart <policy>', 'no | always | unless-stopped | on-failure[:max]')
     .option('--entrypoint <cmd>', 'override the image entrypoint')
+    .option('-p, --publish <[ip:]hostPort:containerPort[/proto]>', 'publish a container port on the host', collect, [])
+    .option('--network <network>', 'connect to a network (name or id; repeatable)', collect, [])
     .passThroughOptions()
     .action(
       action(async (image: string, command: string[], o: Record<string, any>) => {
@@ -284,6 +298,12 @@ export function registerDockerCommands(program: Command): void {
         }
         if (o.interactive) body.interactive = true;
         if (o.tty) body.tty = true;
+        if (o.publish.length) {
+          // Checked here for a clear message before anything is created (the API checks it again).
+          for (const spec of o.publish as string[]) parsePublishSpec(spec);
+          (body.labels as Record<string, string>)[PUBLISH_LABEL] = o.publish.join(',');
+        }
+        if (o.network.length) body.nets = (o.network as string[]).map((network) => ({ network }));
         const res = await client.request('POST', `${base}/containers?run=true`, { body, headers: HEADERS });
         const created = await res.json();
         // The create action (with its start) is finished once the container has settled.
@@ -321,7 +341,7 @@ export function registerDockerCommands(program: Command): void {
         const shown = containers.filter((c: any) => o.all || c.status === 'Running');
         if (o.quiet) process.stdout.write(shown.map((c: any) => `${c.uuid}\n`).join(''));
         else {
-          const rows = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES']];
+          const rows = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES']];
           for (const c of shown)
             rows.push([
               c.uuid.slice(0, 12),
@@ -329,6 +349,7 @@ export function registerDockerCommands(program: Command): void {
               JSON.stringify((c.command ?? []).join(' ')).slice(0, 24),
               c.created_at ?? '',
               c.status_detail ?? c.status,
+              portsColumn(c.labels ?? {}),
               c.name,
             ]);
           process.stdout.write(`${table(rows)}\n`);

@@ -847,6 +847,9 @@ export class ContainerdEngine implements Engine {
       try {
         await this.client.tasks.start(id, execId);
       } catch (e) {
+        // As Docker: a command that cannot be started is the exec's result (126/127), not a failure of the API.
+        const failed = execStartFailure((e as Error).message);
+        if (failed) return failed;
         throw new EngineError('failed', `exec in ${id} failed: ${(e as Error).message}`, { cause: e });
       }
       let timedOut = false;
@@ -1143,4 +1146,17 @@ export class ContainerdEngine implements Engine {
     this.abort.abort(new EngineError('failed', 'engine closed'));
     this.trackers.clear();
   }
+}
+
+/** The runtime's "cannot start this command" errors as Docker reports them: exit 127 (not found) or 126 (not
+ * executable), the runtime's message on stderr. Other errors are not the command's fault (undefined). */
+export function execStartFailure(message: string): ExecResult | undefined {
+  const i = message.indexOf('OCI runtime exec failed');
+  if (i < 0) return undefined;
+  const text = `${message.slice(i)}\n`;
+  if (/executable file not found|no such file or directory/.test(message))
+    return { exitCode: 127, stdout: '', stderr: text, timedOut: false };
+  if (/permission denied|is a directory/.test(message))
+    return { exitCode: 126, stdout: '', stderr: text, timedOut: false };
+  return undefined;
 }

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Krater, REPO_ROOT } from '../helpers/krater.js';
+import { freePort, type Krater, REPO_ROOT, sleep } from '../helpers/krater.js';
 import { startCloud, waitContainer, waitGone, ZUN } from './fixtures.js';
 
 /** The Docker-like `krater` CLI against a real cloud: exit codes, wait, restart, attach, cp, commit. */
@@ -79,6 +79,51 @@ describe('krater run / wait: exit codes', () => {
     const r = await krater(['run', '-d', 'no-such-image-here/nothing:1', 'true']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^Error: /);
+  });
+});
+
+describe('krater run -p', () => {
+  it('publishes a container port on 127.0.0.1 and shows it in ps', async () => {
+    const port = await freePort();
+    const r = await krater([
+      'run',
+      '-d',
+      '--name',
+      'published',
+      '-p',
+      `127.0.0.1:${port}:80`,
+      'busybox',
+      'sh',
+      '-c',
+      'mkdir -p /www && echo via-publish > /www/index.html && httpd -f -p 80 -h /www',
+    ]);
+    ok(r, 'run -d -p');
+    let body = '';
+    for (let i = 0; i < 50 && !body.includes('via-publish'); i++) {
+      try {
+        body = await (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) })).text();
+      } catch {
+        await sleep(100);
+      }
+    }
+    expect(body).toContain('via-publish');
+    const ps = await krater(['ps']);
+    expect(ps.stdout).toContain(`127.0.0.1:${port}->80/tcp`);
+    ok(await krater(['rm', '-f', 'published']), 'rm -f');
+    await waitGone(k, token, r.stdout.trim());
+    // The host port is given back with the container.
+    await expect(fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) })).rejects.toThrow();
+  });
+
+  it('refuses a malformed -p before creating anything', async () => {
+    const r = await krater(['run', '-d', '--name', 'badpub', '-p', '127.0.0.1:99999:80', 'busybox', 'true']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/Invalid published port "127\.0\.0\.1:99999:80"/);
+    expect((await api('GET', '/containers/badpub')).status).toBe(404);
+    // The API refuses the label as well.
+    const bad = await api('POST', '/containers', { image: 'busybox', labels: { 'krater.publish': '80' } });
+    expect(bad.status).toBe(400);
+    expect(bad.json.errors[0].detail).toMatch(/Invalid published port/);
   });
 });
 

@@ -145,6 +145,10 @@ describe('container lifecycle on containerd', () => {
     );
     expect(exec.status, exec.text).toBe(200);
     expect(exec.json).toEqual({ output: '1\n', exit_code: 3, exec_id: null, proxy_url: null });
+    // A command that does not exist is the exec's result (as Docker: 127), not a server error.
+    const missing = await api('POST', `/containers/${c.uuid}/execute?command=no-such-command`);
+    expect(missing.status, missing.text).toBe(200);
+    expect(missing.json).toMatchObject({ exit_code: 127, output: expect.stringContaining('no-such-command') });
   });
   it('reports top and stats', async () => {
     const top = await api('GET', `/containers/${c.uuid}/top?ps_args=None`);

@@ -22,6 +22,9 @@ export interface KraterConfig {
   defaultImageArchive?: string;
   /** On shutdown the agent keeps containers running (`keep`) or removes them and stops containerd (`purge`). */
   agentShutdown: 'keep' | 'purge';
+  /** Tenant networking for containers: Neutron ports on the kernel dataplane (`kernel`), or none (`none`: each
+   * container gets an empty network namespace of its own; the Neutron API is still served). */
+  networking: 'kernel' | 'none';
 }
 
 export interface ConfigInput {
@@ -75,5 +78,12 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
     containerdAddress: input.containerd ?? env.KRATER_CONTAINERD,
     defaultImageArchive: input.defaultImage ?? env.KRATER_DEFAULT_IMAGE ?? join(dataDir, 'default-image.oci.tar'),
     agentShutdown: env.KRATER_AGENT_SHUTDOWN === 'purge' ? 'purge' : 'keep',
+    networking: networkingMode(env.KRATER_NETWORKING),
   };
+}
+
+function networkingMode(value: string | undefined): KraterConfig['networking'] {
+  if (value === undefined || value === '' || value === 'kernel') return 'kernel';
+  if (value === 'none') return 'none';
+  throw new Error(`invalid KRATER_NETWORKING: ${value} (expected kernel or none)`);
 }

@@ -11,6 +11,7 @@ import {
   shlexSplit,
   versionCheck,
 } from './params.js';
+import { publishedPorts } from './publish.js';
 import { Status } from './states.js';
 
 /** Body keys of `POST /v1/containers` and the microversion each appeared in (Zun's schema + version_check). */
@@ -185,6 +186,12 @@ export function parseCreate(
     }
     exposedPorts = e as Record<string, object>;
   }
+  const labels = expectStringMap('labels', args.labels);
+  try {
+    publishedPorts(labels);
+  } catch (e) {
+    throw invalid((e as Error).message);
+  }
   const securityGroups =
     args.security_groups === undefined || args.security_groups === null
       ? null
@@ -237,7 +244,7 @@ export function parseCreate(
       args.workdir === undefined || args.workdir === null ? null : expectString('workdir', args.workdir, { max: 255 }),
     hostname,
     environment: JSON.stringify(expectStringMap('environment', args.environment)),
-    labels: JSON.stringify(expectStringMap('labels', args.labels)),
+    labels: JSON.stringify(labels),
     hints: JSON.stringify(args.hints ?? {}),
     restart_policy: restartPolicy ? JSON.stringify(restartPolicy) : null,
     interactive: interactive ? 1 : 0,
