@@ -38,6 +38,8 @@ openstack --os-cloud krater catalog list
 echo ">> openstack --os-cloud krater token issue"
 openstack --os-cloud krater token issue -c expires -c project_id -c user_id
 echo ">> krater run --rm busybox echo …   (a real container on containerd/runc, through the Zun API)"
-krater run --rm busybox sh -c 'echo "hello from container $(hostname)"'
+krater run --rm busybox sh -c 'echo "hello from container $(hostname) at $(ip -4 -o addr show eth0 | awk "{print \$4}")"'
+echo ">> openstack --os-cloud krater network list   (the project's default network, made on first use)"
+openstack --os-cloud krater network list
 echo
 echo "Krater is running (pid $(cat "$PIDFILE")); stop it with: kill \$(cat $PIDFILE)"

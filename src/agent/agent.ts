@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { arch, cpus, freemem, hostname as osHostname, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -16,6 +16,7 @@ import type { ContainerNetworking, NeutronClient } from '../services/container/n
 import { ContainerRepo } from '../services/container/repo.js';
 import { type RestartPolicy, restartDelayMs, Status, shouldRestart } from '../services/container/states.js';
 import { createEngine, type EngineSetup } from './engine-setup.js';
+import { LogIndexer, logTimestamp, readTimedLines } from './log-index.js';
 import { AgentNetwork, type DataplaneDriver } from './network.js';
 import type { AgentRpc } from './rpc.js';
 import { type StreamSession, StreamSessions } from './sessions.js';
@@ -90,6 +91,8 @@ export class Agent implements AgentRpc {
   private sessions = new StreamSessions(() => this.engine);
   /** The network side: ports into namespaces, kernel reconcile. */
   network?: AgentNetwork;
+  /** When each log line arrived (for `timestamps`, `since` and stdout/stderr interleaving). */
+  private logIndex = new LogIndexer({ warn: (obj, msg) => this.opts.log.warn(obj, msg) });
 
   constructor(private opts: AgentOptions) {
     this.host = opts.host ?? process.env.KRATER_HOST ?? osHostname();
@@ -125,6 +128,7 @@ export class Agent implements AgentRpc {
       await this.network.start();
     }
     await this.reconcile();
+    this.logIndex.start();
     this.heartbeatTimer = setInterval(
       () => void this.heartbeat().catch((err) => this.opts.log.warn({ err }, 'heartbeat failed')),
       HEARTBEAT_MS,
@@ -139,6 +143,7 @@ export class Agent implements AgentRpc {
    */
   async stop(mode: 'keep' | 'purge' = 'keep'): Promise<void> {
     this.closed = true;
+    this.logIndex.stop();
     if (this.timer) clearInterval(this.timer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     for (const t of this.healthTimers.values()) clearTimeout(t);
@@ -567,11 +572,13 @@ export class Agent implements AgentRpc {
     if (this.watching.has(key)) return;
     this.watching.add(key);
     const id = engineId(uuid);
+    this.logIndex.track(uuid, this.engine.logPaths(id));
     const current = () => this.runs.get(uuid) === gen || (gen === 0 && !this.runs.has(uuid));
     void this.engine
       .wait(id)
       .then(async (exit) => {
         this.watching.delete(key);
+        await this.logIndex.untrack(uuid);
         if (this.closed || !current()) return;
         const expected = this.expectedExit.delete(uuid);
         const c = await this.repo.get(uuid);
@@ -742,19 +749,11 @@ export class Agent implements AgentRpc {
     c: ContainerRow,
     opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number },
   ): Promise<string> {
-    const paths = this.engine.logPaths(engineId(c.uuid));
-    const parts: string[] = [];
-    // The shim writes raw streams without timestamps: stdout and stderr are returned one after the other.
-    if (opts.stdout) parts.push(await readFile(paths.stdout, 'utf8').catch(() => ''));
-    if (opts.stderr) parts.push(await readFile(paths.stderr, 'utf8').catch(() => ''));
-    let text = parts.join('');
-    if (opts.tail !== 'all') {
-      const lines = text.split('\n');
-      const trailing = lines[lines.length - 1] === '' ? lines.pop() : undefined;
-      text =
-        lines.slice(Math.max(0, lines.length - opts.tail)).join('\n') + (trailing === '' && opts.tail > 0 ? '\n' : '');
-    }
-    return text;
+    await this.logIndex.flush();
+    let lines = await readTimedLines(this.engine.logPaths(engineId(c.uuid)), opts);
+    if (opts.since !== undefined) lines = lines.filter((l) => l.time >= opts.since!);
+    if (opts.tail !== 'all') lines = opts.tail > 0 ? lines.slice(-opts.tail) : [];
+    return lines.map((l) => (opts.timestamps ? `${logTimestamp(l.time)} ${l.text}` : l.text)).join('');
   }
 
   followLogs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; tail: number | 'all' }): NodeJS.ReadableStream {
@@ -899,10 +898,25 @@ export class Agent implements AgentRpc {
   }
 
   async putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void> {
-    const r = await this.engine.exec(engineId(c.uuid), {
-      args: ['sh', '-c', 'printf %s "$2" | base64 -d | tar -C "$1" -xf -', 'sh', path, tar.toString('base64')],
-      timeoutMs: 60_000,
-    });
-    if (r.exitCode !== 0) throw new EngineError('failed', `extracting the archive failed: ${r.stderr || r.stdout}`);
+    const id = engineId(c.uuid);
+    const sh = async (script: string, ...args: string[]) => {
+      const r = await this.engine.exec(id, { args: ['sh', '-c', script, 'sh', ...args], timeoutMs: 60_000 });
+      if (r.exitCode !== 0) throw new EngineError('failed', `extracting the archive failed: ${r.stderr || r.stdout}`);
+    };
+    const dir = await this.engine.exec(id, { args: ['test', '-d', path], timeoutMs: 10_000 });
+    if (dir.exitCode !== 0)
+      throw new EngineError('not_found', `Could not find the file ${path} in container ${c.uuid}`);
+    // The archive travels as base64 in argv pieces (one argument may hold at most 128 KiB) into a staging file,
+    // which the container's own tar unpacks: it sees the container's mounts and cannot write outside them.
+    const staging = `/tmp/.krater-put-${randomUUID()}`;
+    const b64 = tar.toString('base64');
+    const PIECE = 96 * 1024;
+    try {
+      await sh('mkdir -p /tmp && : > "$1"', staging);
+      for (let i = 0; i < b64.length; i += PIECE) await sh('printf %s "$1" >> "$2"', b64.slice(i, i + PIECE), staging);
+      await sh('base64 -d "$2" | tar -C "$1" -xf -', path, staging);
+    } finally {
+      await this.engine.exec(id, { args: ['rm', '-f', staging], timeoutMs: 10_000 }).catch(() => undefined);
+    }
   }
 }

@@ -151,6 +151,18 @@ export class AgentNetwork {
       .where('status', '!=', 'ACTIVE')
       .execute();
     await db.updateTable('net_floatingips').set({ status: 'DOWN' }).where('port_id', 'is', null).execute();
+    // The DHCP and L3 agents' report: the name server and router legs just applied are up.
+    await db
+      .updateTable('net_ports')
+      .set({ status: 'ACTIVE' })
+      .where('status', '!=', 'ACTIVE')
+      .where((eb) =>
+        eb.or([
+          eb.and([eb('device_owner', '=', DHCP_OWNER), eb('binding_host_id', '=', this.opts.host)]),
+          eb('device_owner', 'in', ['network:router_interface', 'network:router_gateway']),
+        ]),
+      )
+      .execute();
   }
 
   private async readRevision(): Promise<string | undefined> {

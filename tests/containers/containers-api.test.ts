@@ -1,4 +1,7 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Krater, REPO_ROOT } from '../helpers/krater.js';
@@ -183,6 +186,28 @@ describe('container lifecycle on containerd', () => {
     const missing = await api('GET', `/containers/${c.uuid}/get_archive?path=/no/such/file`);
     expect(missing.status).toBe(404);
   });
+  it('puts an archive larger than a command line can carry', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'krater-put-'));
+    try {
+      const payload = randomBytes(600 * 1024);
+      writeFileSync(join(dir, 'big.bin'), payload);
+      const tar = execFileSync('tar', ['-C', dir, '-cf', '-', 'big.bin']);
+      const put = await api('POST', `/containers/${c.uuid}/put_archive?path=/tmp`, { data: tar.toString('base64') });
+      expect(put.status, put.text).toBe(200);
+      const sum = await api(
+        'POST',
+        `/containers/${c.uuid}/execute?command=${encodeURIComponent('md5sum /tmp/big.bin')}`,
+      );
+      expect(sum.json.output.split(' ')[0]).toBe(createHash('md5').update(payload).digest('hex'));
+      const bad = await api('POST', `/containers/${c.uuid}/put_archive?path=/no/such/dir`, {
+        data: tar.toString('base64'),
+      });
+      expect(bad.status).toBeGreaterThanOrEqual(400);
+      expect(bad.status).toBeLessThan(500);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   it('refuses actions in the wrong state with 409', async () => {
     for (const [path, method] of [
       ['unpause', 'POST'],
@@ -241,6 +266,35 @@ describe('lifecycle behaviour', () => {
     const final = await waitContainer(k, token, x.uuid, (y) => y.status === 'Stopped', 'Stopped');
     expect(final.status_detail).toMatch(/^Exited\(2\)/);
     await api('DELETE', `/containers/${x.uuid}`);
+  });
+  // The shim copies each stream on its own, so writes to both within a fraction of a millisecond may swap (as in
+  // Docker); writes further apart keep their order.
+  it('logs: timestamps, since, and stdout/stderr in the order they were written', async () => {
+    const x = await run({
+      command: ['sh', '-c', 'echo one; sleep 1.5; echo two >&2; sleep 0.2; echo three; sleep 600'],
+    });
+    let text = '';
+    for (let i = 0; i < 100 && !text.includes('three'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const r = await api('GET', `/containers/${x.uuid}/logs?stdout=True&stderr=True`);
+      if (r.status === 200) text = r.json;
+    }
+    expect(text).toBe('one\ntwo\nthree\n');
+    const stamped = (await api('GET', `/containers/${x.uuid}/logs?timestamps=True`)).json as string;
+    const lines = stamped.trimEnd().split('\n');
+    expect(lines.map((l) => l.split(' ')[1])).toEqual(['one', 'two', 'three']);
+    for (const l of lines) expect(l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z /);
+    const times = lines.map((l) => Date.parse(l.split(' ')[0]!.replace(/\d{6}Z$/, 'Z')));
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(1000);
+    // since (Zun's `YYYY-MM-DD HH:MM:SS,fff`, UTC): what came after the pause only.
+    const mid = new Date((times[0]! + times[1]!) / 2).toISOString();
+    const since = `${mid.slice(0, 10)} ${mid.slice(11, 19)},${mid.slice(20, 23)}`;
+    const after = await api('GET', `/containers/${x.uuid}/logs?since=${encodeURIComponent(since)}`);
+    expect(after.status, after.text).toBe(200);
+    expect(after.json).toBe('two\nthree\n');
+    expect((await api('GET', `/containers/${x.uuid}/logs?stderr=False`)).json).toBe('one\nthree\n');
+    expect((await api('GET', `/containers/${x.uuid}/logs?tail=1`)).json).toBe('three\n');
+    await api('DELETE', `/containers/${x.uuid}?stop=true`);
   });
   it('reports an OOM kill in status_reason', async () => {
     const x = await run({ memory: '8', command: ['sh', '-c', 'x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done'] });

@@ -91,6 +91,9 @@ describe('containers on tenant networks', () => {
     expect(ports).toHaveLength(1);
     const port = await osc(['port', 'show', ports[0].ID]);
     expect(port).toMatchObject({ device_owner: 'compute:zun', status: 'ACTIVE', binding_host_id: expect.any(String) });
+    // The network's name server has its own port, up once the agent runs it.
+    const dhcp = await osc(['port', 'list', '--network', 'net1', '--device-owner', 'network:dhcp']);
+    expect(dhcp.map((p: any) => p.Status)).toEqual(['ACTIVE']);
 
     const ip2 = addrOf(a2, ids.net1);
     let r = await exec(a1.uuid, `ping -c1 -W2 ${ip2}`);

@@ -417,7 +417,8 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     return { data: atLeast(req.zunVersion, 1, 25) ? tar.toString('base64') : tar.toString('latin1'), stat };
   });
 
-  app.post('/containers/:id/put_archive', async (req) => {
+  // Archives are files users copy in (`appcontainer cp`, `krater cp`): larger than the API's usual 1 MiB bodies.
+  app.post('/containers/:id/put_archive', { bodyLimit: 256 * 1024 ** 2 }, async (req) => {
     const c = await load(req, 'put_archive');
     checkState(c, 'put_archive');
     const p = params(req);
