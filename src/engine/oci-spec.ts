@@ -2,12 +2,14 @@
  * OCI runtime spec generation for simple Linux containers, modelled on containerd's and Docker's
  * defaults: standard mounts, pid/ipc/uts/mount/network namespaces, Docker's default capability set,
  * masked and read-only /proc and /sys paths, no_new_privileges, a cgroupsPath below a caller-chosen
- * parent, memory/cpu/pids limits and rlimits capped at this host's hard limits.
+ * parent, memory/cpu/pids limits and rlimits capped at this host's hard limits, and Krater's default
+ * seccomp profile (seccomp.ts).
  *
- * Not done here (later work): seccomp and AppArmor profiles, user-name resolution from /etc/passwd,
+ * Not done here (later work): AppArmor profiles, user-name resolution from /etc/passwd,
  * /etc/hosts and resolv.conf, devices passthrough, privileged mode, user namespaces.
  */
 import { readFileSync } from 'node:fs';
+import { defaultSeccomp } from './seccomp.js';
 
 /** An OCI runtime spec (loosely typed: the fields we set are typed in the builder). */
 export type OciSpec = Record<string, any> & {
@@ -123,6 +125,8 @@ export interface SpecOptions extends ProcessOptions {
   /** Maximum number of processes/threads in the container. */
   pidsLimit?: number;
   readonlyRootfs?: boolean;
+  /** Krater's default seccomp profile (seccomp.ts); `false` runs without one. Default: on. */
+  seccomp?: boolean;
   /** Join this network namespace (e.g. `/var/run/netns/x`); default: a new, empty one. */
   netnsPath?: string;
   /** Share the host's network namespace (no network namespace entry). */
@@ -310,6 +314,7 @@ export function buildSpec(opts: SpecOptions): OciSpec {
       readonlyPaths: [...DEFAULT_READONLY_PATHS],
     },
   };
+  if (opts.seccomp !== false) spec.linux.seccomp = defaultSeccomp();
   if (opts.sysctl && Object.keys(opts.sysctl).length) spec.linux.sysctl = { ...opts.sysctl };
   if (opts.annotations && Object.keys(opts.annotations).length) spec.annotations = { ...opts.annotations };
   return spec;

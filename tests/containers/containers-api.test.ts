@@ -148,6 +148,12 @@ describe('container lifecycle on containerd', () => {
     );
     expect(exec.status, exec.text).toBe(200);
     expect(exec.json).toEqual({ output: '1\n', exit_code: 3, exec_id: null, proxy_url: null });
+    // The default seccomp profile: no user namespaces, no swap; ordinary work goes on.
+    for (const cmd of ['unshare -U true', 'swapon /dev/null']) {
+      const denied = await api('POST', `/containers/${c.uuid}/execute?command=${encodeURIComponent(cmd)}`);
+      expect(denied.json.exit_code, cmd).not.toBe(0);
+      expect(denied.json.output, cmd).toMatch(/Operation not permitted/);
+    }
     // A command that does not exist is the exec's result (as Docker: 127), not a server error.
     const missing = await api('POST', `/containers/${c.uuid}/execute?command=no-such-command`);
     expect(missing.status, missing.text).toBe(200);

@@ -83,6 +83,13 @@ describe('oci-spec', () => {
   });
 
   it('rejects bad ids, relative cgroup parents and empty commands', () => {
+    const guarded = buildSpec({ id: 'a', cgroupParent: '/p', args: ['x'] }).linux.seccomp;
+    expect(guarded.defaultAction).toBe('SCMP_ACT_ALLOW');
+    expect(guarded.syscalls[0].names).toEqual(
+      expect.arrayContaining(['unshare', 'kexec_load', 'bpf', 'open_by_handle_at']),
+    );
+    expect(guarded.syscalls.find((r: any) => r.names[0] === 'clone').args[0]).toMatchObject({ value: 0x10000000 });
+    expect(buildSpec({ id: 'a', cgroupParent: '/p', args: ['x'], seccomp: false }).linux.seccomp).toBeUndefined();
     expect(() => buildSpec({ id: '../x', cgroupParent: '/p', args: ['x'] })).toThrow(/invalid container id/);
     expect(() => buildSpec({ id: 'x', cgroupParent: 'p', args: ['x'] })).toThrow(/absolute/);
     expect(() => buildProcess({ args: [] })).toThrow(/empty/);
