@@ -487,8 +487,13 @@ export class Agent implements AgentRpc {
         await this.network?.applyNow();
         return;
       case 'update_resources':
-        // Limits apply the next time the task starts (runc update is not exposed by the engine yet).
-        return;
+        // The row holds the new limits (the API wrote them); a container not yet made in the engine gets them at
+        // create.
+        return this.engine
+          .updateResources(id, { memoryLimitBytes: Number(c.memory) * 1024 * 1024, cpus: c.cpu })
+          .catch((err) => {
+            if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
+          });
       default:
         throw new Error(`unknown task ${task.action}`);
     }

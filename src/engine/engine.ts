@@ -229,6 +229,8 @@ export interface Engine {
   wait(id: string): Promise<ExitInfo>;
   pause(id: string): Promise<void>;
   unpause(id: string): Promise<void>;
+  /** New memory and CPU limits: kept in the container's spec for later starts and applied to a live task. */
+  updateResources(id: string, limits: { memoryLimitBytes?: number; cpus?: number }): Promise<void>;
   /** Run a command in the running container and capture its output (non-interactive). */
   exec(id: string, opts: ExecOptions): Promise<ExecResult>;
   /** Start a process in the running container with stdin/output streams (and optionally a tty). */
@@ -767,6 +769,33 @@ export class ContainerdEngine implements Engine {
     const st = this.toStatus(c, undefined);
     if (st.state === 'stopped') return { exitCode: st.exitCode ?? -1, exitedAt: st.exitedAt };
     throw new EngineError('conflict', `container ${id} has not been started`);
+  }
+
+  async updateResources(id: string, limits: { memoryLimitBytes?: number; cpus?: number }): Promise<void> {
+    await this.withLock(id, async () => {
+      const c = await this.getContainer(id);
+      const spec = unpackAny<OciSpec>(c.spec);
+      if (!spec) throw new EngineError('failed', `container ${id} has no runtime spec`);
+      spec.linux.resources ??= {};
+      const res = spec.linux.resources as Record<string, any>;
+      if (limits.memoryLimitBytes !== undefined) res.memory = { ...res.memory, limit: limits.memoryLimitBytes };
+      if (limits.cpus !== undefined) {
+        const period = res.cpu?.period ?? 100_000;
+        res.cpu = { ...res.cpu, period, quota: Math.round(limits.cpus * period) };
+      }
+      const task = await this.getTask(id);
+      // The live task first: if the kernel refuses (memory below what is in use), the spec stays as it was.
+      if (task && ['RUNNING', 'PAUSED', 'PAUSING'].includes(task.status)) {
+        try {
+          await this.client.tasks.update(id, { memory: res.memory, cpu: res.cpu });
+        } catch (err) {
+          throw new EngineError('failed', `cannot update the limits of ${id}: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+      }
+      await this.client.containers.update({ id, spec: jsonAny(OCI_SPEC_TYPE_URL, spec) } as Container, ['spec']);
+    });
   }
 
   async pause(id: string): Promise<void> {

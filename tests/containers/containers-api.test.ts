@@ -176,6 +176,17 @@ describe('container lifecycle on containerd', () => {
     ]);
     expect(stats.json['MEM LIMIT(MiB)']).toBe(64);
   });
+  it('updates memory and cpu of a running container in place', async () => {
+    const patched = await api('PATCH', `/containers/${c.uuid}`, { memory: '96', cpu: 0.5 });
+    expect(patched.status, patched.text).toBe(200);
+    expect(patched.json).toMatchObject({ memory: '96', cpu: 0.5, status: 'Running' });
+    let limit = 0;
+    for (let i = 0; i < 50 && limit !== 96; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      limit = (await api('GET', `/containers/${c.uuid}/stats`)).json['MEM LIMIT(MiB)'];
+    }
+    expect(limit).toBe(96);
+  });
   it('round-trips files with put_archive and get_archive (base64 tar)', async () => {
     const write = await api(
       'POST',
