@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { arch, cpus, freemem, hostname as osHostname, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -91,6 +91,8 @@ export class Agent implements AgentRpc {
   private sessions = new StreamSessions(() => this.engine);
   /** The network side: ports into namespaces, kernel reconcile. */
   network?: AgentNetwork;
+  /** Serialises the choice of dedicated CPUs. */
+  private pinning: Promise<void> = Promise.resolve();
   /** When each log line arrived (for `timestamps`, `since` and stdout/stderr interleaving). */
   private logIndex = new LogIndexer({ warn: (obj, msg) => this.opts.log.warn(obj, msg) });
 
@@ -503,6 +505,7 @@ export class Agent implements AgentRpc {
     const json = (s: string | null) => (s ? JSON.parse(s) : undefined);
     const env = Object.entries(json(c.environment) ?? {}).map(([k, v]) => `${k}=${v}`);
     const image = await this.images.ensureForContainer(c);
+    const cpusetCpus = c.cpu_policy === 'dedicated' ? await this.pinCpus(c) : undefined;
     const net = await this.network?.plug(c);
     const status = await this.engine.create(engineId(c.uuid), {
       netnsPath: net?.netnsPath,
@@ -515,6 +518,7 @@ export class Agent implements AgentRpc {
       hostname: c.hostname ?? c.uuid.slice(0, 12),
       memoryLimitBytes: Number(c.memory) * 1024 * 1024,
       cpus: c.cpu,
+      cpusetCpus,
       labels: { 'zun.container': c.uuid },
       // Interactive containers keep a stdin open for `attach`; tty gives them a terminal.
       openStdin: !!c.interactive,
@@ -524,6 +528,37 @@ export class Agent implements AgentRpc {
     if (!c.hostname) patch.hostname = c.uuid.slice(0, 12);
     if (Object.keys(patch).length) await this.repo.update(c.uuid, patch);
     void status;
+  }
+
+  /**
+   * `cpu_policy=dedicated`: whole host CPUs (as many as `cpu`, rounded up) that no other dedicated container of this
+   * host holds, remembered on the row (a rebuilt or healed container keeps its CPUs). One choice at a time.
+   */
+  private pinCpus(c: ContainerRow): Promise<string> {
+    const choose = async (): Promise<string> => {
+      if (c.cpuset) return c.cpuset;
+      const want = Math.max(1, Math.ceil(c.cpu));
+      const others = await this.opts.store.db
+        .selectFrom('containers')
+        .select('cpuset')
+        .where('host', '=', this.host)
+        .where('uuid', '!=', c.uuid)
+        .where('cpuset', 'is not', null)
+        .execute();
+      const taken = new Set(others.flatMap((o) => o.cpuset!.split(',').map(Number)));
+      const free = onlineCpus().filter((n) => !taken.has(n));
+      if (free.length < want)
+        throw new Error(`Not enough dedicated CPUs on host ${this.host}: ${want} requested, ${free.length} free`);
+      const cpuset = free.slice(0, want).join(',');
+      await this.repo.update(c.uuid, { cpuset });
+      return cpuset;
+    };
+    const next = this.pinning.then(choose, choose);
+    this.pinning = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
   }
 
   private async startContainer(c: ContainerRow, id: string): Promise<void> {
@@ -923,5 +958,20 @@ export class Agent implements AgentRpc {
     } finally {
       await this.engine.exec(id, { args: ['rm', '-f', staging], timeoutMs: 10_000 }).catch(() => undefined);
     }
+  }
+}
+
+/** This host's online CPUs (`/sys/devices/system/cpu/online`, e.g. `0-3,6`), as numbers. */
+function onlineCpus(): number[] {
+  try {
+    return readFileSync('/sys/devices/system/cpu/online', 'utf8')
+      .trim()
+      .split(',')
+      .flatMap((part) => {
+        const [a, b] = part.split('-').map(Number);
+        return Array.from({ length: (b ?? a!) - a! + 1 }, (_, i) => a! + i);
+      });
+  } catch {
+    return cpus().map((_, i) => i);
   }
 }

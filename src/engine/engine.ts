@@ -60,6 +60,8 @@ export interface CreateContainerOptions {
   /** CPUs as a fraction (0.5 = half a CPU). */
   cpus?: number;
   cpuShares?: number;
+  /** Pin to these host CPUs (`0,1`). */
+  cpusetCpus?: string;
   pidsLimit?: number;
   readonlyRootfs?: boolean;
   /** Join an existing network namespace (path); default: a new, empty one. */
@@ -616,6 +618,7 @@ export class ContainerdEngine implements Engine {
           hostname: o.hostname,
           memoryLimitBytes: o.memoryLimitBytes,
           cpus: o.cpus,
+          cpusetCpus: o.cpusetCpus,
           cpuShares: o.cpuShares,
           pidsLimit: o.pidsLimit,
           readonlyRootfs: o.readonlyRootfs,

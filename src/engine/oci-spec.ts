@@ -120,6 +120,8 @@ export interface SpecOptions extends ProcessOptions {
   /** CPUs as a fraction (1.5 = 150 000 µs quota per 100 000 µs period). */
   cpus?: number;
   cpuShares?: number;
+  /** Host CPUs the container may run on (`0,2-3`). */
+  cpusetCpus?: string;
   cpuQuota?: number;
   cpuPeriod?: number;
   /** Maximum number of processes/threads in the container. */
@@ -284,7 +286,8 @@ export function buildSpec(opts: SpecOptions): OciSpec {
     if (opts.cpuPeriod !== undefined) cpu.period = opts.cpuPeriod;
   }
   if (opts.cpuShares !== undefined) cpu.shares = opts.cpuShares;
-  if (Object.keys(cpu).length) resources.cpu = cpu;
+  const pinned: Record<string, unknown> = opts.cpusetCpus ? { cpus: opts.cpusetCpus } : {};
+  if (Object.keys(cpu).length || opts.cpusetCpus) resources.cpu = { ...cpu, ...pinned };
   if (opts.pidsLimit !== undefined) resources.pids = { limit: opts.pidsLimit };
 
   const namespaces: { type: string; path?: string }[] = [

@@ -1,7 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Krater, REPO_ROOT } from '../helpers/krater.js';
@@ -312,6 +312,27 @@ describe('lifecycle behaviour', () => {
     expect((await api('GET', `/containers/${x.uuid}/logs?stderr=False`)).json).toBe('one\nthree\n');
     expect((await api('GET', `/containers/${x.uuid}/logs?tail=1`)).json).toBe('three\n');
     await api('DELETE', `/containers/${x.uuid}?stop=true`);
+  });
+  it('pins cpu_policy=dedicated containers to host CPUs of their own', async () => {
+    const pinned: string[] = [];
+    const uuids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const x = await run({ command: ['sleep', '600'], cpu: 1, cpu_policy: 'dedicated' });
+      uuids.push(x.uuid);
+      await waitContainer(k, token, x.uuid, (y) => y.status === 'Running', 'Running');
+      const r = await api(
+        'POST',
+        `/containers/${x.uuid}/execute?command=${encodeURIComponent('grep Cpus_allowed_list /proc/self/status')}`,
+      );
+      pinned.push(r.json.output.split(':')[1].trim());
+    }
+    for (const p of pinned) expect(p).toMatch(/^\d+$/);
+    expect(pinned[0]).not.toBe(pinned[1]);
+    // Asking for every CPU of the host while two are held cannot be met: Error with the reason.
+    const greedy = await run({ command: ['sleep', '600'], cpu: cpus().length, cpu_policy: 'dedicated' });
+    const e = await waitContainer(k, token, greedy.uuid, (y) => y.status === 'Error', 'Error');
+    expect(e.status_reason).toMatch(/Not enough dedicated CPUs/);
+    for (const u of [...uuids, greedy.uuid]) await api('DELETE', `/containers/${u}?force=true`);
   });
   it('reports an OOM kill in status_reason', async () => {
     const x = await run({ memory: '8', command: ['sh', '-c', 'x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done'] });

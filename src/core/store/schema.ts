@@ -142,6 +142,8 @@ export interface ContainerRow {
   privileged: number;
   runtime: string | null;
   cpu_policy: string;
+  /** Host CPUs of a dedicated container (`0,1`), set by the agent. */
+  cpuset: string | null;
   registry_id: string | null;
   healthcheck: string | null;
   exposed_ports: string | null;

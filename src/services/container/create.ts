@@ -257,6 +257,7 @@ export function parseCreate(
         ? null
         : expectString('runtime', args.runtime, { min: 1, max: 255 }),
     cpu_policy: cpuPolicy,
+    cpuset: null,
     registry_id: null,
     healthcheck: healthcheck ? JSON.stringify(healthcheck) : null,
     exposed_ports: exposedPorts ? JSON.stringify(exposedPorts) : null,
