@@ -519,6 +519,7 @@ export class Agent implements AgentRpc {
       memoryLimitBytes: Number(c.memory) * 1024 * 1024,
       cpus: c.cpu,
       cpusetCpus,
+      privileged: !!c.privileged,
       labels: { 'zun.container': c.uuid },
       // Interactive containers keep a stdin open for `attach`; tty gives them a terminal.
       openStdin: !!c.interactive,

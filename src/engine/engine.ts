@@ -62,6 +62,8 @@ export interface CreateContainerOptions {
   cpuShares?: number;
   /** Pin to these host CPUs (`0,1`). */
   cpusetCpus?: string;
+  /** Docker's `--privileged` (see oci-spec.ts). */
+  privileged?: boolean;
   pidsLimit?: number;
   readonlyRootfs?: boolean;
   /** Join an existing network namespace (path); default: a new, empty one. */
@@ -619,6 +621,7 @@ export class ContainerdEngine implements Engine {
           memoryLimitBytes: o.memoryLimitBytes,
           cpus: o.cpus,
           cpusetCpus: o.cpusetCpus,
+          privileged: o.privileged,
           cpuShares: o.cpuShares,
           pidsLimit: o.pidsLimit,
           readonlyRootfs: o.readonlyRootfs,

@@ -2,11 +2,11 @@
  * OCI runtime spec generation for simple Linux containers, modelled on containerd's and Docker's
  * defaults: standard mounts, pid/ipc/uts/mount/network namespaces, Docker's default capability set,
  * masked and read-only /proc and /sys paths, no_new_privileges, a cgroupsPath below a caller-chosen
- * parent, memory/cpu/pids limits and rlimits capped at this host's hard limits, and Krater's default
- * seccomp profile (seccomp.ts).
+ * parent, memory/cpu/pids limits (and a cpuset), rlimits capped at this host's hard limits, Krater's
+ * default seccomp profile (seccomp.ts), and Docker's `--privileged` when asked.
  *
- * Not done here (later work): AppArmor profiles, user-name resolution from /etc/passwd,
- * /etc/hosts and resolv.conf, devices passthrough, privileged mode, user namespaces.
+ * Not done here (later work): AppArmor profiles, user-name resolution from /etc/passwd, host devices in
+ * privileged containers, user namespaces. (/etc/hosts and resolv.conf come from the network dataplane.)
  */
 import { readFileSync } from 'node:fs';
 import { defaultSeccomp } from './seccomp.js';
@@ -78,6 +78,58 @@ export const DEFAULT_MASKED_PATHS = [
 
 export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
+/** Every capability Linux defines, in number order (0–40). */
+export const ALL_CAPABILITIES = [
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'DAC_READ_SEARCH',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'SETGID',
+  'SETUID',
+  'SETPCAP',
+  'LINUX_IMMUTABLE',
+  'NET_BIND_SERVICE',
+  'NET_BROADCAST',
+  'NET_ADMIN',
+  'NET_RAW',
+  'IPC_LOCK',
+  'IPC_OWNER',
+  'SYS_MODULE',
+  'SYS_RAWIO',
+  'SYS_CHROOT',
+  'SYS_PTRACE',
+  'SYS_PACCT',
+  'SYS_ADMIN',
+  'SYS_BOOT',
+  'SYS_NICE',
+  'SYS_RESOURCE',
+  'SYS_TIME',
+  'SYS_TTY_CONFIG',
+  'MKNOD',
+  'LEASE',
+  'AUDIT_WRITE',
+  'AUDIT_CONTROL',
+  'SETFCAP',
+  'MAC_OVERRIDE',
+  'MAC_ADMIN',
+  'SYSLOG',
+  'WAKE_ALARM',
+  'BLOCK_SUSPEND',
+  'AUDIT_READ',
+  'PERFMON',
+  'BPF',
+  'CHECKPOINT_RESTORE',
+].map((c) => `CAP_${c}`);
+
+/** What a privileged container gets: every capability in this process' bounding set (as Docker does). */
+export function hostCapabilities(): string[] {
+  const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  const bits = m ? BigInt(`0x${m[1]}`) : 0n;
+  return ALL_CAPABILITIES.filter((_, i) => (bits >> BigInt(i)) & 1n);
+}
+
 export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface OciMount {
@@ -127,7 +179,12 @@ export interface SpecOptions extends ProcessOptions {
   /** Maximum number of processes/threads in the container. */
   pidsLimit?: number;
   readonlyRootfs?: boolean;
-  /** Krater's default seccomp profile (seccomp.ts); `false` runs without one. Default: on. */
+  /**
+   * Docker's `--privileged`: every capability, no seccomp profile, no masked or read-only paths, `/sys` writable,
+   * all device access in the cgroup, privilege escalation allowed. Zun lets only what policy allows ask for it.
+   */
+  privileged?: boolean;
+  /** Krater's default seccomp profile (seccomp.ts); `false` runs without one. Default: on (off when privileged). */
   seccomp?: boolean;
   /** Join this network namespace (e.g. `/var/run/netns/x`); default: a new, empty one. */
   netnsPath?: string;
@@ -305,7 +362,9 @@ export function buildSpec(opts: SpecOptions): OciSpec {
 
   const spec: OciSpec = {
     ociVersion: '1.0.2-dev',
-    process: buildProcess(opts),
+    process: buildProcess(
+      opts.privileged ? { ...opts, capAdd: hostCapabilities(), noNewPrivileges: opts.noNewPrivileges ?? false } : opts,
+    ),
     root: { path: 'rootfs', readonly: opts.readonlyRootfs ?? false },
     hostname: opts.hostname ?? opts.id.slice(0, 63),
     mounts,
@@ -317,7 +376,12 @@ export function buildSpec(opts: SpecOptions): OciSpec {
       readonlyPaths: [...DEFAULT_READONLY_PATHS],
     },
   };
-  if (opts.seccomp !== false) spec.linux.seccomp = defaultSeccomp();
+  if (opts.privileged) {
+    spec.linux.maskedPaths = [];
+    spec.linux.readonlyPaths = [];
+    resources.devices = [{ allow: true, access: 'rwm' }];
+    for (const m of spec.mounts) if (m.destination === '/sys') m.options = m.options?.filter((o: string) => o !== 'ro');
+  } else if (opts.seccomp !== false) spec.linux.seccomp = defaultSeccomp();
   if (opts.sysctl && Object.keys(opts.sysctl).length) spec.linux.sysctl = { ...opts.sysctl };
   if (opts.annotations && Object.keys(opts.annotations).length) spec.annotations = { ...opts.annotations };
   return spec;

@@ -122,6 +122,32 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
     await engine.delete(id);
   });
 
+  it('runs privileged: every capability, no seccomp, nothing masked; the default is confined', async () => {
+    const script = [
+      'grep -E "^(CapEff|Seccomp|NoNewPrivs):" /proc/self/status',
+      'wc -c < /proc/timer_list',
+      '(unshare -U true) 2>/dev/null && echo userns || echo no-userns',
+    ].join('; ');
+    const out: Record<string, string> = {};
+    for (const privileged of [true, false]) {
+      const id = newId(privileged ? 'priv' : 'conf');
+      await engine.create(id, { image, command: ['sh', '-c', script], privileged });
+      await engine.start(id);
+      expect((await engine.wait(id)).exitCode).toBe(0);
+      out[String(privileged)] = readFileSync(engine.logPaths(id).stdout, 'utf8');
+      await engine.delete(id);
+    }
+    // Every capability this host grants (Krater's own bounding set).
+    const bounding = /^CapBnd:\s*(\w+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))![1];
+    expect(out.true).toContain(`CapEff:\t${bounding}`);
+    expect(out.true).toMatch(/Seccomp:\t0/);
+    expect(out.true).toMatch(/NoNewPrivs:\t0/);
+    expect(out.true).not.toMatch(/^0$/m); // /proc/timer_list readable
+    expect(out.true).toContain('\nuserns');
+    expect(out.false).toMatch(/Seccomp:\t2/);
+    expect(out.false).toContain('no-userns');
+  });
+
   it('stops a long-running sleep: TERM is ignored by PID 1, so KILL after the timeout', async () => {
     const id = newId('sleep');
     await engine.create(id, { image, command: ['sleep', '1000'] });
