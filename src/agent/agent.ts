@@ -37,6 +37,8 @@ export interface AgentOptions {
   /** Tenant networking (Neutron ports plugged by the kernel dataplane); without it containers get an empty
    * network namespace of their own. */
   network?: { dataplane: DataplaneDriver; neutron: NeutronClient; networking: ContainerNetworking };
+  /** Zun `runtime` names this host offers → containerd runtime types (default: `runc` only). */
+  runtimes?: Record<string, string>;
 }
 
 const HEARTBEAT_MS = 10_000;
@@ -505,6 +507,12 @@ export class Agent implements AgentRpc {
     const json = (s: string | null) => (s ? JSON.parse(s) : undefined);
     const env = Object.entries(json(c.environment) ?? {}).map(([k, v]) => `${k}=${v}`);
     const image = await this.images.ensureForContainer(c);
+    const runtimes = this.opts.runtimes ?? { runc: 'io.containerd.runc.v2' };
+    const runtime = runtimes[c.runtime ?? 'runc'];
+    if (!runtime)
+      throw new Error(
+        `Container runtime ${c.runtime} is not supported on host ${this.host} (available: ${Object.keys(runtimes).join(', ')})`,
+      );
     const cpusetCpus = c.cpu_policy === 'dedicated' ? await this.pinCpus(c) : undefined;
     const net = await this.network?.plug(c);
     const status = await this.engine.create(engineId(c.uuid), {
@@ -520,6 +528,7 @@ export class Agent implements AgentRpc {
       cpus: c.cpu,
       cpusetCpus,
       privileged: !!c.privileged,
+      runtime,
       labels: { 'zun.container': c.uuid },
       // Interactive containers keep a stdin open for `attach`; tty gives them a terminal.
       openStdin: !!c.interactive,
@@ -625,7 +634,8 @@ export class Agent implements AgentRpc {
         const c = await this.repo.get(uuid);
         if (!c || c.status === Status.Deleting || !current()) return;
         this.stopHealthcheck(uuid);
-        const oom = exit.exitCode === 137 && (await this.oomKilled(uuid));
+        // The exit of a stop or kill the user asked for does not wait for an OOM event that is almost never coming.
+        const oom = exit.exitCode === 137 && (expected ? this.oomSeen.delete(uuid) : await this.oomKilled(uuid));
         await this.repo.update(uuid, {
           status: Status.Stopped,
           exit_code: exit.exitCode,
@@ -664,7 +674,8 @@ export class Agent implements AgentRpc {
 
   /** Whether containerd reported an OOM kill (the event may trail the exit by a few milliseconds). */
   private async oomKilled(uuid: string): Promise<boolean> {
-    for (let i = 0; i < 10 && !this.oomSeen.has(uuid); i++) await new Promise((r) => setTimeout(r, 20));
+    // The event may trail the exit by a while on a busy host; only exits with 137 wait for it.
+    for (let i = 0; i < 75 && !this.oomSeen.has(uuid); i++) await new Promise((r) => setTimeout(r, 20));
     return this.oomSeen.delete(uuid);
   }
 

@@ -108,6 +108,7 @@ export async function startControlPlane(
         log: app.log,
         containerdAddress: config.containerdAddress,
         defaultImageArchive: config.defaultImageArchive,
+        runtimes: config.runtimes,
         network: neutron && {
           dataplane: new Dataplane({
             tag: dataplaneTag(config.dataDir),

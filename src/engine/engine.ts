@@ -64,6 +64,8 @@ export interface CreateContainerOptions {
   cpusetCpus?: string;
   /** Docker's `--privileged` (see oci-spec.ts). */
   privileged?: boolean;
+  /** containerd runtime type for this container (default: the engine's, `io.containerd.runc.v2`). */
+  runtime?: string;
   pidsLimit?: number;
   readonlyRootfs?: boolean;
   /** Join an existing network namespace (path); default: a new, empty one. */
@@ -658,7 +660,10 @@ export class ContainerdEngine implements Engine {
               [LABEL_MANAGED]: 'true',
               ...(o.openStdin ? { [LABEL_OPEN_STDIN]: 'true' } : {}),
             },
-            runtime: { name: this.opts.runtime ?? 'io.containerd.runc.v2', options: this.runtimeOptions() },
+            runtime:
+              o.runtime && o.runtime !== (this.opts.runtime ?? 'io.containerd.runc.v2')
+                ? { name: o.runtime }
+                : { name: this.opts.runtime ?? 'io.containerd.runc.v2', options: this.runtimeOptions() },
             spec: jsonAny(OCI_SPEC_TYPE_URL, spec),
             snapshotter: leased.snapshotter,
             snapshot_key: id,

@@ -356,6 +356,14 @@ describe('lifecycle behaviour', () => {
     const x = await run({ command: ['true'], auto_remove: true });
     await waitGone(k, token, x.uuid);
   });
+  it('puts a container asking for a runtime this host lacks in Error; runc is there', async () => {
+    const bad = await run({ command: ['true'], runtime: 'no-such-runtime' });
+    const e = await waitContainer(k, token, bad.uuid, (y) => y.status === 'Error', 'Error');
+    expect(e.status_reason).toMatch(/Container runtime no-such-runtime is not supported .*available: runc/);
+    const good = await run({ command: ['sleep', '60'], runtime: 'runc' });
+    await waitContainer(k, token, good.uuid, (y) => y.status === 'Running', 'Running');
+    for (const u of [bad.uuid, good.uuid]) await api('DELETE', `/containers/${u}?force=true`);
+  });
   it('puts a container with an unknown image in Error with the reason', async () => {
     const x = await run({ image: 'no-such-image-xyz' });
     const e = await waitContainer(k, token, x.uuid, (y) => y.status === 'Error', 'Error');

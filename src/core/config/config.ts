@@ -25,6 +25,8 @@ export interface KraterConfig {
   /** Tenant networking for containers: Neutron ports on the kernel dataplane (`kernel`), or none (`none`: each
    * container gets an empty network namespace of its own; the Neutron API is still served). */
   networking: 'kernel' | 'none';
+  /** Zun `runtime` names the agent offers → containerd runtime types (`KRATER_RUNTIMES=runc=io.containerd.runc.v2,…`). */
+  runtimes: Record<string, string>;
 }
 
 export interface ConfigInput {
@@ -79,7 +81,19 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
     defaultImageArchive: input.defaultImage ?? env.KRATER_DEFAULT_IMAGE ?? join(dataDir, 'default-image.oci.tar'),
     agentShutdown: env.KRATER_AGENT_SHUTDOWN === 'purge' ? 'purge' : 'keep',
     networking: networkingMode(env.KRATER_NETWORKING),
+    runtimes: runtimeMap(env.KRATER_RUNTIMES),
   };
+}
+
+function runtimeMap(value: string | undefined): Record<string, string> {
+  const map: Record<string, string> = { runc: 'io.containerd.runc.v2' };
+  for (const entry of (value ?? '').split(',').filter((e) => e.trim())) {
+    const [name, type] = entry.split('=').map((x) => x.trim());
+    if (!name || !type || !/^[a-z0-9][a-z0-9_.-]*$/i.test(name))
+      throw new Error(`invalid KRATER_RUNTIMES entry: ${entry} (expected name=containerd.runtime.type)`);
+    map[name] = type;
+  }
+  return map;
 }
 
 function networkingMode(value: string | undefined): KraterConfig['networking'] {
