@@ -221,8 +221,12 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
       expect(r.exitCode).toBe(137);
     });
 
-    it('fails an exec of a missing binary', async () => {
-      await expect(engine.exec(id, { args: ['/nope'] })).rejects.toThrow(/nope/);
+    it('reports an exec of a missing binary as Docker does: exit 127 with the runtime message', async () => {
+      const r = await engine.exec(id, { args: ['/nope'] });
+      expect(r).toMatchObject({ exitCode: 127, stdout: '', timedOut: false });
+      expect(r.stderr).toMatch(/OCI runtime exec failed.*\/nope/);
+      // The interactive form still fails to start (its caller has no result to give).
+      await expect(engine.execInteractive(id, { args: ['/nope'], tty: false })).rejects.toThrow(/nope/);
     });
 
     it('pauses and unpauses (freezer FROZEN/THAWED; no exec while paused)', async () => {
