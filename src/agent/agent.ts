@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { arch, cpus, freemem, hostname as osHostname, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Selectable } from 'kysely';
@@ -506,7 +507,9 @@ export class Agent implements AgentRpc {
   private async createInEngine(c: ContainerRow): Promise<void> {
     const json = (s: string | null) => (s ? JSON.parse(s) : undefined);
     const env = Object.entries(json(c.environment) ?? {}).map(([k, v]) => `${k}=${v}`);
+    const t0 = performance.now();
     const image = await this.images.ensureForContainer(c);
+    const tImage = performance.now();
     const runtimes = this.opts.runtimes ?? { runc: 'io.containerd.runc.v2' };
     const runtime = runtimes[c.runtime ?? 'runc'];
     if (!runtime)
@@ -515,6 +518,7 @@ export class Agent implements AgentRpc {
       );
     const cpusetCpus = c.cpu_policy === 'dedicated' ? await this.pinCpus(c) : undefined;
     const net = await this.network?.plug(c);
+    const tNet = performance.now();
     const status = await this.engine.create(engineId(c.uuid), {
       netnsPath: net?.netnsPath,
       mounts: net?.mounts,
@@ -534,6 +538,15 @@ export class Agent implements AgentRpc {
       openStdin: !!c.interactive,
       tty: !!c.tty,
     });
+    this.opts.log.debug(
+      {
+        container: c.uuid,
+        imageMs: Math.round(tImage - t0),
+        networkMs: Math.round(tNet - tImage),
+        engineMs: Math.round(performance.now() - tNet),
+      },
+      'container created',
+    );
     const patch: Partial<ContainerRow> = {};
     if (!c.hostname) patch.hostname = c.uuid.slice(0, 12);
     if (Object.keys(patch).length) await this.repo.update(c.uuid, patch);
@@ -589,7 +602,9 @@ export class Agent implements AgentRpc {
   private async startInEngine(c: ContainerRow, id: string): Promise<void> {
     this.expectedExit.delete(c.uuid);
     this.retire(c.uuid);
+    const t0 = performance.now();
     await this.engine.start(id);
+    this.opts.log.debug({ container: c.uuid, ms: Math.round(performance.now() - t0) }, 'container started');
     await this.repo.update(c.uuid, {
       status: Status.Running,
       task_state: null,

@@ -34,7 +34,12 @@ const publishedOrNone = (labels: Record<string, string>) => {
 export async function computeDesired(
   db: Kysely<Database>,
   host: string,
-  opts: { only?: string[]; routersHere: boolean } = { routersHere: true },
+  opts: {
+    only?: string[];
+    routersHere: boolean;
+    /** Containers still `Creating` are left out unless listed here (their start plugs them, on the fast path). */
+    plugged?: ReadonlySet<string>;
+  } = { routersHere: true },
 ): Promise<DesiredState> {
   let portQuery = db
     .selectFrom('net_ports')
@@ -47,12 +52,15 @@ export async function computeDesired(
   const containers = uuids.length
     ? await db
         .selectFrom('containers')
-        .select(['uuid', 'name', 'hostname', 'labels', 'addresses'])
+        .select(['uuid', 'name', 'hostname', 'labels', 'addresses', 'status'])
         .where('uuid', 'in', uuids)
         .where('host', '=', host)
         .execute()
     : [];
-  const byUuid = new Map(containers.map((c) => [c.uuid, c]));
+  const plugged = opts.plugged;
+  const byUuid = new Map(
+    containers.filter((c) => !plugged || c.status !== 'Creating' || plugged.has(c.uuid)).map((c) => [c.uuid, c]),
+  );
 
   const routers = opts.routersHere
     ? await db

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Store } from '../core/store/db.js';
 import type { ContainerRow } from '../core/store/schema.js';
@@ -9,7 +10,8 @@ import { computeDesired, DHCP_OWNER, dhcpDeviceId } from './network-desired.js';
 /** The kernel dataplane as the agent drives it (src/network/dataplane.ts implements it). */
 export interface DataplaneDriver {
   start(): Promise<void>;
-  apply(desired: DesiredState): Promise<void>;
+  apply(desired: DesiredState, opts?: { keep?: (endpointId: string) => boolean }): Promise<void>;
+  refresh(desired: DesiredState): Promise<void>;
   ensureEndpoint(ep: DesiredEndpoint, networks: DesiredNetwork[]): Promise<EndpointPaths>;
   removeEndpoint(id: string): Promise<void>;
   stop(opts: { purge: boolean }): Promise<void>;
@@ -17,6 +19,8 @@ export interface DataplaneDriver {
 
 const REVISION_KEY = 'network_revision';
 const POLL_MS = 2_000;
+const APPLY_DELAY_MS = 600;
+const MAX_DELAY_MS = 3_000;
 
 /**
  * The agent's network side (Kuryr's role): plugs a container's Neutron ports into its namespace before the engine
@@ -29,6 +33,12 @@ export class AgentNetwork {
   private timer: NodeJS.Timeout | null = null;
   private applying: Promise<void> | null = null;
   private again = false;
+  private refreshing: Promise<void> | null = null;
+  private refreshAgain = false;
+  private debounce: NodeJS.Timeout | undefined;
+  private firstRequest: number | undefined;
+  /** Containers whose plug has begun (they are in every full reconcile from then on, even while `Creating`). */
+  private plugged = new Set<string>();
   private dhcpPending = new Map<string, Promise<void>>();
 
   constructor(
@@ -50,7 +60,9 @@ export class AgentNetwork {
 
   async stop(purge: boolean): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.debounce) clearTimeout(this.debounce);
     await this.applying?.catch(() => undefined);
+    await this.refreshing?.catch(() => undefined);
     await this.opts.dataplane.stop({ purge });
   }
 
@@ -66,13 +78,19 @@ export class AgentNetwork {
       .where('device_id', '=', c.uuid)
       .execute();
     if (!ports.length) return undefined;
+    // From here a full reconcile counts this container in (and never removes what the plug makes).
+    this.plugged.add(c.uuid);
     await Promise.all([...new Set(ports.map((p) => p.network_id))].map((n) => this.ensureDhcpPort(n)));
     const desired = await computeDesired(db, this.opts.host, { only: [c.uuid], routersHere: false });
     const ep = desired.endpoints.find((e) => e.id === c.uuid);
     if (!ep) return undefined;
+    const t0 = performance.now();
     const paths = await this.opts.dataplane.ensureEndpoint(ep, desired.networks);
+    this.opts.log.debug({ container: c.uuid, ms: Math.round(performance.now() - t0) }, 'network plug');
     await this.markBound(ports.map((p) => p.id));
-    // Other containers learn this one's name and address (DNS records, remote-group members).
+    // Other containers learn this one's name and address (DNS records, remote-group members) at once; the rest
+    // of a full reconcile can wait for a pause.
+    this.requestRefresh();
     this.requestApply();
     return {
       netnsPath: paths.netnsPath,
@@ -86,8 +104,10 @@ export class AgentNetwork {
 
   /** After the engine removed the container: its namespace goes, its ports are deleted or unbound. */
   async unplug(c: ContainerRow): Promise<void> {
+    this.plugged.delete(c.uuid);
     await this.opts.dataplane.removeEndpoint(c.uuid);
     await this.opts.networking.releaseAll(c);
+    this.requestRefresh();
     this.requestApply();
   }
 
@@ -109,8 +129,49 @@ export class AgentNetwork {
     await this.markBound(portIds);
   }
 
-  /** Debounced full reconcile; several requests while one runs collapse into one more run. */
+  /**
+   * Debounced full reconcile: it waits until changes pause (at most MAX_DELAY_MS), so that container starts, which
+   * take the dataplane's lock for their fast path, are not queued behind it; requests while one runs collapse
+   * into one more run.
+   */
   requestApply(): void {
+    const now = Date.now();
+    this.firstRequest ??= now;
+    if (this.debounce) clearTimeout(this.debounce);
+    const wait = Math.max(0, Math.min(APPLY_DELAY_MS, this.firstRequest + MAX_DELAY_MS - now));
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      this.firstRequest = undefined;
+      this.runApply();
+    }, wait);
+    this.debounce.unref();
+  }
+
+  /** The cheap part of a reconcile (names, remote-group rules) soon, coalesced; see Dataplane.refresh. */
+  private requestRefresh(): void {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        try {
+          const desired = await computeDesired(this.opts.store.db, this.opts.host, {
+            routersHere: false,
+            plugged: this.plugged,
+          });
+          await this.opts.dataplane.refresh(desired);
+        } catch (err) {
+          this.opts.log.warn({ err }, 'network refresh failed');
+        }
+      } while (this.refreshAgain);
+    })().finally(() => {
+      this.refreshing = null;
+    });
+  }
+
+  private runApply(): void {
     if (this.applying) {
       this.again = true;
       return;
@@ -131,6 +192,7 @@ export class AgentNetwork {
   }
 
   private async applyOnce(): Promise<void> {
+    const t0 = performance.now();
     const db = this.opts.store.db;
     this.revision = await this.readRevision();
     // Networks in use on this host need their name server port before the desired state is read.
@@ -142,7 +204,17 @@ export class AgentNetwork {
       .where('binding_host_id', '=', this.opts.host)
       .execute();
     for (const n of nets) await this.ensureDhcpPort(n.network_id);
-    await this.opts.dataplane.apply(await computeDesired(db, this.opts.host, { routersHere: true }));
+    const desired = await computeDesired(db, this.opts.host, { routersHere: true, plugged: this.plugged });
+    const t1 = performance.now();
+    await this.opts.dataplane.apply(desired, { keep: (id) => this.plugged.has(id) });
+    this.opts.log.debug(
+      {
+        computeMs: Math.round(t1 - t0),
+        applyMs: Math.round(performance.now() - t1),
+        endpoints: desired.endpoints.length,
+      },
+      'network reconcile',
+    );
     await db
       .updateTable('net_floatingips')
       .set({ status: 'ACTIVE' })

@@ -225,9 +225,57 @@ export class Dataplane {
    * Idempotent; cheap when nothing changed (one `ip`, one `nft` listing and a few /proc reads). The caller must
    * include every endpoint it has ensured and still wants. Errors of single objects do not stop the others; they
    * are thrown together at the end. */
-  async apply(desired: DesiredState): Promise<void> {
+  async apply(desired: DesiredState, opts: { keep?: (endpointId: string) => boolean } = {}): Promise<void> {
     this.assertStarted();
-    await this.locked(() => this.applyLocked(desired));
+    const rulesOnly = await this.locked(() => this.applyLocked(desired, opts.keep));
+    // Outside the lock, so that container starts meanwhile are not held up.
+    await this.rewriteRules(rulesOnly);
+  }
+
+  /**
+   * The cheap part of a reconcile, for right after a container joined or left: name records of networks whose
+   * name server runs, and the rules of endpoints whose rules alone changed (remote group members). Holds no lock
+   * and creates nothing; anything else waits for the next `apply`.
+   */
+  async refresh(desired: DesiredState): Promise<void> {
+    this.assertStarted();
+    const rulesOnly: { ep: DesiredEndpoint; rec: EndpointRecord }[] = [];
+    for (const ep of desired.endpoints) {
+      const rec = this.endpoints.get(ep.id);
+      if (rec?.desired && rec.fp !== this.endpointFp(ep) && this.shapeFp(rec.desired) === this.shapeFp(ep))
+        rulesOnly.push({ ep, rec });
+    }
+    await Promise.all([
+      this.rewriteRules(rulesOnly),
+      ...desired.networks.map(async (n) => {
+        if (!n.dns || !this.dnsFp.has(n.id)) return;
+        const dir = join(this.stateDir, 'dns');
+        const hostsFile = join(dir, `${n.id}.hosts`);
+        const pid = await livePid(join(dir, `${n.id}.pid`), `--addn-hosts=${hostsFile}`);
+        if (pid !== undefined && (await writeAtomic(hostsFile, dnsHosts(n)))) process.kill(pid, 'SIGHUP');
+      }),
+    ]);
+  }
+
+  /** Rewrites the tables of endpoints whose rules alone changed, a few at a time (each touches only its own
+   * namespace, so no lock is needed); an endpoint removed or replaced meanwhile is skipped. */
+  private async rewriteRules(rulesOnly: { ep: DesiredEndpoint; rec: EndpointRecord }[]): Promise<void> {
+    const errors: string[] = [];
+    for (let i = 0; i < rulesOnly.length; i += 4) {
+      await Promise.all(
+        rulesOnly.slice(i, i + 4).map(async ({ ep, rec }) => {
+          if (this.endpoints.get(ep.id) !== rec) return;
+          try {
+            await nftApply(endpointFirewall(this.names.table, ep.interfaces), rec.netns);
+            rec.fp = this.endpointFp(ep);
+            rec.desired = ep;
+          } catch (err) {
+            if (this.endpoints.get(ep.id) === rec) errors.push(`rules of endpoint ${ep.id}: ${(err as Error).message}`);
+          }
+        }),
+      );
+    }
+    if (errors.length) throw new Error(`dataplane: ${errors.join('; ')}`);
   }
 
   /** The fast path for a container start: only this endpoint (and its networks' bridges when missing). */
@@ -287,7 +335,11 @@ export class Dataplane {
 
   // ------------------------------------------------------------------------------------------------ apply
 
-  private async applyLocked(desired: DesiredState): Promise<void> {
+  /** Returns the endpoints whose rules alone changed: `apply` rewrites their tables after the lock. */
+  private async applyLocked(
+    desired: DesiredState,
+    keep?: (endpointId: string) => boolean,
+  ): Promise<{ ep: DesiredEndpoint; rec: EndpointRecord }[]> {
     const errors: string[] = [];
     const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
       try {
@@ -297,8 +349,10 @@ export class Dataplane {
         this.log.error({ err: (err as Error).message }, `dataplane: ${what}`);
       }
     };
+    const tA = performance.now();
     let survey = await this.survey();
     const mutationsBefore = this.mutations;
+    const tSurvey = performance.now();
     await attempt('host tables', () => this.ensureHostTables(survey));
     await this.rediscover(survey);
 
@@ -314,11 +368,15 @@ export class Dataplane {
       });
     }
 
+    const tNets = performance.now();
     // Endpoints no longer desired go first (their namespaces may hold names the new ones want).
     const wantedEndpoints = new Set(desired.endpoints.map((e) => e.id));
     for (const id of [...this.endpoints.keys()]) {
-      if (!wantedEndpoints.has(id)) await attempt(`remove endpoint ${id}`, () => this.removeEndpointLocked(id));
+      // `keep`: ensured after the caller read its desired state (a container starting meanwhile).
+      if (!wantedEndpoints.has(id) && !keep?.(id))
+        await attempt(`remove endpoint ${id}`, () => this.removeEndpointLocked(id));
     }
+    const rulesOnly: { ep: DesiredEndpoint; rec: EndpointRecord }[] = [];
     for (const ep of desired.endpoints) {
       const missing = ep.interfaces.find((i) => !networks.has(i.networkId));
       if (missing) {
@@ -326,9 +384,16 @@ export class Dataplane {
         continue;
       }
       const rec = this.endpoints.get(ep.id);
-      if (rec && rec.fp === this.endpointFp(ep) && this.endpointHealthy(ep, rec, survey)) {
-        rec.desired = ep;
-        continue;
+      if (rec && this.endpointHealthy(ep, rec, survey)) {
+        if (rec.fp === this.endpointFp(ep)) {
+          rec.desired = ep;
+          continue;
+        }
+        if (rec.desired && this.shapeFp(rec.desired) === this.shapeFp(ep)) {
+          // Only rules changed (typically a remote group gained or lost a member): the table alone is rewritten.
+          rulesOnly.push({ ep, rec });
+          continue;
+        }
       }
       await attempt(`endpoint ${ep.id}`, () =>
         this.reconcileEndpoint(
@@ -339,6 +404,7 @@ export class Dataplane {
       );
     }
 
+    const tEps = performance.now();
     for (const r of desired.routers) await attempt(`router ${r.id}`, () => this.reconcileRouter(r, survey));
     for (const id of [...this.routers.keys()]) {
       if (!desired.routers.some((r) => r.id === id)) this.routers.delete(id);
@@ -348,6 +414,7 @@ export class Dataplane {
     }
     for (const id of [...this.dnsFp.keys()]) if (!networks.get(id)?.dns) this.dnsFp.delete(id);
 
+    const tDns = performance.now();
     // Anti-spoofing: one atomic rewrite when anything changed.
     await attempt('anti-spoofing table', async () => {
       const ports = desired.endpoints.flatMap((ep) =>
@@ -364,6 +431,7 @@ export class Dataplane {
       if (this.endpoints.has(ep.id)) await attempt(`published ports of ${ep.id}`, () => this.ensureProxies(ep));
     }
 
+    const tSpoof = performance.now();
     // Garbage: everything of this tag that nothing desired explains.
     if (this.mutations !== mutationsBefore) survey = await this.survey(false);
     const keepNetns = new Set<string>([
@@ -383,9 +451,15 @@ export class Dataplane {
     for (const b of [...this.knownBridges]) if (!wantedBridges.has(b)) this.knownBridges.delete(b);
     for (const id of [...this.networkFp.keys()]) if (!networks.has(id)) this.networkFp.delete(id);
 
+    const tGc = performance.now();
+    this.log.debug(
+      { ms: [tSurvey - tA, tNets - tSurvey, tEps - tNets, tDns - tEps, tSpoof - tDns, tGc - tSpoof].map(Math.round) },
+      'dataplane: apply phases (survey, networks, endpoints, routers+dns, spoof+proxies, garbage)',
+    );
     await this.saveState();
     this.refill();
     if (errors.length) throw new Error(`dataplane apply: ${errors.length} error(s): ${errors.join('; ')}`);
+    return rulesOnly;
   }
 
   private async collectGarbage(
@@ -431,6 +505,11 @@ export class Dataplane {
 
   private endpointFp(ep: DesiredEndpoint): string {
     return fp({ ...ep, published: undefined });
+  }
+
+  /** An endpoint without its rules: equal shapes differ at most in their security group rules. */
+  private shapeFp(ep: DesiredEndpoint): string {
+    return fp({ ...ep, published: undefined, interfaces: ep.interfaces.map((i) => ({ ...i, rules: undefined })) });
   }
 
   private endpointHealthy(ep: DesiredEndpoint, rec: EndpointRecord, survey: Survey): boolean {
@@ -807,10 +886,7 @@ export class Dataplane {
       await this.reconcileNs({ netns, legs: [leg], routes: [], nft }, {});
       if (this.dnsFp.get(n.id) !== dfp) await stopPidFile(pidFile, marker);
     }
-    const lines = dns.records.flatMap((r) =>
-      r.addresses.map((a) => `${stripPrefix(a)}\t${r.name}.${dns.domain} ${r.name}\n`),
-    );
-    const changed = await writeAtomic(hostsFile, `# krater: names on network ${n.id}\n${lines.join('')}`);
+    const changed = await writeAtomic(hostsFile, dnsHosts(n));
     const pid = await livePid(pidFile, marker);
     if (pid !== undefined) {
       if (changed) process.kill(pid, 'SIGHUP');
@@ -959,9 +1035,9 @@ export class Dataplane {
 
   private refill(): void {
     if (this.refilling || this.stopped || !this.started) return;
-    // Deferred to a later turn of the event loop: spawning blocks the thread for a moment, and the caller of
-    // ensureEndpoint should get its answer first.
-    this.refilling = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+    // Deferred a little: spawning blocks the thread for a moment and takes CPU from the container the caller of
+    // ensureEndpoint is starting right now.
+    this.refilling = new Promise<void>((resolve) => setTimeout(resolve, REFILL_DELAY_MS).unref()).then(async () => {
       try {
         if (!this.hostIp?.usable) this.hostIp = prepareIpBatch();
         if (!this.hostNft?.usable) this.hostNft = prepareNft();
@@ -1186,6 +1262,17 @@ export class Dataplane {
     this.lock = next.catch(() => undefined);
     return next;
   }
+}
+
+const REFILL_DELAY_MS = 200;
+
+/** The name server's hosts file of a network: each record's addresses with its short and qualified name. */
+function dnsHosts(n: DesiredNetwork): string {
+  const dns = n.dns!;
+  const lines = dns.records.flatMap((r) =>
+    r.addresses.map((a) => `${stripPrefix(a)}\t${r.name}.${dns.domain} ${r.name}\n`),
+  );
+  return `# krater: names on network ${n.id}\n${lines.join('')}`;
 }
 
 /** Inside endpoint namespaces: unprivileged ICMP echo (runc's default capabilities lack NET_RAW), like Docker. */
