@@ -11,7 +11,6 @@ import { computeDesired, DHCP_OWNER, dhcpDeviceId } from './network-desired.js';
 export interface DataplaneDriver {
   start(): Promise<void>;
   apply(desired: DesiredState, opts?: { keep?: (endpointId: string) => boolean }): Promise<void>;
-  refresh(desired: DesiredState): Promise<void>;
   ensureEndpoint(ep: DesiredEndpoint, networks: DesiredNetwork[]): Promise<EndpointPaths>;
   removeEndpoint(id: string): Promise<void>;
   stop(opts: { purge: boolean }): Promise<void>;
@@ -33,8 +32,6 @@ export class AgentNetwork {
   private timer: NodeJS.Timeout | null = null;
   private applying: Promise<void> | null = null;
   private again = false;
-  private refreshing: Promise<void> | null = null;
-  private refreshAgain = false;
   private debounce: NodeJS.Timeout | undefined;
   private firstRequest: number | undefined;
   /** Containers whose plug has begun (they are in every full reconcile from then on, even while `Creating`). */
@@ -62,7 +59,6 @@ export class AgentNetwork {
     if (this.timer) clearInterval(this.timer);
     if (this.debounce) clearTimeout(this.debounce);
     await this.applying?.catch(() => undefined);
-    await this.refreshing?.catch(() => undefined);
     await this.opts.dataplane.stop({ purge });
   }
 
@@ -88,9 +84,8 @@ export class AgentNetwork {
     const paths = await this.opts.dataplane.ensureEndpoint(ep, desired.networks);
     this.opts.log.debug({ container: c.uuid, ms: Math.round(performance.now() - t0) }, 'network plug');
     await this.markBound(ports.map((p) => p.id));
-    // Other containers learn this one's name and address (DNS records, remote-group members) at once; the rest
-    // of a full reconcile can wait for a pause.
-    this.requestRefresh();
+    // Other containers learn this one's name and address (DNS records, remote-group members) with the next full
+    // reconcile, which waits for a pause in starts (as Neutron's agents, asynchronously).
     this.requestApply();
     return {
       netnsPath: paths.netnsPath,
@@ -107,7 +102,6 @@ export class AgentNetwork {
     this.plugged.delete(c.uuid);
     await this.opts.dataplane.removeEndpoint(c.uuid);
     await this.opts.networking.releaseAll(c);
-    this.requestRefresh();
     this.requestApply();
   }
 
@@ -145,30 +139,6 @@ export class AgentNetwork {
       this.runApply();
     }, wait);
     this.debounce.unref();
-  }
-
-  /** The cheap part of a reconcile (names, remote-group rules) soon, coalesced; see Dataplane.refresh. */
-  private requestRefresh(): void {
-    if (this.refreshing) {
-      this.refreshAgain = true;
-      return;
-    }
-    this.refreshing = (async () => {
-      do {
-        this.refreshAgain = false;
-        try {
-          const desired = await computeDesired(this.opts.store.db, this.opts.host, {
-            routersHere: false,
-            plugged: this.plugged,
-          });
-          await this.opts.dataplane.refresh(desired);
-        } catch (err) {
-          this.opts.log.warn({ err }, 'network refresh failed');
-        }
-      } while (this.refreshAgain);
-    })().finally(() => {
-      this.refreshing = null;
-    });
   }
 
   private runApply(): void {

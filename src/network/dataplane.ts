@@ -232,31 +232,6 @@ export class Dataplane {
     await this.rewriteRules(rulesOnly);
   }
 
-  /**
-   * The cheap part of a reconcile, for right after a container joined or left: name records of networks whose
-   * name server runs, and the rules of endpoints whose rules alone changed (remote group members). Holds no lock
-   * and creates nothing; anything else waits for the next `apply`.
-   */
-  async refresh(desired: DesiredState): Promise<void> {
-    this.assertStarted();
-    const rulesOnly: { ep: DesiredEndpoint; rec: EndpointRecord }[] = [];
-    for (const ep of desired.endpoints) {
-      const rec = this.endpoints.get(ep.id);
-      if (rec?.desired && rec.fp !== this.endpointFp(ep) && this.shapeFp(rec.desired) === this.shapeFp(ep))
-        rulesOnly.push({ ep, rec });
-    }
-    await Promise.all([
-      this.rewriteRules(rulesOnly),
-      ...desired.networks.map(async (n) => {
-        if (!n.dns || !this.dnsFp.has(n.id)) return;
-        const dir = join(this.stateDir, 'dns');
-        const hostsFile = join(dir, `${n.id}.hosts`);
-        const pid = await livePid(join(dir, `${n.id}.pid`), `--addn-hosts=${hostsFile}`);
-        if (pid !== undefined && (await writeAtomic(hostsFile, dnsHosts(n)))) process.kill(pid, 'SIGHUP');
-      }),
-    ]);
-  }
-
   /** Rewrites the tables of endpoints whose rules alone changed, a few at a time (each touches only its own
    * namespace, so no lock is needed); an endpoint removed or replaced meanwhile is skipped. */
   private async rewriteRules(rulesOnly: { ep: DesiredEndpoint; rec: EndpointRecord }[]): Promise<void> {
