@@ -140,6 +140,6 @@ export async function startKrater(dataDir, env = {}) {
 export function writeResults(name, results) {
   mkdirSync(join(REPO, 'bench/results'), { recursive: true });
   const out = join(REPO, 'bench/results', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(out, JSON.stringify(results, null, 2));
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
   return out;
 }
