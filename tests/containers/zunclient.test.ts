@@ -70,6 +70,60 @@ describe('openstack appcontainer (python3-zunclient)', () => {
     expect(cpOut.code, cpOut.stderr).toBe(0);
     expect(readFileSync(join(dir, 'out', 'in.txt'), 'utf8')).toBe('copied in\n');
   });
+  it('shows stats and top', async () => {
+    const stats = await appc(['stats', 'cli1']);
+    expect(stats).toMatchObject({ CONTAINER: 'cli1', 'MEM LIMIT(MiB)': 64 });
+    // zunclient's `top` fails on Python 3 before printing ("unsupported operand type(s) for %"); what it asked
+    // for is right, as the API shows.
+    const top = await k.osc(['appcontainer', 'top', 'cli1'], { json: false });
+    expect(top.stdout + top.stderr).toMatch(/unsupported operand|PID/);
+    const uuid = (await appc(['show', 'cli1'])).uuid;
+    const api = await k.http('GET', `/container/v1/containers/${uuid}/top?ps_args=None`, {
+      token,
+      headers: { 'OpenStack-API-Version': 'container 1.40' },
+    });
+    expect(api.json.Processes.map((p: string[]) => p.join(' ')).join('\n')).toContain('sleep 600');
+  });
+  it('commits a container into a Glance image and runs it with --image-driver glance', async () => {
+    const exec = await k.osc(['appcontainer', 'exec', 'cli1', 'sh', '-c', 'echo committed-state > /committed.txt'], {
+      json: false,
+    });
+    expect(exec.code, exec.stderr).toBe(0);
+    const commit = await k.osc(['appcontainer', 'commit', 'cli1', 'cli1-snap:v1'], { json: false });
+    expect(commit.code, commit.stderr).toBe(0);
+    let image: any;
+    for (let i = 0; i < 100 && image?.status !== 'active'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      image = await k.oscOk(['image', 'show', 'cli1-snap'], { json: true }).catch(() => undefined);
+    }
+    expect(image?.status).toBe('active');
+    const run = await k.oscOk(
+      [
+        'appcontainer',
+        'run',
+        '-f',
+        'json',
+        '--name',
+        'fromsnap',
+        '--image-driver',
+        'glance',
+        'cli1-snap',
+        'cat',
+        '/committed.txt',
+      ],
+      { json: false },
+    );
+    await waitContainer(k, token, run.uuid, (c) => c.status === 'Stopped', 'Stopped');
+    const logs = await k.osc(['appcontainer', 'logs', 'fromsnap'], { json: false });
+    expect(logs.stdout).toContain('committed-state');
+    expect((await k.osc(['appcontainer', 'delete', 'fromsnap'], { json: false })).code).toBe(0);
+  });
+  it('rebuilds a container and waits for it', async () => {
+    const r = await k.osc(['appcontainer', 'rebuild', '--wait', 'cli1'], { json: false });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('rebuild container cli1 success');
+    expect(await status('cli1')).toBe('Running');
+  });
   it('stops, starts, restarts, pauses, unpauses and kills', async () => {
     const uuid = (await appc(['show', 'cli1'])).uuid;
     const step = async (cmd: string[], want: string) => {
@@ -115,5 +169,17 @@ describe('openstack appcontainer (python3-zunclient)', () => {
     expect(hosts.length).toBeGreaterThan(0);
     const services = await appc(['service', 'list']);
     expect(services[0]).toMatchObject({ Binary: 'zun-compute', State: 'up' });
+    // A member of the same project is refused the admin APIs.
+    await k.oscOk(['user', 'create', '--project', 'admin', '--password', 'member-secret', 'member1'], { json: true });
+    await k.oscOk(['role', 'add', '--project', 'admin', '--user', 'member1', 'member'], { json: false });
+    k.addPasswordCloud('member1', 'member1', 'member-secret', 'admin');
+    for (const what of [
+      ['service', 'list'],
+      ['host', 'list'],
+    ]) {
+      const denied = await k.osc(['appcontainer', ...what], { json: false, cloud: 'member1' });
+      expect(denied.code, what.join(' ')).not.toBe(0);
+      expect(denied.stdout + denied.stderr).toMatch(/HTTP 403/);
+    }
   });
 });
