@@ -151,10 +151,15 @@ export class ContainerRepo {
   }
 
   /** 403 when adding `delta` to the project's usage would pass a limit (−1 = unlimited). */
-  async checkQuota(projectId: string, delta: Record<string, number>): Promise<void> {
+  /**
+   * 403 when adding `delta` would exceed the project's quota. With `included`, the delta is already in the store
+   * (a row written first): the check then counts it once. Writing first and checking after makes concurrent
+   * creates safe without a lock — each sees the others' rows; one that finds the sum over removes its own.
+   */
+  async checkQuota(projectId: string, delta: Record<string, number>, opts: { included?: boolean } = {}): Promise<void> {
     const [limits, usage] = await Promise.all([this.quotaLimits(projectId), this.quotaUsage(projectId)]);
     const over = Object.entries(delta)
-      .filter(([res, d]) => d > 0 && limits[res] >= 0 && usage[res] + d > limits[res])
+      .filter(([res, d]) => d > 0 && limits[res] >= 0 && usage[res] + (opts.included ? 0 : d) > limits[res])
       .map(([res]) => res);
     if (over.length) throw zunError(403, 'OverQuota', `Quota exceeded for resources: ['${over.join("', '")}']`);
   }

@@ -94,12 +94,8 @@ export function containerRoutes(app: App, zx: ZunContext): void {
         await findRegistry(repo.db, String(args.registry), req.auth.projectId, req.auth.isAdmin)
       ).uuid;
     const row = create.row;
-    await repo.checkQuota(row.project_id, {
-      containers: 1,
-      cpu: row.cpu,
-      memory: Number(row.memory),
-      disk: row.disk ?? 0,
-    });
+    const quotaDelta = { containers: 1, cpu: row.cpu, memory: Number(row.memory), disk: row.disk ?? 0 };
+    await repo.checkQuota(row.project_id, quotaDelta);
     // Scheduling is synchronous: the first schedulable host wins (Zun has no weighers).
     const hosts = await zx.agents.schedulableHosts();
     if (create.requestedHost) {
@@ -131,6 +127,14 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     try {
       await repo.db.insertInto('containers').values(row).execute();
     } catch (err) {
+      await undoNetwork?.().catch(() => undefined);
+      throw err;
+    }
+    // Concurrent creates all passed the first check: now that this row counts, check again (see checkQuota).
+    try {
+      await repo.checkQuota(row.project_id, quotaDelta, { included: true });
+    } catch (err) {
+      await repo.db.deleteFrom('containers').where('uuid', '=', row.uuid).execute();
       await undoNetwork?.().catch(() => undefined);
       throw err;
     }
