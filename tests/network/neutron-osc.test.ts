@@ -119,13 +119,11 @@ describe('Neutron with the openstack CLI', () => {
       os('security group rule create osc-web --protocol icmp --icmp-type 8 --remote-group osc-web'),
     ]);
     expect(icmp).toMatchObject({ protocol: 'icmp', port_range_min: 8, remote_group_id: sg.id });
-    const [rules, groups] = await Promise.all([
-      os('security group rule list osc-web'),
-      os('security group list'),
-      os('security group set osc-web --name osc-web2'),
-    ]);
+    const [rules, groups] = await Promise.all([os('security group rule list osc-web'), os('security group list')]);
     expect(rules).toHaveLength(4);
     expect(groups.map((g: any) => g.Name).sort()).toEqual(['default', 'osc-web']);
+    // The rename only after the lookups by the old name (in parallel it raced them).
+    await os('security group set osc-web --name osc-web2');
     const [shown] = await Promise.all([
       os('security group show osc-web2'),
       os('port set osc-port2 --security-group osc-web2'),
