@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +69,7 @@ describe('openstack appcontainer (python3-zunclient)', () => {
     const cpOut = await k.osc(['appcontainer', 'cp', 'cli1:/tmp/in.txt', join(dir, 'out')], { json: false });
     expect(cpOut.code, cpOut.stderr).toBe(0);
     expect(readFileSync(join(dir, 'out', 'in.txt'), 'utf8')).toBe('copied in\n');
+    rmSync(dir, { recursive: true, force: true });
   });
   it('shows stats and top', async () => {
     const stats = await appc(['stats', 'cli1']);

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -94,5 +94,6 @@ describe('policy engine', () => {
     const t = engine({ 'identity:list_projects': 'role:admin' }, file);
     expect(t.enforce('identity:list_projects', {}, { roles: ['reader'] })).toBe(true);
     expect(t.enforce('identity:list_projects', {}, { roles: ['admin'] })).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -1,7 +1,7 @@
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { KeyRepository } from '../../src/core/auth/keys.js';
 import {
   decodeToken,
@@ -20,8 +20,15 @@ const payload: TokenPayload = {
   auditIds: ['abc'],
 };
 
+const keyDirs: string[] = [];
+afterAll(() => {
+  for (const d of keyDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
 function repo() {
-  const r = new KeyRepository(join(mkdtempSync(join(tmpdir(), 'krater-keys-')), 'token'));
+  const dir = mkdtempSync(join(tmpdir(), 'krater-keys-'));
+  keyDirs.push(dir);
+  const r = new KeyRepository(join(dir, 'token'));
   r.setup();
   return r;
 }
