@@ -10,7 +10,7 @@ import type { Selectable } from 'kysely';
 import type { Store } from '../core/store/db.js';
 import type { AgentTaskRow as AgentTaskTable, ContainerRow } from '../core/store/schema.js';
 import { removeCgroupTree } from '../engine/cgroups.js';
-import { type Engine, EngineError } from '../engine/engine.js';
+import { DEFAULT_RUNTIME, type Engine, EngineError } from '../engine/engine.js';
 import { importImageArchive, normalizeImageRef } from '../engine/image-import.js';
 import { AgentImages } from '../images/host.js';
 import type { ContainerNetworking, NeutronClient } from '../services/container/networking.js';
@@ -38,7 +38,7 @@ export interface AgentOptions {
   /** Tenant networking (Neutron ports plugged by the kernel dataplane); without it containers get an empty
    * network namespace of their own. */
   network?: { dataplane: DataplaneDriver; neutron: NeutronClient; networking: ContainerNetworking };
-  /** Zun `runtime` names this host offers → containerd runtime types (default: `runc` only). */
+  /** Zun `runtime` names this host offers besides `runc` (the engine's default) → containerd runtime types. */
   runtimes?: Record<string, string>;
 }
 
@@ -494,11 +494,9 @@ export class Agent implements AgentRpc {
       case 'update_resources':
         // The row holds the new limits (the API wrote them); a container not yet made in the engine gets them at
         // create.
-        return this.engine
-          .updateResources(id, { memoryLimitBytes: Number(c.memory) * 1024 * 1024, cpus: c.cpu })
-          .catch((err) => {
-            if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
-          });
+        return this.engine.updateResources(id, limitsOf(c)).catch((err) => {
+          if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
+        });
       default:
         throw new Error(`unknown task ${task.action}`);
     }
@@ -510,7 +508,7 @@ export class Agent implements AgentRpc {
     const t0 = performance.now();
     const image = await this.images.ensureForContainer(c);
     const tImage = performance.now();
-    const runtimes = this.opts.runtimes ?? { runc: 'io.containerd.runc.v2' };
+    const runtimes: Record<string, string> = { runc: DEFAULT_RUNTIME, ...this.opts.runtimes };
     const runtime = runtimes[c.runtime ?? 'runc'];
     if (!runtime)
       throw new Error(
@@ -528,8 +526,7 @@ export class Agent implements AgentRpc {
       env,
       workdir: c.workdir ?? undefined,
       hostname: c.hostname ?? c.uuid.slice(0, 12),
-      memoryLimitBytes: Number(c.memory) * 1024 * 1024,
-      cpus: c.cpu,
+      ...limitsOf(c),
       cpusetCpus,
       privileged: !!c.privileged,
       runtime,
@@ -816,7 +813,7 @@ export class Agent implements AgentRpc {
     c: ContainerRow,
     opts: { stdout: boolean; stderr: boolean; timestamps: boolean; tail: number | 'all'; since?: number },
   ): Promise<string> {
-    await this.logIndex.flush();
+    await this.logIndex.flush(c.uuid);
     let lines = await readTimedLines(this.engine.logPaths(engineId(c.uuid)), opts);
     if (opts.since !== undefined) lines = lines.filter((l) => l.time >= opts.since!);
     if (opts.tail !== 'all') lines = opts.tail > 0 ? lines.slice(-opts.tail) : [];
@@ -986,6 +983,11 @@ export class Agent implements AgentRpc {
       await this.engine.exec(id, { args: ['rm', '-f', staging], timeoutMs: 10_000 }).catch(() => undefined);
     }
   }
+}
+
+/** A row's memory (MiB, as Zun stores it) and CPUs as the engine takes them. */
+function limitsOf(c: ContainerRow): { memoryLimitBytes: number; cpus: number } {
+  return { memoryLimitBytes: Number(c.memory) * 1024 * 1024, cpus: c.cpu };
 }
 
 /** This host's online CPUs (`/sys/devices/system/cpu/online`, e.g. `0-3,6`), as numbers. */

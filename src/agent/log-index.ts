@@ -113,11 +113,13 @@ export class LogIndexer {
     this.tracked.delete(key);
   }
 
-  /** Before a read: lets writes the kernel already reported be dated by their own events, then scans the rest. */
-  async flush(): Promise<void> {
+  /** Before reading one container's logs: lets writes the kernel already reported be dated by their own events,
+   * then records what is left of that container's output (untracked containers have nothing pending). */
+  async flush(key: string): Promise<void> {
     await new Promise((r) => setImmediate(r));
     await this.queue;
-    await this.scan();
+    const t = this.tracked.get(key);
+    if (t) await this.update(key, t, ['o', 'e'], preciseNow());
   }
 
   /** Brings every tracked index up to date with its files. */

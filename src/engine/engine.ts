@@ -274,6 +274,8 @@ export interface ContainerdEngineOptions {
   runtime?: string;
 }
 
+/** The containerd runtime a container gets unless told otherwise. */
+export const DEFAULT_RUNTIME = 'io.containerd.runc.v2';
 export const LABEL_MANAGED = 'krater.io/managed';
 export const LABEL_EXIT_STATUS = 'krater.io/exit-status';
 export const LABEL_EXITED_AT = 'krater.io/exited-at';
@@ -660,10 +662,11 @@ export class ContainerdEngine implements Engine {
               [LABEL_MANAGED]: 'true',
               ...(o.openStdin ? { [LABEL_OPEN_STDIN]: 'true' } : {}),
             },
+            // The engine's own runtime carries its options (binary, cgroup settings); another one is taken as is.
             runtime:
-              o.runtime && o.runtime !== (this.opts.runtime ?? 'io.containerd.runc.v2')
+              o.runtime && o.runtime !== (this.opts.runtime ?? DEFAULT_RUNTIME)
                 ? { name: o.runtime }
-                : { name: this.opts.runtime ?? 'io.containerd.runc.v2', options: this.runtimeOptions() },
+                : { name: this.opts.runtime ?? DEFAULT_RUNTIME, options: this.runtimeOptions() },
             spec: jsonAny(OCI_SPEC_TYPE_URL, spec),
             snapshotter: leased.snapshotter,
             snapshot_key: id,

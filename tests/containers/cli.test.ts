@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, type Krater, REPO_ROOT, sleep } from '../helpers/krater.js';
+import { fetchUntil, freePort, type Krater, REPO_ROOT } from '../helpers/krater.js';
 import { startCloud, waitContainer, waitGone, ZUN } from './fixtures.js';
 
 /** The Docker-like `krater` CLI against a real cloud: exit codes, wait, restart, attach, cp, commit. */
@@ -98,15 +98,7 @@ describe('krater run -p', () => {
       'mkdir -p /www && echo via-publish > /www/index.html && httpd -f -p 80 -h /www',
     ]);
     ok(r, 'run -d -p');
-    let body = '';
-    for (let i = 0; i < 50 && !body.includes('via-publish'); i++) {
-      try {
-        body = await (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) })).text();
-      } catch {
-        await sleep(100);
-      }
-    }
-    expect(body).toContain('via-publish');
+    expect(await fetchUntil(`http://127.0.0.1:${port}/`, 'via-publish')).toContain('via-publish');
     const ps = await krater(['ps']);
     expect(ps.stdout).toContain(`127.0.0.1:${port}->80/tcp`);
     ok(await krater(['rm', '-f', 'published']), 'rm -f');

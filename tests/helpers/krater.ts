@@ -39,6 +39,20 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** GETs `url` until its body contains `text` (a server coming up, a forward being set), ~10 s at most; returns the
+ * last body ('' when nothing answered). */
+export async function fetchUntil(url: string, text: string): Promise<string> {
+  let body = '';
+  for (let i = 0; i < 50 && !body.includes(text); i++) {
+    try {
+      body = await (await fetch(url, { signal: AbortSignal.timeout(1000) })).text();
+    } catch {
+      await sleep(200);
+    }
+  }
+  return body;
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const srv = createServer();

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCloud, waitContainer, waitGone, ZUN } from '../containers/fixtures.js';
-import { freePort, type Krater, sleep } from '../helpers/krater.js';
+import { fetchUntil, freePort, type Krater, sleep } from '../helpers/krater.js';
 
 /**
  * Containers on Neutron networks with the real kernel dataplane, driven as users do: the openstack CLI for
@@ -186,16 +186,8 @@ describe('containers on tenant networks', () => {
     const webPort = (await osc(['port', 'list', '--device-id', ids.web!]))[0].ID;
     await osc(['floating', 'ip', 'set', '--port', webPort, fip.id], { json: false });
     const addr = fip.floating_ip_address as string;
-    let ok = false;
-    for (let i = 0; i < 50 && !ok; i++) {
-      try {
-        const r = await fetch(`http://${addr}:80/`, { signal: AbortSignal.timeout(1000) });
-        ok = (await r.text()).includes('hello-web');
-      } catch {
-        await sleep(200);
-      }
-    }
-    expect(ok, `http://${addr}/ from the host\n${k.output().slice(-2000)}`).toBe(true);
+    const body = await fetchUntil(`http://${addr}:80/`, 'hello-web');
+    expect(body, `http://${addr}/ from the host\n${k.output().slice(-2000)}`).toContain('hello-web');
     const shown = await osc(['floating', 'ip', 'show', fip.id]);
     expect(shown).toMatchObject({ port_id: webPort, router_id: ids.router, status: 'ACTIVE' });
   });
@@ -216,15 +208,7 @@ describe('containers on tenant networks', () => {
     expect(r.status, r.text).toBe(202);
     ids.pub1 = r.json.uuid;
     await waitContainer(k, token, r.json.uuid, (x) => x.status === 'Running', 'Running');
-    let body = '';
-    for (let i = 0; i < 50 && !body.includes('published'); i++) {
-      try {
-        body = await (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) })).text();
-      } catch {
-        await sleep(200);
-      }
-    }
-    expect(body).toContain('published');
+    expect(await fetchUntil(`http://127.0.0.1:${port}/`, 'published')).toContain('published');
   });
 
   it('attaches and detaches a network on a running container', async () => {

@@ -25,7 +25,7 @@ export interface KraterConfig {
   /** Tenant networking for containers: Neutron ports on the kernel dataplane (`kernel`), or none (`none`: each
    * container gets an empty network namespace of its own; the Neutron API is still served). */
   networking: 'kernel' | 'none';
-  /** Zun `runtime` names the agent offers → containerd runtime types (`KRATER_RUNTIMES=runc=io.containerd.runc.v2,…`). */
+  /** Zun `runtime` names the agent offers besides `runc` → containerd runtime types (`KRATER_RUNTIMES=name=type,…`). */
   runtimes: Record<string, string>;
 }
 
@@ -86,7 +86,7 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
 }
 
 function runtimeMap(value: string | undefined): Record<string, string> {
-  const map: Record<string, string> = { runc: 'io.containerd.runc.v2' };
+  const map: Record<string, string> = {};
   for (const entry of (value ?? '').split(',').filter((e) => e.trim())) {
     const [name, type] = entry.split('=').map((x) => x.trim());
     if (!name || !type || !/^[a-z0-9][a-z0-9_.-]*$/i.test(name))

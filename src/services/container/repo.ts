@@ -150,9 +150,8 @@ export class ContainerRepo {
     };
   }
 
-  /** 403 when adding `delta` to the project's usage would pass a limit (−1 = unlimited). */
   /**
-   * 403 when adding `delta` would exceed the project's quota. With `included`, the delta is already in the store
+   * 403 when adding `delta` would exceed the project's quota (−1 = unlimited). With `included`, the delta is already in the store
    * (a row written first): the check then counts it once. Writing first and checking after makes concurrent
    * creates safe without a lock — each sees the others' rows; one that finds the sum over removes its own.
    */
