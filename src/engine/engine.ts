@@ -936,12 +936,16 @@ export class ContainerdEngine implements Engine {
     // output FIFOs synchronously in Start and needs a reader there.
     let stdinSock: ReturnType<typeof openFifoWriter> | undefined;
     const readers: ReturnType<typeof openFifoReader>[] = [];
+    let merged: ReturnType<typeof mergeStreams> | undefined;
     let created = false;
     let exitWait: Promise<ExitInfo>;
     try {
       stdinSock = openFifoWriter(fifos.in);
       readers.push(openFifoReader(fifos.out));
       if (!tty) readers.push(openFifoReader(fifos.err));
+      // Merged now, before any await: a process that exits at once may close its FIFOs while we still wait on
+      // Start, and a source that closed before the merge listened would never count as closed.
+      merged = mergeStreams(readers.map((r) => r.stream));
       await this.client.tasks.exec({
         container_id: id,
         exec_id: execId,
@@ -962,6 +966,7 @@ export class ContainerdEngine implements Engine {
     } catch (err) {
       stdinSock?.destroy();
       for (const r of readers) r.stream.destroy();
+      merged?.output.destroy();
       if (created) await this.client.tasks.deleteProcess(id, execId).catch(() => undefined);
       if (isNotFound(err)) throw new EngineError('conflict', `container ${id} is not running`, { cause: err });
       throw err;
@@ -972,7 +977,7 @@ export class ContainerdEngine implements Engine {
       await Promise.all(paths.map((p) => rm(p, { force: true })));
     }
 
-    const { output, closed: outputClosed } = mergeStreams(readers.map((r) => r.stream));
+    const { output, closed: outputClosed } = merged!;
     const stdin = new FifoStdin(stdinSock, async () => {
       await this.client.tasks.closeIO(id, execId).catch(() => undefined);
     });

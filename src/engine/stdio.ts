@@ -148,6 +148,11 @@ export function mergeStreams(sources: Readable[]): { output: PassThrough; closed
   };
   for (const s of sources) {
     s.on('error', () => undefined); // an error also closes the source
+    if (s.closed) {
+      // Already gone (its 'close' will not come again).
+      queueMicrotask(onSourceClosed);
+      continue;
+    }
     s.once('close', onSourceClosed);
     s.pipe(output, { end: false });
   }

@@ -201,6 +201,21 @@ describe.skipIf(!!skip)('ContainerdEngine interactive streams', () => {
       await p.kill();
     });
 
+    it('a process that exits at once, without reading stdin, ends the session while stdin is still open', async () => {
+      // Repeated: the process may be gone before execInteractive returns (a race this once lost).
+      for (const tty of [false, true, false, true, false, false]) {
+        const p = await engine.execInteractive(id, { args: ['sh', '-c', 'echo done; exit 4'], tty });
+        const out = collect(p.output);
+        // Unread input waits in the pipe; the caller never ends stdin (a WebSocket left open).
+        p.stdin.write('ignored\n');
+        const t0 = Date.now();
+        expect((await p.exit).exitCode).toBe(4);
+        expect(Date.now() - t0).toBeLessThan(2500);
+        await out.waitEnd(2000);
+        expect(out.text).toContain('done');
+      }
+    });
+
     it('without a tty: stdout and stderr are merged; exit code, env, cwd and user are applied', async () => {
       const p = await engine.execInteractive(id, {
         args: ['sh', '-c', 'read x; echo "out:$x:$FOO:$(pwd):$(id -u)"; echo "err:$x" >&2; exit 5'],
