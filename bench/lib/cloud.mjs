@@ -48,12 +48,12 @@ export async function startKrater(dataDir, env = {}) {
       '--port',
       String(port),
       '--log-level',
-      'warn',
+      process.env.BENCH_LOG_LEVEL ?? 'warn',
       '--no-clouds-yaml',
     ],
     {
       env: { ...process.env, KRATER_DEFAULT_IMAGE: busyboxArchive(), KRATER_AGENT_SHUTDOWN: 'purge', ...env },
-      stdio: ['ignore', 'ignore', 'inherit'],
+      stdio: ['ignore', process.env.BENCH_LOG_LEVEL ? 'inherit' : 'ignore', 'inherit'],
     },
   );
   const base = `http://127.0.0.1:${port}`;
@@ -89,8 +89,12 @@ export async function startKrater(dataDir, env = {}) {
     await sleep(100);
   }
 
-  /** One API start: POST run=true, then poll until Running; `ms` is request sent → Running observed. */
-  const apiStart = async (extra = {}) => {
+  /**
+   * One API start: POST run=true, then observe Running; `ms` is request sent → Running observed. Observed with
+   * Krater's long poll (`GET …/{uuid}/wait?status=Running`, answered as the status changes) unless `pollMs` is
+   * given: then `GET …/{uuid}` every `pollMs`, as a client that polls.
+   */
+  const apiStart = async (extra = {}, { pollMs } = {}) => {
     const t0 = process.hrtime.bigint();
     const r = await fetch(`${zun}/containers?run=true`, {
       method: 'POST',
@@ -100,10 +104,11 @@ export async function startKrater(dataDir, env = {}) {
     if (r.status !== 202) throw new Error(`create: ${r.status} ${await r.text()}`);
     const { uuid } = await r.json();
     for (;;) {
-      const c = await (await fetch(`${zun}/containers/${uuid}`, { headers: H })).json();
+      const url = pollMs ? `${zun}/containers/${uuid}` : `${zun}/containers/${uuid}/wait?status=Running&status=Error`;
+      const c = await (await fetch(url, { headers: H })).json();
       if (c.status === 'Running') return { uuid, ms: ms(t0), container: c };
       if (c.status === 'Error') throw new Error(`container failed: ${c.status_reason}`);
-      await sleep(1);
+      if (pollMs) await sleep(pollMs);
     }
   };
   /** Deletes containers (stopping them) and waits until they are gone. */
@@ -114,12 +119,12 @@ export async function startKrater(dataDir, env = {}) {
     }
   };
   /** N sequential starts (after one warm-up), deleting in batches of 20; returns the times. */
-  const sequentialStarts = async (n, extra = {}) => {
-    await cleanup([(await apiStart(extra)).uuid]);
+  const sequentialStarts = async (n, extra = {}, observe = {}) => {
+    await cleanup([(await apiStart(extra, observe)).uuid]);
     const times = [];
     const uuids = [];
     for (let i = 0; i < n; i++) {
-      const r = await apiStart(extra);
+      const r = await apiStart(extra, observe);
       times.push(r.ms);
       uuids.push(r.uuid);
       if (uuids.length >= 20) await cleanup(uuids.splice(0));

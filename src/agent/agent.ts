@@ -40,6 +40,8 @@ export interface AgentOptions {
   network?: { dataplane: DataplaneDriver; neutron: NeutronClient; networking: ContainerNetworking };
   /** Zun `runtime` names this host offers besides `runc` (the engine's default) → containerd runtime types. */
   runtimes?: Record<string, string>;
+  /** Containers of one project share a runc shim (`project`, the default) or each has its own (`none`). */
+  shimGrouping?: 'project' | 'none';
 }
 
 const HEARTBEAT_MS = 10_000;
@@ -351,8 +353,10 @@ export class Agent implements AgentRpc {
       this.opts.log.warn({ container: task.container_uuid, action: task.action, err: error }, 'container task failed');
     } finally {
       await this.opts.store.db.deleteFrom('agent_tasks').where('id', '=', task.id).execute();
-      if (task.action_id !== null)
+      if (task.action_id !== null) {
         await this.repo.finishAction(task.action_id, `compute__do_container_${task.action}`, error, started);
+        this.repo.changed(task.container_uuid);
+      }
     }
   }
 
@@ -464,7 +468,7 @@ export class Agent implements AgentRpc {
               if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
             });
             await this.network?.unplug(c);
-            await this.opts.store.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
+            await this.repo.remove(c.uuid);
           },
           (msg) => ({ status: Status.Error, status_reason: msg }),
         );
@@ -531,6 +535,7 @@ export class Agent implements AgentRpc {
       privileged: !!c.privileged,
       runtime,
       labels: { 'zun.container': c.uuid },
+      shimGroup: this.opts.shimGrouping === 'none' ? undefined : `project-${c.project_id}`,
       // Interactive containers keep a stdin open for `attach`; tty gives them a terminal.
       openStdin: !!c.interactive,
       tty: !!c.tty,
@@ -772,7 +777,7 @@ export class Agent implements AgentRpc {
         if (c.status === Status.Creating || c.status === Status.Error) continue;
         if (c.auto_remove) {
           await this.network?.unplug(c);
-          await db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
+          await this.repo.remove(c.uuid);
         } else if (c.auto_heal) {
           await this.repo.update(c.uuid, { status: Status.Creating });
           await this.repo.enqueue(this.host, c.uuid, 'create', { run: c.desired === 'running' }, null);

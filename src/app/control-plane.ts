@@ -109,6 +109,7 @@ export async function startControlPlane(
         containerdAddress: config.containerdAddress,
         defaultImageArchive: config.defaultImageArchive,
         runtimes: config.runtimes,
+        shimGrouping: config.shimGrouping,
         network: neutron && {
           dataplane: new Dataplane({
             tag: dataplaneTag(config.dataDir),

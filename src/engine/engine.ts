@@ -31,12 +31,14 @@ import {
   isNotFound,
   isUnavailable,
   type Labels,
+  type Mount,
   type Process,
   toDate,
 } from './containerd-client.js';
 import { type ResolvedImage, resolveImage, unpackLayers } from './image-import.js';
 import { buildSpec, type OciMount, type OciRlimit, type OciSpec, processFromImage } from './oci-spec.js';
 import { jsonAny, OCI_SPEC_TYPE_URL, packAny, unpackAny } from './protos.js';
+import { RUNC_GROUP_ANNOTATION, ShimGroupLocks } from './shim-groups.js';
 import { FifoStdin, LogFollower, mergeStreams, mkfifo, openFifoReader, openFifoWriter } from './stdio.js';
 
 // ───────────────────────────── the interface ─────────────────────────────
@@ -79,6 +81,11 @@ export interface CreateContainerOptions {
   /** Labels stored on the containerd container (keys under `krater.io/` are reserved). */
   labels?: Labels;
   annotations?: Record<string, string>;
+  /**
+   * Share one runc shim with the engine's other containers of this group (shim-groups.ts). Only for the
+   * engine's own runtime; ignored for others.
+   */
+  shimGroup?: string;
   /**
    * Give the main process a stdin that `attach()` sessions write to: a FIFO in the container's state dir,
    * kept across restarts. Without it the process' stdin is /dev/null.
@@ -281,6 +288,8 @@ export const LABEL_EXIT_STATUS = 'krater.io/exit-status';
 export const LABEL_EXITED_AT = 'krater.io/exited-at';
 /** Set on containers created with `openStdin`: their tasks get the stdin FIFO. */
 export const LABEL_OPEN_STDIN = 'krater.io/open-stdin';
+/** The shim group of a container created with `shimGroup`. */
+export const LABEL_SHIM_GROUP = 'krater.io/shim-group';
 
 const ID_RE = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 
@@ -381,6 +390,13 @@ export class ContainerdEngine implements Engine {
   private readonly opts: ContainerdEngineOptions;
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly trackers = new Map<string, Tracker>();
+  /** Container id → shim group (containers with one; filled at create, start and recover). */
+  private readonly shimGroups = new Map<string, string>();
+  private readonly groupLocks = new ShimGroupLocks();
+  /** Resolved images by target digest (resolveImage's cache). */
+  private readonly resolvedImages = new Map<string, ResolvedImage>();
+  /** What create() just made, for the start that usually follows at once (saves reading it back). */
+  private readonly fresh = new Map<string, { container: Container; mounts: Mount[] }>();
   private closed = false;
   private readonly abort = new AbortController();
 
@@ -562,12 +578,34 @@ export class ContainerdEngine implements Engine {
    * (the runc shim reuses a live socket at the same address) and be lost with it.
    */
   private async deleteTask(id: string): Promise<void> {
-    try {
-      await this.client.tasks.delete(id);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
+    const remove = async () => {
+      try {
+        await this.client.tasks.delete(id);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    };
+    const group = await this.shimGroupOf(id);
+    if (!group) {
+      await remove();
+      await waitShimGone(shimSocketPath(this.client.address, this.client.namespace, id));
+      return;
     }
-    await waitShimGone(shimSocketPath(this.client.address, this.client.namespace, id));
+    // A shared shim exits with its group's last task (shim-groups.ts).
+    await this.groupLocks.exclusive(group, async () => {
+      await remove();
+      const others = (await this.client.tasks.list()).some((t) => t.id !== id && this.shimGroups.get(t.id) === group);
+      if (!others) await waitShimGone(shimSocketPath(this.client.address, this.client.namespace, group));
+    });
+  }
+
+  private async shimGroupOf(id: string): Promise<string | undefined> {
+    const known = this.shimGroups.get(id);
+    if (known) return known;
+    const c = await this.client.containers.get(id).catch(() => undefined);
+    const group = c?.labels?.[LABEL_SHIM_GROUP];
+    if (group) this.shimGroups.set(id, group);
+    return group;
   }
 
   private async recordExit(id: string, info: ExitInfo): Promise<void> {
@@ -593,9 +631,13 @@ export class ContainerdEngine implements Engine {
       for (const k of Object.keys(o.labels ?? {})) {
         if (k.startsWith('krater.io/')) throw new EngineError('invalid', `label ${k} is reserved`);
       }
+      const ownRuntime = !o.runtime || o.runtime === (this.opts.runtime ?? DEFAULT_RUNTIME);
+      if (o.shimGroup !== undefined && !(ID_RE.test(o.shimGroup) && o.shimGroup.length <= 76))
+        throw new EngineError('invalid', `invalid shim group: ${o.shimGroup}`);
+      const shimGroup = ownRuntime ? o.shimGroup : undefined;
       let image: ResolvedImage;
       try {
-        image = await resolveImage(this.client, o.image);
+        image = await resolveImage(this.client, o.image, undefined, this.resolvedImages);
       } catch (err) {
         if (isNotFound(err)) throw new EngineError('not_found', `image ${o.image} not found`, { cause: err });
         throw err;
@@ -636,19 +678,20 @@ export class ContainerdEngine implements Engine {
           rlimits: o.rlimits,
           mounts: o.mounts,
           sysctl: o.sysctl,
-          annotations: o.annotations,
+          annotations: shimGroup ? { ...o.annotations, [RUNC_GROUP_ANNOTATION]: shimGroup } : o.annotations,
         });
       } catch (err) {
         throw new EngineError('invalid', (err as Error).message, { cause: err });
       }
       await this.ensureLogFiles(id);
       if (o.openStdin) await this.ensureStdinFifo(id);
+      let mounts: Mount[] = [];
       const created = await this.client.withTemporaryLease(async (leased) => {
         if (image.chainId && !(await leased.snapshots.stat(image.chainId))) {
           await unpackLayers(leased, image.layers, image.diffIds);
         }
         try {
-          await leased.snapshots.prepare(id, image.chainId);
+          mounts = await leased.snapshots.prepare(id, image.chainId);
         } catch (err) {
           if (isAlreadyExists(err)) throw new EngineError('conflict', `container ${id} already exists`, { cause: err });
           throw err;
@@ -661,6 +704,7 @@ export class ContainerdEngine implements Engine {
               ...(o.labels ?? {}),
               [LABEL_MANAGED]: 'true',
               ...(o.openStdin ? { [LABEL_OPEN_STDIN]: 'true' } : {}),
+              ...(shimGroup ? { [LABEL_SHIM_GROUP]: shimGroup } : {}),
             },
             // The engine's own runtime carries its options (binary, cgroup settings); another one is taken as is.
             runtime:
@@ -677,12 +721,16 @@ export class ContainerdEngine implements Engine {
           throw err;
         }
       });
+      if (shimGroup) this.shimGroups.set(id, shimGroup);
+      this.fresh.set(id, { container: created, mounts });
       return this.toStatus(created, undefined);
     });
   }
 
   async start(id: string): Promise<ContainerStatus> {
-    const c = await this.getContainer(id);
+    const fresh = this.fresh.get(id);
+    this.fresh.delete(id);
+    const c = fresh?.container ?? (await this.getContainer(id));
     return this.withLock(id, async () => {
       let task = await this.getTask(id);
       if (task && (task.status === 'RUNNING' || task.status === 'PAUSED' || task.status === 'PAUSING')) {
@@ -694,13 +742,16 @@ export class ContainerdEngine implements Engine {
         task = undefined;
       }
       if (!task) {
-        const logs = await this.ensureLogFiles(id);
+        // A container just created has its log files, stdin FIFO and mounts at hand.
+        const logs = fresh ? this.logPaths(id) : await this.ensureLogFiles(id);
         const tty = unpackAny<OciSpec>(c.spec)?.process?.terminal === true;
-        const stdin = c.labels?.[LABEL_OPEN_STDIN] === 'true' ? await this.ensureStdinFifo(id) : '';
-        const mounts = await this.client.snapshots.mounts(c.snapshot_key || id, c.snapshotter || undefined);
-        let created: { pid: number };
-        try {
-          created = await this.client.tasks.create({
+        const openStdin = c.labels?.[LABEL_OPEN_STDIN] === 'true';
+        const stdin = !openStdin ? '' : fresh ? this.stdinFifoPath(id) : await this.ensureStdinFifo(id);
+        const mounts =
+          fresh?.mounts ?? (await this.client.snapshots.mounts(c.snapshot_key || id, c.snapshotter || undefined));
+        const group = c.labels?.[LABEL_SHIM_GROUP];
+        const createTask = () =>
+          this.client.tasks.create({
             container_id: id,
             rootfs: mounts,
             stdin,
@@ -708,6 +759,10 @@ export class ContainerdEngine implements Engine {
             stderr: tty ? '' : logs.stderr,
             terminal: tty,
           });
+        let created: { pid: number };
+        try {
+          if (group) this.shimGroups.set(id, group);
+          created = group ? await this.groupLocks.shared(group, createTask) : await createTask();
         } catch (err) {
           throw new EngineError('failed', `cannot create task for ${id}: ${(err as Error).message}`, { cause: err });
         }
@@ -786,6 +841,7 @@ export class ContainerdEngine implements Engine {
   }
 
   async updateResources(id: string, limits: { memoryLimitBytes?: number; cpus?: number }): Promise<void> {
+    this.fresh.delete(id);
     await this.withLock(id, async () => {
       const c = await this.getContainer(id);
       const spec = unpackAny<OciSpec>(c.spec);
@@ -1169,6 +1225,8 @@ export class ContainerdEngine implements Engine {
       } catch (err) {
         if (!isNotFound(err)) throw err;
       }
+      this.shimGroups.delete(id);
+      this.fresh.delete(id);
       try {
         await this.client.snapshots.remove(c.snapshot_key || id, c.snapshotter || undefined);
       } catch (err) {
@@ -1182,6 +1240,10 @@ export class ContainerdEngine implements Engine {
   async recover(): Promise<void> {
     const containers = await this.client.containers.list([`labels."${LABEL_MANAGED}"==true`]);
     const managed = new Set(containers.map((c) => c.id));
+    for (const c of containers) {
+      const group = c.labels?.[LABEL_SHIM_GROUP];
+      if (group) this.shimGroups.set(c.id, group);
+    }
     for (const t of await this.client.tasks.list()) {
       if (!managed.has(t.id)) continue;
       const tracker = this.track(t.id, t.pid);

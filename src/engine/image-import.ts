@@ -422,13 +422,35 @@ export interface ResolvedImage {
   layers: Descriptor[];
 }
 
-/** Read an image's manifest (choosing the platform in an index) and config from the content store. */
+/**
+ * Read an image's manifest (choosing the platform in an index) and config from the content store. With `cache`
+ * (by target digest: content never changes under a digest), only the image record is read when the target was
+ * resolved before.
+ */
 export async function resolveImage(
   client: ContainerdClient,
   name: string,
   platform: NonNullable<ImportOptions['platform']> = { os: 'linux', architecture: goArch() },
+  cache?: Map<string, ResolvedImage>,
 ): Promise<ResolvedImage> {
   const image = await client.images.get(name);
+  const key = `${image.target.digest} ${platform.os}/${platform.architecture}`;
+  const hit = cache?.get(key);
+  if (hit) return { ...hit, name: image.name, target: image.target };
+  const resolved = await resolveTarget(client, image, platform);
+  if (cache) {
+    if (cache.size >= 64) cache.delete(cache.keys().next().value as string);
+    cache.set(key, resolved);
+  }
+  return resolved;
+}
+
+async function resolveTarget(
+  client: ContainerdClient,
+  image: { name: string; target: Descriptor },
+  platform: NonNullable<ImportOptions['platform']>,
+): Promise<ResolvedImage> {
+  const name = image.name;
   const readJson = async (digest: string) => JSON.parse((await client.content.read(digest)).toString('utf8'));
   let manifestDesc = image.target;
   if (isIndexType(manifestDesc.media_type)) {

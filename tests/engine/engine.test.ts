@@ -304,6 +304,55 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
     await engine.delete(id);
   });
 
+  it('shares one shim within a shim group; the last delete ends it before the next create', async () => {
+    const group = `grp-${fx.suffix}`;
+    /** The shim is the parent of a task's init process. */
+    const shimOf = async (id: string) => {
+      const pid = (await engine.status(id)).pid!;
+      return Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    };
+    /** Running (not gone, not a zombie waiting for its reaper). */
+    const alive = (pid: number) => {
+      try {
+        return !/^State:\s*Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    const run = async (g: string | undefined) => {
+      const id = newId('grp');
+      await engine.create(id, { image, command: ['sleep', '1000'], shimGroup: g });
+      await engine.start(id);
+      return id;
+    };
+    await expect(engine.create(newId('grp'), { image, shimGroup: 'bad group' })).rejects.toMatchObject({
+      code: 'invalid',
+    });
+    const [a, b, c] = [await run(group), await run(group), await run(undefined)];
+    const shim = await shimOf(a);
+    expect(await shimOf(b)).toBe(shim);
+    expect(await shimOf(c)).not.toBe(shim);
+    // The first container goes; the shim stays for the second, which keeps running and can exec.
+    await engine.delete(a, { force: true });
+    expect((await engine.status(b)).state).toBe('running');
+    expect((await engine.exec(b, { args: ['echo', 'ok'] })).stdout).toBe('ok\n');
+    expect(alive(shim)).toBe(true);
+    // Its exit is tracked as before.
+    const waited = engine.wait(b);
+    await engine.kill(b, 'KILL');
+    expect((await waited).exitCode).toBe(137);
+    // The group's last task is deleted: its shim is gone, and a container started right after gets a new one
+    // (repeatedly, so a start racing a dying shim would show).
+    await engine.delete(b, { force: true });
+    expect(alive(shim)).toBe(false);
+    for (let i = 0; i < 5; i++) {
+      const d = await run(group);
+      expect((await engine.status(d)).state).toBe('running');
+      await engine.delete(d, { force: true });
+    }
+    await engine.delete(c, { force: true });
+  });
+
   it('recovers exit tracking in a new engine (agent restart)', async () => {
     const id = newId('recover');
     const opts = {

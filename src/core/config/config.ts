@@ -27,6 +27,8 @@ export interface KraterConfig {
   networking: 'kernel' | 'none';
   /** Zun `runtime` names the agent offers besides `runc` → containerd runtime types (`KRATER_RUNTIMES=name=type,…`). */
   runtimes: Record<string, string>;
+  /** Which containers share a runc shim (src/engine/shim-groups.ts): a project's (`project`) or none (`none`). */
+  shimGrouping: 'project' | 'none';
 }
 
 export interface ConfigInput {
@@ -82,6 +84,7 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
     agentShutdown: env.KRATER_AGENT_SHUTDOWN === 'purge' ? 'purge' : 'keep',
     networking: networkingMode(env.KRATER_NETWORKING),
     runtimes: runtimeMap(env.KRATER_RUNTIMES),
+    shimGrouping: shimGrouping(env.KRATER_SHIM_GROUPING),
   };
 }
 
@@ -94,6 +97,12 @@ function runtimeMap(value: string | undefined): Record<string, string> {
     map[name] = type;
   }
   return map;
+}
+
+function shimGrouping(value: string | undefined): KraterConfig['shimGrouping'] {
+  if (value === undefined || value === '' || value === 'project') return 'project';
+  if (value === 'none') return 'none';
+  throw new Error(`invalid KRATER_SHIM_GROUPING: ${value} (expected project or none)`);
 }
 
 function networkingMode(value: string | undefined): KraterConfig['networking'] {

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { ContainerRow, Database } from '../../core/store/schema.js';
+import { containerChanges } from './changes.js';
 import { zunError } from './params.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -34,12 +35,28 @@ export class ContainerRepo {
     return this.db.selectFrom('containers').selectAll().where('uuid', '=', uuid).executeTakeFirst();
   }
 
+  async insert(row: ContainerRow): Promise<void> {
+    await this.db.insertInto('containers').values(row).execute();
+    this.changed(row.uuid);
+  }
+
   async update(uuid: string, values: Partial<ContainerRow>): Promise<void> {
     await this.db
       .updateTable('containers')
       .set({ ...values, updated_at: new Date().toISOString() })
       .where('uuid', '=', uuid)
       .execute();
+    this.changed(uuid);
+  }
+
+  async remove(uuid: string): Promise<void> {
+    await this.db.deleteFrom('containers').where('uuid', '=', uuid).execute();
+    this.changed(uuid);
+  }
+
+  /** Tells this process' waiters (changes.ts). */
+  changed(uuid: string): void {
+    containerChanges(this.db).emit('change', uuid);
   }
 
   /** Sets fields only if the container is still in `fromStatus` (a compare-and-set against concurrent requests). */
@@ -50,7 +67,9 @@ export class ContainerRepo {
       .where('uuid', '=', uuid)
       .where('status', 'in', [...fromStatus])
       .executeTakeFirst();
-    return Number(res.numUpdatedRows) > 0;
+    const done = Number(res.numUpdatedRows) > 0;
+    if (done) this.changed(uuid);
+    return done;
   }
 
   // ---- actions (what `container_actions` shows)

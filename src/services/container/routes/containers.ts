@@ -125,7 +125,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
           )
         : undefined;
     try {
-      await repo.db.insertInto('containers').values(row).execute();
+      await repo.insert(row);
     } catch (err) {
       await undoNetwork?.().catch(() => undefined);
       throw err;
@@ -134,7 +134,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     try {
       await repo.checkQuota(row.project_id, quotaDelta, { included: true });
     } catch (err) {
-      await repo.db.deleteFrom('containers').where('uuid', '=', row.uuid).execute();
+      await repo.remove(row.uuid);
       await undoNetwork?.().catch(() => undefined);
       throw err;
     }
@@ -256,7 +256,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       throw zunError(409, 'InvalidStateException', invalidStateMessage('delete', c.uuid, c.status));
     if (!c.host) {
       await zx.networking?.releaseAll(c);
-      await repo.db.deleteFrom('containers').where('uuid', '=', c.uuid).execute();
+      await repo.remove(c.uuid);
       reply.code(204).send();
       return;
     }

@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow, Database } from '../../../core/store/schema.js';
+import { containerChanges } from '../changes.js';
 import { authorize, view, type ZunContext } from '../context.js';
 import { parseBool, parseNumber, schemaError, zunError } from '../params.js';
 import { Status } from '../states.js';
@@ -17,7 +18,8 @@ import { Status } from '../states.js';
  *  - `GET /v1/events[?all_projects=1]` — a server-sent event stream of container status and task-state changes
  *    in the token's project (every project for admins with `all_projects`).
  *
- * Both watch the store, not this process' memory, so they see changes made through any API replica or agent.
+ * Both watch the store, so they see changes made through any API replica or agent; changes made in this process
+ * wake them at once (changes.ts), others are found by polling.
  */
 
 const STATUSES: readonly string[] = Object.values(Status);
@@ -28,7 +30,23 @@ const WAIT_DEFAULT_S = 30;
 const WAIT_MAX_S = 300;
 
 type Req = FastifyRequest;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves after `ms`, or earlier when this process changes the container `uuid`. */
+function changeOrTimeout(db: object, uuid: string, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const bus = containerChanges(db);
+    const done = () => {
+      clearTimeout(timer);
+      bus.off('change', onChange);
+      resolve();
+    };
+    const onChange = (changed: string) => {
+      if (changed === uuid) done();
+    };
+    const timer = setTimeout(done, ms);
+    bus.on('change', onChange);
+  });
+}
 
 /** Statuses from `status=a&status=b` or `status=a,b`, matched case-insensitively, returned as Zun spells them. */
 export function parseWaitStatuses(raw: unknown): string[] {
@@ -76,6 +94,18 @@ class ScopeWatcher {
   private snapshot: Map<string, Snap> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  private ticking = false;
+  /** A change arrived while a tick was reading: read again right after. */
+  private dirty = false;
+  private readonly onChange = () => {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.dirty = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), 0);
+  };
   /** Resolves once the first snapshot is taken (changes after that are reported). */
   ready: Promise<void> = Promise.resolve();
 
@@ -89,6 +119,7 @@ class ScopeWatcher {
     this.subscribers.add(fn);
     if (this.stopped) {
       this.stopped = false;
+      containerChanges(this.db).on('change', this.onChange);
       this.ready = this.tick();
     }
     return {
@@ -97,6 +128,7 @@ class ScopeWatcher {
         this.subscribers.delete(fn);
         if (this.subscribers.size === 0) {
           this.stopped = true;
+          containerChanges(this.db).off('change', this.onChange);
           if (this.timer) clearTimeout(this.timer);
           this.snapshot = undefined;
           this.onIdle();
@@ -114,6 +146,8 @@ class ScopeWatcher {
   }
 
   private async tick(): Promise<void> {
+    this.ticking = true;
+    this.dirty = false;
     try {
       const now = await this.read();
       if (this.stopped) return;
@@ -151,7 +185,8 @@ class ScopeWatcher {
     } catch {
       // A store hiccup: try again on the next tick.
     }
-    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), EVENT_POLL_MS);
+    this.ticking = false;
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.dirty ? 0 : EVENT_POLL_MS);
   }
 }
 
@@ -240,7 +275,7 @@ export function eventRoutes(app: App, zx: ZunContext): void {
     };
     let matched = await matches(c);
     while (!matched && !gone && Date.now() < deadline) {
-      await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())));
+      await changeOrTimeout(repo.db, c.uuid, Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())));
       const row = await repo.get(c.uuid);
       if (!row) throw zunError(404, 'ContainerNotFound', `Container ${c.uuid} could not be found.`);
       c = row;
