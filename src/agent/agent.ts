@@ -884,13 +884,13 @@ export class Agent implements AgentRpc {
     return out;
   }
 
-  createExec(c: ContainerRow, command: string[]): { execId: string; token: string } {
+  async createExec(c: ContainerRow, command: string[]): Promise<{ execId: string; token: string }> {
     return this.sessions.createExec(c.uuid, engineId(c.uuid), command);
   }
   resizeExec(c: ContainerRow, execId: string, cols: number, rows: number): Promise<boolean> {
     return this.sessions.resizeExec(c.uuid, execId, cols, rows);
   }
-  createAttach(c: ContainerRow): string {
+  async createAttach(c: ContainerRow): Promise<string> {
     return this.sessions.createAttach(c.uuid, engineId(c.uuid));
   }
   resizeAttach(c: ContainerRow, cols: number, rows: number): Promise<void> {

@@ -4,7 +4,8 @@ import type { StreamSession } from './sessions.js';
 
 /**
  * What the API asks of a host's agent. Long work (create, start, stop, delete, …) goes through `agent_tasks` in
- * the store and `wake` only shortens the agent's wait; short synchronous calls (Zun's "call" operations) go here.
+ * the store and `wake` only shortens the agent's wait; short synchronous calls (Zun's "call" operations) go here:
+ * in-process in `krater up` (the Agent itself), over HTTP to a `krater agent` (rpc-client.ts → rpc-server.ts).
  */
 export interface AgentRpc {
   wake(): void;
@@ -18,9 +19,9 @@ export interface AgentRpc {
   followLogs(c: ContainerRow, opts: { stdout: boolean; stderr: boolean; tail: number | 'all' }): NodeJS.ReadableStream;
   exec(c: ContainerRow, command: string[], opts: { tty: boolean }): Promise<{ output: string; exitCode: number }>;
   /** Interactive exec: the process starts when the returned token's WebSocket connects. */
-  createExec(c: ContainerRow, command: string[]): { execId: string; token: string };
+  createExec(c: ContainerRow, command: string[]): Promise<{ execId: string; token: string }>;
   resizeExec(c: ContainerRow, execId: string, cols: number, rows: number): Promise<boolean>;
-  createAttach(c: ContainerRow): string;
+  createAttach(c: ContainerRow): Promise<string>;
   resizeAttach(c: ContainerRow, cols: number, rows: number): Promise<void>;
   /** Redeems a one-time stream token (undefined: refused). */
   openStream(token: string, uuid: string, execId?: string): Promise<StreamSession | undefined>;
@@ -33,9 +34,12 @@ export interface AgentRpc {
   putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void>;
 }
 
-/** Finds the agent serving a host; in `krater up` that is the in-process agent. */
+/** Finds the agent serving a host: the in-process one (`krater up`) or a `krater agent` over RPC. */
 export interface AgentDirectory {
-  forHost(host: string): AgentRpc | undefined;
+  /** Undefined when no agent of that host can be reached from here. */
+  forHost(host: string): Promise<AgentRpc | undefined>;
+  /** Tells the host's agent that tasks are queued (best effort: agents also poll the store). */
+  wake(host: string): void;
   /** Hosts that may receive new containers, in scheduling order. */
   schedulableHosts(): Promise<string[]>;
 }

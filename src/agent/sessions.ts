@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
+import type { WebSocket } from 'ws';
 import type { Engine } from '../engine/engine.js';
 
 /** A live stream into a container: what a WebSocket relays. */
@@ -9,6 +10,25 @@ export interface StreamSession {
   /** Resolves when the process (exec) or the run (attach) is over. */
   done: Promise<unknown>;
   close(): void;
+}
+
+/**
+ * Relays a session over a WebSocket until either ends: output as binary frames (or base64 text), frames in as
+ * stdin; the socket closes (1000) once the session is over. Used by the API's endpoint and by `krater agent`.
+ */
+export function relaySession(ws: WebSocket, session: StreamSession, base64 = false): void {
+  session.output.on('data', (chunk: Buffer) => {
+    if (ws.readyState === ws.OPEN) ws.send(base64 ? chunk.toString('base64') : chunk, { binary: !base64 });
+  });
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    session.stdin.write(base64 && !isBinary ? Buffer.from(data.toString(), 'base64') : data);
+  });
+  ws.on('close', () => session.close());
+  ws.on('error', () => session.close());
+  void session.done.finally(() => {
+    // Let the last output reach the client before the close frame.
+    setTimeout(() => ws.close(1000), 50);
+  });
 }
 
 interface PendingExec {

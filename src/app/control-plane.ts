@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
 import { Agent } from '../agent/agent.js';
-import type { AgentDirectory, AgentRpc } from '../agent/rpc.js';
 import { KeyRepository } from '../core/auth/keys.js';
 import type { KraterConfig } from '../core/config/config.js';
 import { type App, buildServer, type ServiceModule } from '../core/http/server.js';
@@ -14,7 +14,8 @@ import { ContainerNetworking } from '../services/container/networking.js';
 import { type BootstrapResult, bootstrapIdentity } from '../services/identity/bootstrap.js';
 import { createIdentity } from '../services/identity/index.js';
 import { createImageService } from '../services/image/index.js';
-import { createNetworkService } from '../services/network/index.js';
+import { createNetworkService, type NeutronApi } from '../services/network/index.js';
+import { HostAgents } from './agent-directory.js';
 
 export interface ControlPlane {
   app: App;
@@ -40,27 +41,12 @@ function catalogEntries(config: KraterConfig, services: ServiceModule[]) {
     }));
 }
 
-/**
- * Which agent serves which host. In `krater up` the local agent answers in-process; hosts whose agent runs
- * elsewhere (`krater agent`) still receive queued work through the store.
- */
-class LocalAgentDirectory implements AgentDirectory {
-  agent?: Agent;
-  constructor(private store: Store) {}
-  forHost(host: string): AgentRpc | undefined {
-    return this.agent && this.agent.host === host ? this.agent : undefined;
-  }
-  schedulableHosts(): Promise<string[]> {
-    return Agent.schedulableHosts(this.store);
-  }
-}
-
 function createServices(config: KraterConfig, store: Store) {
   const keys = tokenKeyRepository(config);
   keys.setup();
   const policy = new PolicyEngine(config.policyFile);
   const identity = createIdentity(config, store, keys, policy);
-  const agents = new LocalAgentDirectory(store);
+  const agents = new HostAgents(store);
   // A Neutron change wakes the local agent's dataplane at once; remote agents follow the store's revision.
   const network = createNetworkService(config, store, policy, {
     onChange: () => agents.agent?.network?.requestApply(),
@@ -75,6 +61,35 @@ function createServices(config: KraterConfig, store: Store) {
 /** Kernel object names carry a tag unique to this data directory, so two Krater instances on one host never meet. */
 export function dataplaneTag(dataDir: string): string {
   return createHash('sha256').update(dataDir).digest('hex').slice(0, 4);
+}
+
+/** The host agent as configured (started by the caller): in `krater up`, or alone as `krater agent`. */
+export function createAgent(
+  config: KraterConfig,
+  store: Store,
+  log: FastifyBaseLogger,
+  neutron: NeutronApi | undefined,
+  host?: string,
+): Agent {
+  return new Agent({
+    dataDir: config.dataDir,
+    store,
+    log,
+    host,
+    containerdAddress: config.containerdAddress,
+    defaultImageArchive: config.defaultImageArchive,
+    runtimes: config.runtimes,
+    shimGrouping: config.shimGrouping,
+    network: neutron && {
+      dataplane: new Dataplane({
+        tag: dataplaneTag(config.dataDir),
+        stateDir: join(config.dataDir, 'agent', 'network'),
+        log,
+      }),
+      neutron,
+      networking: new ContainerNetworking(neutron),
+    },
+  });
 }
 
 /** Migrates and bootstraps the store without serving (the cluster primary does this before forking workers). */
@@ -102,24 +117,7 @@ export async function startControlPlane(
     const app = await buildServer({ core: { config, store, policy, tokens: identity.tokens }, services });
     let agent: Agent | undefined;
     if (opts.withAgent) {
-      agent = new Agent({
-        dataDir: config.dataDir,
-        store,
-        log: app.log,
-        containerdAddress: config.containerdAddress,
-        defaultImageArchive: config.defaultImageArchive,
-        runtimes: config.runtimes,
-        shimGrouping: config.shimGrouping,
-        network: neutron && {
-          dataplane: new Dataplane({
-            tag: dataplaneTag(config.dataDir),
-            stateDir: join(config.dataDir, 'agent', 'network'),
-            log: app.log,
-          }),
-          neutron,
-          networking: new ContainerNetworking(neutron),
-        },
-      });
+      agent = createAgent(config, store, app.log, neutron);
       await agent.start();
       agents.agent = agent;
     }

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
+import { startAgentProcess } from '../app/agent-process.js';
 import { writeCloudEntry } from '../app/clouds-yaml.js';
 import { startControlPlane, tokenKeyRepository } from '../app/control-plane.js';
 import { type ConfigInput, resolveConfig } from '../core/config/config.js';
@@ -145,6 +146,55 @@ serverOptions(
 serverOptions(
   program.command('api').description('run the control plane only (API servers over the shared store)'),
 ).action((opts) => serve(opts, 'api'));
+
+program
+  .command('agent')
+  .description("run one host's agent alone (engine, network, volumes) over the store shared with `krater api`")
+  .addOption(new Option('--data-dir <dir>', "this agent's state directory").env('KRATER_DATA_DIR'))
+  .addOption(
+    new Option('--database <url>', 'the store the API uses: sqlite:<path> or postgres://…').env('KRATER_DATABASE'),
+  )
+  .addOption(new Option('--host <name>', 'host name to register as (default: the machine name)').env('KRATER_HOST'))
+  .addOption(new Option('--bind <address>', 'RPC listen address').env('KRATER_AGENT_BIND').default('127.0.0.1'))
+  .addOption(new Option('--port <port>', 'RPC listen port (0: any free port)').env('KRATER_AGENT_PORT').default('0'))
+  .addOption(
+    new Option('--advertise-url <url>', 'URL the API uses to reach this agent (default: the RPC address)').env(
+      'KRATER_AGENT_URL',
+    ),
+  )
+  .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace').env('KRATER_LOG_LEVEL'))
+  .addOption(
+    new Option('--containerd <socket>', 'use this containerd instead of a private one').env('KRATER_CONTAINERD'),
+  )
+  .addOption(
+    new Option('--default-image <archive>', 'image archive imported as busybox when missing').env(
+      'KRATER_DEFAULT_IMAGE',
+    ),
+  )
+  .action(async (opts) => {
+    const config = resolveConfig({ ...(opts as ConfigInput), port: undefined, bind: undefined, cloudsYaml: false });
+    const port = Number(opts.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port: ${opts.port}`);
+    const proc = await startAgentProcess(config, {
+      host: opts.host,
+      bind: opts.bind,
+      port,
+      advertiseUrl: opts.advertiseUrl,
+    });
+    process.stdout.write(
+      `Krater agent for host ${proc.agent.host} (store: ${config.database.startsWith('postgres') ? 'postgresql' : 'sqlite'}, data: ${config.dataDir}); RPC at ${proc.rpcUrl}\n`,
+    );
+    let stopping = false;
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      setTimeout(() => process.exit(1), 10_000).unref();
+      await proc.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop());
+    process.on('SIGTERM', () => void stop());
+  });
 
 const keys = program.command('token-keys').description('manage the token encryption keys');
 keys

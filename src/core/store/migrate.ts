@@ -5,6 +5,7 @@ import * as m0003 from './migrations/0003_containers.js';
 import * as m0004 from './migrations/0004_images_registries.js';
 import * as m0005 from './migrations/0005_network.js';
 import * as m0006 from './migrations/0006_container_cpuset.js';
+import * as m0007 from './migrations/0007_agent_rpc.js';
 
 /** Every migration, in order. Later issues append here; never edit one that has shipped. */
 const migrations: Record<string, Migration> = {
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '0004_images_registries': m0004,
   '0005_network': m0005,
   '0006_container_cpuset': m0006,
+  '0007_agent_rpc': m0007,
 };
 
 class InCodeProvider implements MigrationProvider {

@@ -222,6 +222,9 @@ export interface ComputeHostRow {
   info: string;
   created_at: string;
   updated_at: string | null;
+  /** A separate agent's RPC endpoint and bearer secret (`krater agent`); null for the in-process one. */
+  rpc_url: string | null;
+  rpc_secret: string | null;
 }
 
 export interface Database {

@@ -70,7 +70,7 @@ export function checkState(c: ContainerRow, action: string): void {
  * ContainerHostNotUp), and engine errors become Zun's codes instead of bare 500s.
  */
 export async function callAgent<T>(zx: ZunContext, c: ContainerRow, fn: (agent: AgentRpc) => Promise<T>): Promise<T> {
-  const agent = c.host ? zx.agents.forHost(c.host) : undefined;
+  const agent = c.host ? await zx.agents.forHost(c.host) : undefined;
   if (!agent) throw zunError(500, 'ContainerHostNotUp', `Container ${c.uuid}'s host ${c.host ?? '(none)'} is not up.`);
   try {
     return await fn(agent);

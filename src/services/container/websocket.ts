@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { WebSocketServer } from 'ws';
 import type { AgentDirectory } from '../../agent/rpc.js';
+import { relaySession } from '../../agent/sessions.js';
 import type { ContainerRepo } from './repo.js';
 
 /**
@@ -36,24 +37,10 @@ export function attachWebSocketServer(
     const execId = url.searchParams.get('exec_id') ?? undefined;
     void (async () => {
       const c = await opts.repo.get(uuid);
-      const agent = c?.host ? opts.agents.forHost(c.host) : undefined;
+      const agent = c?.host ? await opts.agents.forHost(c.host) : undefined;
       const session = agent ? await agent.openStream(token, uuid, execId) : undefined;
       if (!session) return refuse(401, 'Unauthorized');
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        const base64 = ws.protocol === 'base64';
-        session.output.on('data', (chunk: Buffer) => {
-          if (ws.readyState === ws.OPEN) ws.send(base64 ? chunk.toString('base64') : chunk, { binary: !base64 });
-        });
-        ws.on('message', (data: Buffer, isBinary: boolean) => {
-          session.stdin.write(base64 && !isBinary ? Buffer.from(data.toString(), 'base64') : data);
-        });
-        ws.on('close', () => session.close());
-        ws.on('error', () => session.close());
-        void session.done.finally(() => {
-          // Let the last output reach the client before the close frame.
-          setTimeout(() => ws.close(1000), 50);
-        });
-      });
+      wss.handleUpgrade(req, socket, head, (ws) => relaySession(ws, session, ws.protocol === 'base64'));
     })().catch((err) => {
       opts.log.warn({ err }, 'websocket session failed');
       refuse(500, 'Internal Server Error');

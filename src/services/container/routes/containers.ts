@@ -77,7 +77,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       throw zunError(500, 'ContainerHostNotUp', `Container ${c.uuid} is not scheduled on any host.`);
     }
     await repo.enqueue(c.host, c.uuid, task, taskParams, actionId);
-    zx.agents.forHost(c.host)?.wake();
+    zx.agents.wake(c.host);
   };
 
   // ---------------------------------------------------------------- create / run
@@ -141,7 +141,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const actionId = await repo.startAction(row, 'create', req.id, req.auth.userId, row.project_id);
     if (host) {
       await repo.enqueue(host, row.uuid, 'create', { run: create.run }, actionId);
-      zx.agents.forHost(host)?.wake();
+      zx.agents.wake(host);
     } else {
       await repo.finishAction(actionId, 'compute__do_container_create', row.status_reason!);
     }
@@ -212,7 +212,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     await repo.update(c.uuid, patch);
     if ((patch.cpu !== undefined || patch.memory !== undefined) && c.host) {
       await repo.enqueue(c.host, c.uuid, 'update_resources', {}, null);
-      zx.agents.forHost(c.host)?.wake();
+      zx.agents.wake(c.host);
     }
     return (await repo.get(c.uuid))!;
   };

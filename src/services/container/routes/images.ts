@@ -93,8 +93,8 @@ export function imageRoutes(app: App, zx: ZunContext): void {
   // `krater load` streams the archive as the request body.
   app.addContentTypeParser('application/x-tar', (_req, payload, done) => done(null, payload));
 
-  const hostImages = (host: string): HostImages => {
-    const agent = zx.agents.forHost(host);
+  const hostImages = async (host: string): Promise<HostImages> => {
+    const agent = await zx.agents.forHost(host);
     if (!agent?.images)
       throw zunError(500, 'ContainerHostNotUp', `The agent of host ${host} is not reachable from this API process.`);
     return agent.images;
@@ -150,7 +150,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
   app.get('/images/local', async (req) => {
     authorize(zx, req, 'image:get_all', {});
     const host = await pickHost((req.query as Record<string, unknown>).host);
-    return { host, images: await engineCall(() => hostImages(host).list()) };
+    return { host, images: await engineCall(async () => (await hostImages(host)).list()) };
   });
 
   /**
@@ -166,7 +166,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     if (p.registry !== undefined && p.registry !== null && p.registry !== '') {
       credentials = credentialsFor(await findRegistry(db, String(p.registry), req.auth.projectId, req.auth.isAdmin));
     }
-    const images = hostImages(host);
+    const images = await hostImages(host);
     try {
       parseReference(image);
     } catch (err) {
@@ -204,7 +204,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     const q = req.query as Record<string, unknown>;
     const image = expectString('image', q.image, { min: 1, max: 512 });
     const host = await pickHost(q.host);
-    return { host, deleted: await engineCall(() => hostImages(host).remove(image)) };
+    return { host, deleted: await engineCall(async () => (await hostImages(host)).remove(image)) };
   });
 
   /** `krater load`: the request body is the archive (`application/x-tar`). */
@@ -214,7 +214,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     const body = req.body as Readable | undefined;
     if (!body || typeof (body as Readable).pipe !== 'function')
       throw zunError(415, 'UnsupportedMediaType', 'Send the archive as application/x-tar.');
-    return { host, images: await engineCall(() => hostImages(host).load(body)) };
+    return { host, images: await engineCall(async () => (await hostImages(host)).load(body)) };
   });
 
   /** `krater save`: a `docker save` archive of one or more images. */
@@ -224,7 +224,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     const list = Array.isArray(q.image) ? q.image : q.image === undefined ? [] : [q.image];
     if (!list.length) throw invalid('Name at least one image.');
     const host = await pickHost(q.host);
-    const stream = await engineCall(() => hostImages(host).save(list.map(String)));
+    const stream = await engineCall(async () => (await hostImages(host)).save(list.map(String)));
     return reply.type('application/x-tar').send(stream);
   });
 
@@ -295,7 +295,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
       throw zunError(409, 'ImageAlreadyExists', `An image with tag ${tag} and repo ${repo} already exists.`);
     }
     await zx.repo.enqueue(host, row.uuid, 'image_pull', {}, null);
-    zx.agents.forHost(host)?.wake();
+    zx.agents.wake(host);
     reply.code(202).header('Location', `${zx.base}/v1/images/${row.uuid}`);
     return imageView(zx, row);
   });
@@ -342,7 +342,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
       .where('uuid', '=', row.uuid)
       .execute();
     await zx.repo.enqueue(host, row.uuid, 'image_delete', {}, null);
-    zx.agents.forHost(host)?.wake();
+    zx.agents.wake(host);
     return reply.code(200).type('application/json').send('null');
   });
 
@@ -466,7 +466,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
       req.auth.projectId ?? c.project_id,
     );
     await zx.repo.enqueue(c.host, c.uuid, 'commit', { imageId: id, repository, tag }, actionId);
-    zx.agents.forHost(c.host)?.wake();
+    zx.agents.wake(c.host);
     reply.code(202);
     return { uuid: id };
   });

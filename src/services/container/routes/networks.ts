@@ -43,7 +43,7 @@ export function networkRoutes(app: App, zx: ZunContext): void {
       return;
     }
     await repo.enqueue(c.host, c.uuid, task, taskParams, actionId);
-    zx.agents.forHost(c.host)?.wake();
+    zx.agents.wake(c.host);
   };
 
   app.post('/containers/:id/network_attach', async (req, reply) => {

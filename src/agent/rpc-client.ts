@@ -1,0 +1,161 @@
+/**
+ * The API's side of a separate agent (`krater agent`): AgentRpc over HTTP and WebSocket to rpc-server.ts.
+ * Engine errors come back typed (EngineError), so the Zun facade maps them as it does for the in-process agent;
+ * an agent that cannot be reached is an EngineError `failed` naming the host.
+ */
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { WebSocket } from 'ws';
+import type { ContainerRow } from '../core/store/schema.js';
+import { EngineError, type EngineErrorCode } from '../engine/engine.js';
+import type { AgentRpc } from './rpc.js';
+import { RPC_PREFIX } from './rpc-server.js';
+import type { StreamSession } from './sessions.js';
+
+const CALL_TIMEOUT_MS = 120_000;
+
+export class RemoteAgent implements AgentRpc {
+  constructor(
+    readonly host: string,
+    readonly url: string,
+    readonly secret: string,
+  ) {}
+
+  private get headers() {
+    return { Authorization: `Bearer ${this.secret}` };
+  }
+
+  private unreachable(err: unknown): EngineError {
+    return new EngineError('failed', `the agent of host ${this.host} is not reachable: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+
+  private async call<T>(method: string, c: ContainerRow, ...args: unknown[]): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${RPC_PREFIX}/call`, {
+        method: 'POST',
+        headers: { ...this.headers, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ method, uuid: c.uuid, args }),
+        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+      });
+    } catch (err) {
+      throw this.unreachable(err);
+    }
+    const body = (await res.json().catch(() => ({}))) as {
+      result?: T;
+      engine?: { code: EngineErrorCode; message: string };
+      message?: string;
+    };
+    if (res.ok) return body.result as T;
+    if (body.engine) throw new EngineError(body.engine.code, body.engine.message);
+    throw new Error(`agent of host ${this.host}: ${body.message ?? `HTTP ${res.status}`}`);
+  }
+
+  wake(): void {
+    fetch(`${this.url}${RPC_PREFIX}/wake`, {
+      method: 'POST',
+      headers: this.headers,
+      signal: AbortSignal.timeout(5000),
+    }).catch(() => undefined); // the agent also polls the store
+  }
+
+  logs(c: ContainerRow, opts: Parameters<AgentRpc['logs']>[1]): Promise<string> {
+    return this.call('logs', c, opts);
+  }
+
+  followLogs(c: ContainerRow, opts: Parameters<AgentRpc['followLogs']>[1]): NodeJS.ReadableStream {
+    const out = new PassThrough();
+    const q = new URLSearchParams({
+      uuid: c.uuid,
+      stdout: String(opts.stdout),
+      stderr: String(opts.stderr),
+      tail: String(opts.tail),
+    });
+    const abort = new AbortController();
+    out.once('close', () => abort.abort());
+    fetch(`${this.url}${RPC_PREFIX}/logs/follow?${q}`, { headers: this.headers, signal: abort.signal })
+      .then((res) => {
+        if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+        const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
+        body.on('error', (err) => out.destroy(err));
+        body.pipe(out);
+      })
+      .catch((err) => out.destroy(this.unreachable(err)));
+    return out;
+  }
+
+  exec(c: ContainerRow, command: string[], opts: { tty: boolean }) {
+    return this.call<{ output: string; exitCode: number }>('exec', c, command, opts);
+  }
+
+  createExec(c: ContainerRow, command: string[]) {
+    return this.call<{ execId: string; token: string }>('createExec', c, command);
+  }
+
+  resizeExec(c: ContainerRow, execId: string, cols: number, rows: number) {
+    return this.call<boolean>('resizeExec', c, execId, cols, rows);
+  }
+
+  createAttach(c: ContainerRow) {
+    return this.call<string>('createAttach', c);
+  }
+
+  async resizeAttach(c: ContainerRow, cols: number, rows: number): Promise<void> {
+    await this.call('resizeAttach', c, cols, rows);
+  }
+
+  top(c: ContainerRow, psArgs?: string) {
+    return this.call<{ Titles: string[]; Processes: string[][] }>('top', c, psArgs);
+  }
+
+  stats(c: ContainerRow) {
+    return this.call<Record<string, string | number>>('stats', c);
+  }
+
+  async getArchive(c: ContainerRow, path: string) {
+    const r = await this.call<{ tar: string; stat: Awaited<ReturnType<AgentRpc['getArchive']>>['stat'] }>(
+      'getArchive',
+      c,
+      path,
+    );
+    return { tar: Buffer.from(r.tar, 'base64'), stat: r.stat };
+  }
+
+  async putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void> {
+    await this.call('putArchive', c, path, tar.toString('base64'));
+  }
+
+  /** Opens the agent's stream for a one-time token; undefined when the agent refuses it. */
+  openStream(token: string, uuid: string, execId?: string): Promise<StreamSession | undefined> {
+    const q = new URLSearchParams({ token, uuid, ...(execId ? { exec_id: execId } : {}) });
+    const wsUrl = `${this.url.replace(/^http/, 'ws')}${RPC_PREFIX}/stream?${q}`;
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(wsUrl, { headers: this.headers });
+      ws.once('unexpected-response', (_req, res) => {
+        res.resume();
+        ws.terminate();
+        if (res.statusCode === 403) resolve(undefined);
+        else reject(this.unreachable(new Error(`HTTP ${res.statusCode}`)));
+      });
+      ws.once('error', (err) => reject(this.unreachable(err)));
+      ws.once('open', () => {
+        const output = new PassThrough();
+        ws.on('message', (data: Buffer) => output.write(data));
+        const done = new Promise<void>((r) =>
+          ws.once('close', () => {
+            output.end();
+            r();
+          }),
+        );
+        const stdin = new Writable({
+          write(chunk: Buffer, _enc, cb) {
+            if (ws.readyState === ws.OPEN) ws.send(chunk, { binary: true }, () => cb());
+            else cb(); // the process is gone: input is dropped, as locally
+          },
+        });
+        resolve({ stdin, output, done, close: () => ws.close(1000) });
+      });
+    });
+  }
+}
