@@ -12,6 +12,7 @@ import type { AgentTaskRow as AgentTaskTable, ContainerRow } from '../core/store
 import { removeCgroupTree } from '../engine/cgroups.js';
 import { DEFAULT_RUNTIME, type Engine, EngineError } from '../engine/engine.js';
 import { importImageArchive, normalizeImageRef } from '../engine/image-import.js';
+import type { UsernsMapping } from '../engine/oci-spec.js';
 import { AgentImages } from '../images/host.js';
 import type { ContainerNetworking, NeutronClient } from '../services/container/networking.js';
 import { ContainerRepo } from '../services/container/repo.js';
@@ -42,6 +43,8 @@ export interface AgentOptions {
   runtimes?: Record<string, string>;
   /** Containers of one project share a runc shim (`project`, the default) or each has its own (`none`). */
   shimGrouping?: 'project' | 'none';
+  /** Run (non-privileged) containers in user namespaces with this mapping. */
+  userns?: UsernsMapping;
 }
 
 const HEARTBEAT_MS = 10_000;
@@ -114,6 +117,7 @@ export class Agent implements AgentRpc {
       dir,
       containerdAddress: this.opts.containerdAddress,
       cgroupParent: this.cgroupParent,
+      userns: !!this.opts.userns,
     });
     this.engine = this.setup.engine;
     await this.engine.recover();
@@ -536,6 +540,7 @@ export class Agent implements AgentRpc {
       runtime,
       labels: { 'zun.container': c.uuid },
       shimGroup: this.opts.shimGrouping === 'none' ? undefined : `project-${c.project_id}`,
+      userns: this.opts.userns,
       // Interactive containers keep a stdin open for `attach`; tty gives them a terminal.
       openStdin: !!c.interactive,
       tty: !!c.tty,

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { ContainerdClient } from '../engine/containerd-client.js';
 import { ContainerdSupervisor, containerdPaths } from '../engine/containerd-supervisor.js';
 import { ContainerdEngine } from '../engine/engine.js';
+import { allowTraversal } from '../engine/userns-snapshot.js';
 
 export interface EngineSetup {
   engine: ContainerdEngine;
@@ -20,12 +21,15 @@ export async function createEngine(opts: {
   dir: string;
   containerdAddress?: string;
   cgroupParent: string;
+  /** Containers will run in user namespaces: their root must be able to reach the bundles. */
+  userns?: boolean;
 }): Promise<EngineSetup> {
   const ctdDir = join(opts.dir, 'containerd');
   const supervisor = opts.containerdAddress
     ? await ContainerdSupervisor.attach(opts.containerdAddress)
     : await ContainerdSupervisor.start({ dataDir: ctdDir, detached: true, adopt: true, logLevel: 'warn' });
   const client = supervisor.client(CONTAINERD_NAMESPACE);
+  if (opts.userns && supervisor.paths) allowTraversal(supervisor.paths.state);
   const engine = new ContainerdEngine({
     client,
     stateDir: join(opts.dir, 'state'),

@@ -80,6 +80,7 @@ export function createAgent(
     defaultImageArchive: config.defaultImageArchive,
     runtimes: config.runtimes,
     shimGrouping: config.shimGrouping,
+    userns: config.usernsRemap,
     network: neutron && {
       dataplane: new Dataplane({
         tag: dataplaneTag(config.dataDir),

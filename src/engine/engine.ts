@@ -36,10 +36,18 @@ import {
   toDate,
 } from './containerd-client.js';
 import { type ResolvedImage, resolveImage, unpackLayers } from './image-import.js';
-import { buildSpec, type OciMount, type OciRlimit, type OciSpec, processFromImage } from './oci-spec.js';
+import {
+  buildSpec,
+  type OciMount,
+  type OciRlimit,
+  type OciSpec,
+  processFromImage,
+  type UsernsMapping,
+} from './oci-spec.js';
 import { jsonAny, OCI_SPEC_TYPE_URL, packAny, unpackAny } from './protos.js';
 import { RUNC_GROUP_ANNOTATION, ShimGroupLocks } from './shim-groups.js';
 import { FifoStdin, LogFollower, mergeStreams, mkfifo, openFifoReader, openFifoWriter } from './stdio.js';
+import { remappedParent } from './userns-snapshot.js';
 
 // ───────────────────────────── the interface ─────────────────────────────
 
@@ -86,6 +94,11 @@ export interface CreateContainerOptions {
    * engine's own runtime; ignored for others.
    */
   shimGroup?: string;
+  /**
+   * Run in a user namespace: container root is host uid/gid `userns.uid`/`.gid` (a range of `size` ids), the
+   * rootfs a remapped copy of the image's snapshot (userns-snapshot.ts). Ignored for privileged containers.
+   */
+  userns?: UsernsMapping;
   /**
    * Give the main process a stdin that `attach()` sessions write to: a FIFO in the container's state dir,
    * kept across restarts. Without it the process' stdin is /dev/null.
@@ -679,6 +692,7 @@ export class ContainerdEngine implements Engine {
           mounts: o.mounts,
           sysctl: o.sysctl,
           annotations: shimGroup ? { ...o.annotations, [RUNC_GROUP_ANNOTATION]: shimGroup } : o.annotations,
+          userns: o.userns,
         });
       } catch (err) {
         throw new EngineError('invalid', (err as Error).message, { cause: err });
@@ -691,7 +705,11 @@ export class ContainerdEngine implements Engine {
           await unpackLayers(leased, image.layers, image.diffIds);
         }
         try {
-          mounts = await leased.snapshots.prepare(id, image.chainId);
+          const parent =
+            o.userns && !o.privileged && image.chainId
+              ? await remappedParent(leased, image.chainId, o.userns, this.opts.stateDir)
+              : image.chainId;
+          mounts = await leased.snapshots.prepare(id, parent);
         } catch (err) {
           if (isAlreadyExists(err)) throw new EngineError('conflict', `container ${id} already exists`, { cause: err });
           throw err;

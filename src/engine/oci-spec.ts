@@ -3,10 +3,11 @@
  * defaults: standard mounts, pid/ipc/uts/mount/network namespaces, Docker's default capability set,
  * masked and read-only /proc and /sys paths, no_new_privileges, a cgroupsPath below a caller-chosen
  * parent, memory/cpu/pids limits (and a cpuset), rlimits capped at this host's hard limits, Krater's
- * default seccomp profile (seccomp.ts), and Docker's `--privileged` when asked.
+ * default seccomp profile (seccomp.ts), Docker's `--privileged` when asked, and a user namespace when asked
+ * (container root mapped to an unprivileged host range, as Docker's userns-remap).
  *
  * Not done here (later work): AppArmor profiles, user-name resolution from /etc/passwd, host devices in
- * privileged containers, user namespaces. (/etc/hosts and resolv.conf come from the network dataplane.)
+ * privileged containers. (/etc/hosts and resolv.conf come from the network dataplane.)
  */
 import { readFileSync } from 'node:fs';
 import { defaultSeccomp } from './seccomp.js';
@@ -188,12 +189,24 @@ export interface SpecOptions extends ProcessOptions {
   seccomp?: boolean;
   /** Join this network namespace (e.g. `/var/run/netns/x`); default: a new, empty one. */
   netnsPath?: string;
+  /**
+   * Run in a user namespace: container ids 0..size-1 are host ids uid..uid+size-1 (gid likewise). The rootfs must
+   * be owned accordingly (the engine remaps the image's snapshot). Ignored for privileged containers; needs the
+   * container's own network namespace.
+   */
+  userns?: UsernsMapping;
   /** Share the host's network namespace (no network namespace entry). */
   hostNetwork?: boolean;
   /** Extra mounts, after the defaults (a mount on the same destination replaces the default). */
   mounts?: OciMount[];
   sysctl?: Record<string, string>;
   annotations?: Record<string, string>;
+}
+
+export interface UsernsMapping {
+  uid: number;
+  gid: number;
+  size: number;
 }
 
 /** Host hard limits from /proc/self/limits (processes cannot raise an rlimit above them). */
@@ -355,10 +368,18 @@ export function buildSpec(opts: SpecOptions): OciSpec {
   ];
   if (!opts.hostNetwork)
     namespaces.push(opts.netnsPath ? { type: 'network', path: opts.netnsPath } : { type: 'network' });
+  const userns = opts.privileged ? undefined : opts.userns;
+  if (userns) namespaces.push({ type: 'user' });
 
   const extra = opts.mounts ?? [];
   const replaced = new Set(extra.map((m) => m.destination));
   const mounts = [...defaultMounts().filter((m) => !replaced.has(m.destination)), ...extra];
+  // runc 1.1 enters the container's user namespace before its other namespaces (exec), and from there a network
+  // namespace owned by the host's user namespace cannot be joined: the container must own its network namespace.
+  if (userns && (opts.netnsPath || opts.hostNetwork))
+    throw new Error(
+      'a container in a user namespace needs a network namespace of its own (no netns path, no host network)',
+    );
 
   const spec: OciSpec = {
     ociVersion: '1.0.2-dev',
@@ -376,6 +397,13 @@ export function buildSpec(opts: SpecOptions): OciSpec {
       readonlyPaths: [...DEFAULT_READONLY_PATHS],
     },
   };
+  if (userns) {
+    for (const n of [userns.uid, userns.gid, userns.size])
+      if (!Number.isInteger(n) || n < 0 || n > 2 ** 32 - 1) throw new Error(`invalid user namespace mapping: ${n}`);
+    if (userns.size < 1) throw new Error('a user namespace mapping needs at least one id');
+    spec.linux.uidMappings = [{ containerID: 0, hostID: userns.uid, size: userns.size }];
+    spec.linux.gidMappings = [{ containerID: 0, hostID: userns.gid, size: userns.size }];
+  }
   if (opts.privileged) {
     spec.linux.maskedPaths = [];
     spec.linux.readonlyPaths = [];

@@ -9,6 +9,7 @@ import { cgroupDir, cgroupMemoryLimit, existingCgroupDirs } from '../../src/engi
 import { isNotFound } from '../../src/engine/containerd-client.js';
 import { ContainerdEngine, EngineError } from '../../src/engine/engine.js';
 import { importImageArchive } from '../../src/engine/image-import.js';
+import { allowTraversal } from '../../src/engine/userns-snapshot.js';
 import { buildBusybox, type EngineFixture, engineTestsUnavailable, startFixture } from './helpers.js';
 
 const skip = engineTestsUnavailable();
@@ -351,6 +352,48 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
       await engine.delete(d, { force: true });
     }
     await engine.delete(c, { force: true });
+  });
+
+  it('runs containers in a user namespace: root inside is an unprivileged host id on a remapped rootfs', async () => {
+    const map = { uid: 231072, gid: 231072, size: 65536 };
+    allowTraversal(fx.supervisor.paths!.state);
+    const ids: string[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const id = newId('userns');
+        ids.push(id);
+        await engine.create(id, { image, command: ['sleep', '1000'], userns: map });
+        await engine.start(id);
+        const sh = async (script: string) => {
+          const r = await engine.exec(id, { args: ['sh', '-c', script] });
+          expect(r.exitCode, r.stderr).toBe(0);
+          return r.stdout;
+        };
+        expect((await sh('cat /proc/self/uid_map')).trim().split(/\s+/)).toEqual(['0', '231072', '65536']);
+        expect(await sh('id -u; id -g')).toBe('0\n0\n');
+        // The rootfs belongs to the container's root: it can write anywhere in it.
+        expect(await sh('echo x > /rootfile && stat -c %u /rootfile /bin/busybox /')).toBe('0\n0\n0\n');
+        expect(await sh('ls /sys/class/net')).toContain('lo');
+        // On the host the process is the unprivileged id.
+        const pid = (await engine.status(id)).pid!;
+        expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^Uid:\s+231072\s/m);
+      }
+      // Both run on one remapped copy of the image.
+      const remapped = (await fx.client.snapshots.list()).filter((s) => s.name.endsWith('-userns-231072-231072'));
+      expect(remapped).toHaveLength(1);
+      // A network namespace made outside cannot be joined from the user namespace (runc 1.1 exec): refused.
+      await expect(
+        engine.create(newId('userns'), { image, userns: map, netnsPath: '/var/run/netns/x' }),
+      ).rejects.toMatchObject({ code: 'invalid', message: expect.stringMatching(/network namespace of its own/) });
+      // Without the option: host root, as before.
+      const plain = newId('userns');
+      ids.push(plain);
+      await engine.create(plain, { image, command: ['sleep', '1000'] });
+      await engine.start(plain);
+      expect(readFileSync(`/proc/${(await engine.status(plain)).pid}/status`, 'utf8')).toMatch(/^Uid:\s+0\s/m);
+    } finally {
+      for (const id of ids) await engine.delete(id, { force: true }).catch(() => undefined);
+    }
   });
 
   it('recovers exit tracking in a new engine (agent restart)', async () => {

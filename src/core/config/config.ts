@@ -29,6 +29,12 @@ export interface KraterConfig {
   runtimes: Record<string, string>;
   /** Which containers share a runc shim (src/engine/shim-groups.ts): a project's (`project`) or none (`none`). */
   shimGrouping: 'project' | 'none';
+  /**
+   * Containers in user namespaces (`KRATER_USERNS_REMAP=<first host id>[:<count>]`, count default 65536): container
+   * root is that unprivileged host id, as with Docker's userns-remap. Unset: off. Privileged containers are exempt.
+   * For now only with `networking: none`.
+   */
+  usernsRemap?: { uid: number; gid: number; size: number };
 }
 
 export interface ConfigInput {
@@ -85,6 +91,7 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
     networking: networkingMode(env.KRATER_NETWORKING),
     runtimes: runtimeMap(env.KRATER_RUNTIMES),
     shimGrouping: shimGrouping(env.KRATER_SHIM_GROUPING),
+    usernsRemap: usernsRemap(env.KRATER_USERNS_REMAP, networkingMode(env.KRATER_NETWORKING)),
   };
 }
 
@@ -97,6 +104,22 @@ function runtimeMap(value: string | undefined): Record<string, string> {
     map[name] = type;
   }
   return map;
+}
+
+function usernsRemap(value: string | undefined, networking: KraterConfig['networking']): KraterConfig['usernsRemap'] {
+  if (value === undefined || value === '') return undefined;
+  // Tenant ports live in network namespaces the dataplane makes (owned by the host's user namespace), which a
+  // user-namespaced container cannot join for exec with runc 1.1 (oci-spec.ts).
+  if (networking !== 'none')
+    throw new Error(
+      'KRATER_USERNS_REMAP needs KRATER_NETWORKING=none (tenant networks are not yet user-namespace aware)',
+    );
+  const m = /^(\d+)(?::(\d+))?$/.exec(value.trim());
+  const first = Number(m?.[1]);
+  const size = Number(m?.[2] ?? 65536);
+  if (!m || first < 1 || size < 1 || first + size > 2 ** 32 - 1)
+    throw new Error(`invalid KRATER_USERNS_REMAP: ${value} (expected <first host id>[:<count>], e.g. 200000:65536)`);
+  return { uid: first, gid: first, size };
 }
 
 function shimGrouping(value: string | undefined): KraterConfig['shimGrouping'] {
