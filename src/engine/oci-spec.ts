@@ -6,10 +6,11 @@
  * default seccomp profile (seccomp.ts), Docker's `--privileged` when asked, and a user namespace when asked
  * (container root mapped to an unprivileged host range, as Docker's userns-remap).
  *
- * Not done here (later work): AppArmor profiles, user-name resolution from /etc/passwd, host devices in
- * privileged containers. (/etc/hosts and resolv.conf come from the network dataplane.)
+ * Not done here (later work): AppArmor profiles, user-name resolution from /etc/passwd. (/etc/hosts and
+ * resolv.conf come from the network dataplane.)
  */
-import { readFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { defaultSeccomp } from './seccomp.js';
 
 /** An OCI runtime spec (loosely typed: the fields we set are typed in the builder). */
@@ -201,6 +202,61 @@ export interface SpecOptions extends ProcessOptions {
   mounts?: OciMount[];
   sysctl?: Record<string, string>;
   annotations?: Record<string, string>;
+}
+
+export interface OciDevice {
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  fileMode: number;
+  uid: number;
+  gid: number;
+}
+
+/** Directories of /dev that are not devices of the host to hand over (runc mounts its own pts, shm, mqueue). */
+const DEV_SKIP = new Set(['pts', 'shm', 'fd', 'mqueue', '.lxc', '.lxd-mounts', '.udev']);
+
+/**
+ * The host's device nodes under `dir` (default /dev), as Docker gives them to a privileged container: character
+ * and block devices, recursively, without /dev/console (runc makes the container's own) or symlinks.
+ */
+export function hostDevices(dir = '/dev'): OciDevice[] {
+  const out: OciDevice[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    let st: import('node:fs').BigIntStats;
+    try {
+      st = lstatSync(path, { bigint: true }); // symlinks (stdin, fd, …) are not devices of their own
+    } catch {
+      continue;
+    }
+    if (st.isDirectory()) {
+      if (!DEV_SKIP.has(name)) out.push(...hostDevices(path));
+      continue;
+    }
+    if ((!st.isCharacterDevice() && !st.isBlockDevice()) || path === '/dev/console') continue;
+    // glibc's major()/minor() encoding of dev_t.
+    const rdev = st.rdev;
+    const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n));
+    const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n));
+    out.push({
+      path,
+      type: st.isCharacterDevice() ? 'c' : 'b',
+      major,
+      minor,
+      fileMode: Number(st.mode & 0o777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+    });
+  }
+  return out;
 }
 
 export interface UsernsMapping {
@@ -408,6 +464,7 @@ export function buildSpec(opts: SpecOptions): OciSpec {
     spec.linux.maskedPaths = [];
     spec.linux.readonlyPaths = [];
     resources.devices = [{ allow: true, access: 'rwm' }];
+    spec.linux.devices = hostDevices();
     for (const m of spec.mounts) if (m.destination === '/sys') m.options = m.options?.filter((o: string) => o !== 'ro');
   } else if (opts.seccomp !== false) spec.linux.seccomp = defaultSeccomp();
   if (opts.sysctl && Object.keys(opts.sysctl).length) spec.linux.sysctl = { ...opts.sysctl };

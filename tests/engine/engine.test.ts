@@ -128,6 +128,8 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
       'grep -E "^(CapEff|Seccomp|NoNewPrivs):" /proc/self/status',
       'wc -c < /proc/timer_list',
       '(unshare -U true) 2>/dev/null && echo userns || echo no-userns',
+      // The host's devices (Docker's --privileged): /dev/kmsg and the loop devices are there, readable.
+      'ls /dev/kmsg /dev/loop0 /dev/loop-control 2>&1; head -c 1 /dev/urandom | wc -c',
     ].join('; ');
     const out: Record<string, string> = {};
     for (const privileged of [true, false]) {
@@ -145,6 +147,8 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
     expect(out.true).toMatch(/NoNewPrivs:\t0/);
     expect(out.true).not.toMatch(/^0$/m); // /proc/timer_list readable
     expect(out.true).toContain('\nuserns');
+    expect(out.true).toMatch(/^\/dev\/kmsg\n\/dev\/loop-control\n\/dev\/loop0\n1$/m);
+    expect(out.false).toMatch(/\/dev\/kmsg: No such file or directory/);
     expect(out.false).toMatch(/Seccomp:\t2/);
     expect(out.false).toContain('no-userns');
   });

@@ -18,6 +18,7 @@ import {
   capabilitySet,
   capRlimits,
   DEFAULT_CAPABILITIES,
+  hostDevices,
   parseUser,
   processFromImage,
 } from '../../src/engine/oci-spec.js';
@@ -239,5 +240,21 @@ describe.skipIf(!protosPresent)('Any packing', () => {
     });
     expect(unpackAny({ type_url: 'unknown.Type', value: Buffer.alloc(0) })).toBeUndefined();
     expect(() => packAny('containerd.runc.v1.Options', { root: 5 })).toThrow(/invalid/);
+  });
+});
+
+describe('hostDevices (privileged containers)', () => {
+  it("lists the host's device nodes with their numbers, without console, symlinks or pts", () => {
+    const devs = hostDevices();
+    expect(devs).toContainEqual(expect.objectContaining({ path: '/dev/null', type: 'c', major: 1, minor: 3 }));
+    expect(devs).toContainEqual(expect.objectContaining({ path: '/dev/zero', type: 'c', major: 1, minor: 5 }));
+    const paths = devs.map((d) => d.path);
+    expect(paths).not.toContain('/dev/console');
+    expect(paths).not.toContain('/dev/stdin');
+    expect(paths.some((p) => p.startsWith('/dev/pts/'))).toBe(false);
+    // What buildSpec gives a privileged container, and only that one.
+    const base = { id: 'x', cgroupParent: '/k', args: ['sh'], env: [], cwd: '/', uid: 0, gid: 0 };
+    expect(buildSpec({ ...base, privileged: true }).linux.devices).toEqual(devs);
+    expect(buildSpec(base).linux.devices).toBeUndefined();
   });
 });
