@@ -55,4 +55,48 @@ describe('kill -9 of krater up', () => {
     const list = (await api('GET', '/containers')).json.containers.map((c: any) => c.name).sort();
     expect(list).toEqual(['quitter', 'ticker']);
   });
+
+  it('kill -9 amid creates, starts and deletes: after restart each is finished or gone, nothing leaked', async () => {
+    const ctr = (...args: string[]) =>
+      execFileSync('ctr', ['--address', `${k.dataDir}/agent/containerd/containerd.sock`, '-n', 'krater', ...args])
+        .toString()
+        .trim()
+        .split('\n')
+        .filter(Boolean);
+    const killKrater = async () => {
+      const pid = execFileSync('pgrep', ['-f', `bin/krater.js up --data-dir ${k.dataDir}`])
+        .toString()
+        .trim();
+      process.kill(Number(pid.split('\n')[0]), 'SIGKILL');
+      await sleep(500);
+      await k.restart();
+      token = (await k.passwordToken()).token;
+    };
+    const uuids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await api('POST', '/containers?run=true', { image: 'busybox', command: ['sleep', '600'] });
+      expect(r.status, r.text).toBe(202);
+      uuids.push(r.json.uuid);
+    }
+    // Some are being created or started right now.
+    await killKrater();
+    for (const u of uuids) await waitContainer(k, token, u, (c) => c.status === 'Running', 'Running after restart');
+    const engineIds = ctr('containers', 'ls', '-q');
+    for (const u of uuids) expect(engineIds.filter((id) => id === `zun-${u}`)).toHaveLength(1);
+    expect(ctr('tasks', 'ls').filter((l) => uuids.some((u) => l.includes(u)) && /RUNNING/.test(l))).toHaveLength(8);
+
+    for (const u of uuids) expect((await api('DELETE', `/containers/${u}?force=true`)).status).toBe(204);
+    // Some are being deleted right now.
+    await killKrater();
+    for (const u of uuids) {
+      for (let i = 0; (await api('GET', `/containers/${u}`)).status !== 404; i++) {
+        if (i > 300) throw new Error(`container ${u} never went away\n${k.output().slice(-2000)}`);
+        await sleep(100);
+      }
+    }
+    const left = [...ctr('containers', 'ls', '-q'), ...ctr('snapshots', 'ls')].filter((l) =>
+      uuids.some((u) => l.includes(u)),
+    );
+    expect(left).toEqual([]);
+  });
 });
