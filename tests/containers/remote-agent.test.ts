@@ -2,7 +2,8 @@
  * The split deployment: `krater api` (control plane only) and `krater agent` (one host's agent, its own process
  * and containerd) over one store. Containers are scheduled to the agent's host through the store; the API's
  * synchronous calls (logs, exec, top, stats, archives) and exec streams reach it over its RPC endpoint; the
- * agent killed with a running container leaves it running and takes it back when restarted.
+ * agent killed with a running container leaves it running and takes it back when restarted. The API allocates
+ * Neutron ports and the agent's dataplane plugs them, each reading the same store.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -38,7 +39,12 @@ class AgentProc {
         'warn',
       ],
       {
-        env: { ...cleanEnv(), KRATER_DEFAULT_IMAGE: busyboxArchive(), KRATER_AGENT_SHUTDOWN: 'purge' },
+        env: {
+          ...cleanEnv(),
+          KRATER_DEFAULT_IMAGE: busyboxArchive(),
+          KRATER_AGENT_SHUTDOWN: 'purge',
+          KRATER_NETWORKING: 'kernel',
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
@@ -74,7 +80,7 @@ class AgentProc {
 let agent: AgentProc;
 
 beforeAll(async () => {
-  k = await Krater.start({ mode: 'api', env: { KRATER_NETWORKING: 'none' } });
+  k = await Krater.start({ mode: 'api', env: { KRATER_NETWORKING: 'kernel' } });
   token = (await k.passwordToken()).token;
   agent = new AgentProc();
   await agent.start();
@@ -103,6 +109,10 @@ describe('krater api + krater agent', () => {
     uuid = r.json.uuid;
     const c = await waitContainer(k, token, uuid, (x) => x.status === 'Running', 'Running');
     expect(c.host).toBe(host);
+    // The API allocated its Neutron port; the agent plugged it into the container's namespace.
+    const v4 = (Object.values(c.addresses).flat() as any[]).find((a) => a.version === 4).addr;
+    const ip = await api('POST', `/containers/${uuid}/execute?command=${encodeURIComponent('ip -4 addr')}&run=true`);
+    expect(ip.json.output).toContain(`inet ${v4}/`);
   });
 
   it('answers logs, exec, top, stats and archives through the agent', async () => {

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dataplaneTag } from '../../src/app/control-plane.js';
 import { startCloud, waitContainer, waitGone, ZUN } from '../containers/fixtures.js';
 import { fetchUntil, freePort, type Krater, sleep } from '../helpers/krater.js';
 
@@ -58,7 +59,7 @@ function kernelObjects(): { links: string[]; netns: string[]; nft: string[] } {
 beforeAll(async () => {
   k = await startCloud();
   token = (await k.passwordToken()).token;
-  tag = createHash('sha256').update(k.dataDir).digest('hex').slice(0, 4);
+  tag = dataplaneTag(k.dataDir);
   await osc(['project', 'create', 'demo']);
   await osc(['user', 'create', '--project', 'demo', '--password', 'demo-secret', 'demo']);
   await osc(['role', 'add', '--project', 'demo', '--user', 'demo', 'member'], { json: false });
