@@ -10,7 +10,17 @@
 // the two). Prints p50/p99 per system, the ratios, and the concurrent create throughput; writes
 // bench/results/containers-*.json.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { busyboxArchive, ms, pct, run, startKrater, writeResults } from './lib/cloud.mjs';
@@ -36,7 +46,27 @@ const sh = (cmd, args) =>
   });
 const archive = busyboxArchive();
 const dataDir = join(work, 'data');
-const krater = await startKrater(dataDir, { KRATER_NETWORKING: process.env.BENCH_NETWORKING ?? 'none' });
+const krater = await startKrater(dataDir, {
+  KRATER_NETWORKING: process.env.BENCH_NETWORKING ?? 'none',
+  KRATER_SHIM_GROUPING: process.env.BENCH_SHIM_GROUPING ?? 'project',
+});
+const sock = join(dataDir, 'agent/containerd/containerd.sock');
+
+/** The runc shims of our containerd (found by the address they were started with) and their resident memory. */
+function shimMemory() {
+  let count = 0;
+  let kib = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (!cmd[0].endsWith('containerd-shim-runc-v2') || !cmd.includes(sock)) continue;
+      const rss = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      count += 1;
+      kib += Number(rss?.[1] ?? 0);
+    } catch {}
+  }
+  return { shims: count, rss_mib: kib / 1024 };
+}
 const results = {};
 try {
   const { apiStart, cleanup } = krater;
@@ -52,11 +82,12 @@ try {
   const batch = await Promise.all(Array.from({ length: CONCURRENCY }, () => apiStart()));
   const wall = ms(t0);
   results.krater_concurrent = { containers: CONCURRENCY, wall_ms: wall, per_second: (CONCURRENCY / wall) * 1000 };
+  // What the running batch costs in shims (one per project with shim grouping, one per container without).
+  results.krater_shims = { containers: CONCURRENCY, ...shimMemory() };
   await cleanup(batch.map((b) => b.uuid));
 
   console.error('concurrent measured; ctr next');
   // ctr on the same containerd, its own namespace.
-  const sock = join(dataDir, 'agent/containerd/containerd.sock');
   const ctr = (args) => sh('ctr', ['--address', sock, '--namespace', 'krater-bench', ...args]);
   await ctr(['image', 'import', archive]);
   const ref = (await ctr(['image', 'ls', '-q'])).trim().split('\n')[0];
@@ -144,6 +175,10 @@ if (results.krater_api && results.ctr_run) {
 if (results.krater_concurrent)
   console.log(
     `concurrent: ${CONCURRENCY} creates → Running in ${results.krater_concurrent.wall_ms.toFixed(0)} ms (${results.krater_concurrent.per_second.toFixed(1)}/s)`,
+  );
+if (results.krater_shims)
+  console.log(
+    `shims for ${CONCURRENCY} running containers: ${results.krater_shims.shims}, ${results.krater_shims.rss_mib.toFixed(1)} MiB RSS (KRATER_SHIM_GROUPING=${process.env.BENCH_SHIM_GROUPING ?? 'project'})`,
   );
 const out = writeResults('containers', { n: N, networking: process.env.BENCH_NETWORKING ?? 'none', ...results });
 console.log(`results: ${out}`);
