@@ -7,11 +7,24 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { ContainerRow } from '../core/store/schema.js';
 import { EngineError, type EngineErrorCode } from '../engine/engine.js';
+import type { HostImages, LocalImage } from '../images/host.js';
+import type { PullResult } from '../images/pull.js';
 import type { AgentRpc } from './rpc.js';
 import { RPC_PREFIX } from './rpc-server.js';
 import type { StreamSession } from './sessions.js';
 
 const CALL_TIMEOUT_MS = 120_000;
+
+interface RpcAnswer<T> {
+  result?: T;
+  engine?: { code: EngineErrorCode; message: string };
+  message?: string;
+}
+
+function rpcError(host: string, body: RpcAnswer<unknown>, status: number): Error {
+  if (body.engine) return new EngineError(body.engine.code, body.engine.message);
+  return new Error(`agent of host ${host}: ${body.message ?? `HTTP ${status}`}`);
+}
 
 export class RemoteAgent implements AgentRpc {
   constructor(
@@ -30,27 +43,42 @@ export class RemoteAgent implements AgentRpc {
     });
   }
 
-  private async call<T>(method: string, c: ContainerRow, ...args: unknown[]): Promise<T> {
-    let res: Response;
+  /** A request to the agent; connection failures become "not reachable". */
+  async request(path: string, init: RequestInit & { json?: unknown } = {}): Promise<Response> {
+    const { json, ...rest } = init;
     try {
-      res = await fetch(`${this.url}${RPC_PREFIX}/call`, {
-        method: 'POST',
-        headers: { ...this.headers, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ method, uuid: c.uuid, args }),
-        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+      return await fetch(`${this.url}${RPC_PREFIX}${path}`, {
+        ...rest,
+        headers: {
+          ...this.headers,
+          ...(json !== undefined ? { 'Content-Type': 'application/json' } : {}),
+          ...rest.headers,
+        },
+        body: json !== undefined ? JSON.stringify(json) : rest.body,
       });
     } catch (err) {
       throw this.unreachable(err);
     }
-    const body = (await res.json().catch(() => ({}))) as {
-      result?: T;
-      engine?: { code: EngineErrorCode; message: string };
-      message?: string;
-    };
-    if (res.ok) return body.result as T;
-    if (body.engine) throw new EngineError(body.engine.code, body.engine.message);
-    throw new Error(`agent of host ${this.host}: ${body.message ?? `HTTP ${res.status}`}`);
   }
+
+  /** The `result` of a JSON answer, or the agent's error as thrown there (EngineError keeps its kind). */
+  async result<T>(res: Response): Promise<T> {
+    const body = (await res.json().catch(() => ({}))) as RpcAnswer<T>;
+    if (res.ok && !body.engine && body.message === undefined) return body.result as T;
+    throw rpcError(this.host, body, res.status);
+  }
+
+  private async call<T>(method: string, c: ContainerRow, ...args: unknown[]): Promise<T> {
+    const res = await this.request('/call', {
+      method: 'POST',
+      json: { method, uuid: c.uuid, args },
+      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+    });
+    return this.result<T>(res);
+  }
+
+  /** The host's image calls (Krater's `/v1/images/local/*`), answered by the agent. */
+  readonly images: HostImages = new RemoteImages(this);
 
   wake(): void {
     fetch(`${this.url}${RPC_PREFIX}/wake`, {
@@ -157,5 +185,56 @@ export class RemoteAgent implements AgentRpc {
         resolve({ stdin, output, done, close: () => ws.close(1000) });
       });
     });
+  }
+}
+
+/** HostImages over the agent's RPC endpoint. */
+class RemoteImages implements HostImages {
+  constructor(private readonly agent: RemoteAgent) {}
+
+  async list(): Promise<LocalImage[]> {
+    return this.agent.result(await this.agent.request('/images'));
+  }
+
+  async remove(ref: string): Promise<string> {
+    return this.agent.result(await this.agent.request(`/images?${new URLSearchParams({ ref })}`, { method: 'DELETE' }));
+  }
+
+  async pull(ref: string, opts: Parameters<HostImages['pull']>[1] = {}): Promise<PullResult> {
+    const res = await this.agent.request('/images/pull', {
+      method: 'POST',
+      json: { ref, credentials: opts.credentials },
+    });
+    if (!res.ok || !res.body) return this.agent.result(res);
+    let buf = '';
+    for await (const chunk of Readable.fromWeb(res.body as import('node:stream/web').ReadableStream)) {
+      buf += chunk.toString();
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const msg = JSON.parse(buf.slice(0, nl)) as RpcAnswer<PullResult> & { progress?: unknown };
+        buf = buf.slice(nl + 1);
+        nl = buf.indexOf('\n');
+        if (msg.progress) opts.onProgress?.(msg.progress as never);
+        else if ('result' in msg) return msg.result as PullResult;
+        else throw rpcError(this.agent.host, msg, 500);
+      }
+    }
+    throw new Error(`agent of host ${this.agent.host}: the pull ended without a result`);
+  }
+
+  async load(archive: Readable): Promise<string[]> {
+    const res = await this.agent.request('/images/load', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-tar' },
+      body: archive as unknown as BodyInit,
+      duplex: 'half',
+    } as RequestInit);
+    return this.agent.result(res);
+  }
+
+  async save(refs: string[]): Promise<Readable> {
+    const res = await this.agent.request('/images/save', { method: 'POST', json: { refs } });
+    if (!res.ok || !res.body) return this.agent.result(res);
+    return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
   }
 }

@@ -8,11 +8,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { WebSocketServer } from 'ws';
 import type { ContainerRow } from '../core/store/schema.js';
 import { EngineError } from '../engine/engine.js';
+import type { RegistryCredentials } from '../images/registry.js';
 import type { ContainerRepo } from '../services/container/repo.js';
 import type { AgentRpc } from './rpc.js';
 import { relaySession } from './sessions.js';
@@ -102,6 +103,61 @@ export async function startAgentRpcServer(opts: {
       const tail = q.tail === 'all' || q.tail === undefined ? 'all' : Number(q.tail);
       const stream = agent.followLogs(c, { stdout: q.stdout !== 'false', stderr: q.stderr !== 'false', tail });
       return reply.header('Content-Type', 'text/plain; charset=utf-8').send(stream);
+    } catch (err) {
+      return fail(reply, err);
+    }
+  });
+
+  // The host's image calls (Krater's `/v1/images/local/*`); archives stream in and out as they are.
+  const images = () => {
+    if (!agent.images) throw new EngineError('failed', `host ${agent.host} has no image service`);
+    return agent.images;
+  };
+  app.addContentTypeParser('application/x-tar', (_req, payload, done) => done(null, payload));
+  app.get(`${RPC_PREFIX}/images`, async (_req, reply) => {
+    try {
+      return { result: await images().list() };
+    } catch (err) {
+      return fail(reply, err);
+    }
+  });
+  app.delete(`${RPC_PREFIX}/images`, async (req, reply) => {
+    try {
+      return { result: await images().remove(String((req.query as Record<string, unknown>).ref ?? '')) };
+    } catch (err) {
+      return fail(reply, err);
+    }
+  });
+  app.post(`${RPC_PREFIX}/images/pull`, async (req, reply) => {
+    const body = (req.body ?? {}) as { ref?: string; credentials?: RegistryCredentials };
+    // NDJSON: {"progress":…} lines, then {"result":…} or {"engine"|"message":…}.
+    const out = new PassThrough();
+    const line = (o: unknown) => out.write(`${JSON.stringify(o)}\n`);
+    void images()
+      .pull(String(body.ref ?? ''), { credentials: body.credentials, onProgress: (progress) => line({ progress }) })
+      .then(
+        (result) => line({ result }),
+        (err) =>
+          line(
+            err instanceof EngineError
+              ? { engine: { code: err.code, message: err.message } }
+              : { message: String(err.message ?? err) },
+          ),
+      )
+      .finally(() => out.end());
+    return reply.type('application/x-ndjson').send(out);
+  });
+  app.post(`${RPC_PREFIX}/images/load`, async (req, reply) => {
+    try {
+      return { result: await images().load(req.body as Readable) };
+    } catch (err) {
+      return fail(reply, err);
+    }
+  });
+  app.post(`${RPC_PREFIX}/images/save`, async (req, reply) => {
+    try {
+      const refs = ((req.body ?? {}) as { refs?: string[] }).refs ?? [];
+      return reply.type('application/x-tar').send(await images().save(refs.map(String)));
     } catch (err) {
       return fail(reply, err);
     }
