@@ -8,8 +8,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { type Duplex, PassThrough, type Readable } from 'node:stream';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { WebSocketServer } from 'ws';
 import type { ContainerRow } from '../core/store/schema.js';
 import { EngineError } from '../engine/engine.js';
@@ -50,11 +51,10 @@ export async function startAgentRpcServer(opts: {
   bind: string;
   port: number;
   advertiseUrl?: string;
-  app?: FastifyInstance;
+  /** The Fastify instance to serve on (its logger is the agent's; its body limit must fit archives). */
+  app: FastifyInstance;
 }): Promise<AgentRpcServer> {
-  const { agent, repo } = opts;
-  // Archives travel base64 in JSON: room for the API's 256 MiB put_archive limit.
-  const app = opts.app ?? Fastify({ bodyLimit: 400 * 1024 * 1024 });
+  const { agent, repo, app } = opts;
   const expected = Buffer.from(`Bearer ${opts.secret}`);
   const authorized = (header: string | undefined) => {
     const got = Buffer.from(header ?? '');
@@ -182,7 +182,9 @@ export async function startAgentRpcServer(opts: {
 
   await app.listen({ host: opts.bind, port: opts.port });
   const addr = app.server.address() as AddressInfo;
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  // Bound to every address: the machine's name is the best guess at how the API reaches it.
+  const any = addr.address === '0.0.0.0' || addr.address === '::';
+  const host = any ? hostname() : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
     url: (opts.advertiseUrl ?? `http://${host}:${addr.port}`).replace(/\/+$/, ''),
     async close() {
