@@ -262,7 +262,7 @@ export class Agent implements AgentRpc {
       os: 'Debian GNU/Linux',
       kernel_version: release(),
       labels: {},
-      runtimes: ['runc'],
+      runtimes: ['runc', ...Object.keys(this.opts.runtimes ?? {})],
       enable_cpu_pinning: false,
     };
   }

@@ -356,10 +356,11 @@ describe('lifecycle behaviour', () => {
     const x = await run({ command: ['true'], auto_remove: true });
     await waitGone(k, token, x.uuid);
   });
-  it('puts a container asking for a runtime this host lacks in Error; runc is there', async () => {
+  it('puts a container asking for a runtime no host offers in Error (RuntimeFilter); runc is there', async () => {
     const bad = await run({ command: ['true'], runtime: 'no-such-runtime' });
     const e = await waitContainer(k, token, bad.uuid, (y) => y.status === 'Error', 'Error');
-    expect(e.status_reason).toMatch(/Container runtime no-such-runtime is not supported .*available: runc/);
+    expect(e.status_reason).toBe('There are not enough hosts available.');
+    expect(e.host).toBeNull();
     const good = await run({ command: ['sleep', '60'], runtime: 'runc' });
     await waitContainer(k, token, good.uuid, (y) => y.status === 'Running', 'Running');
     for (const u of [bad.uuid, good.uuid]) await api('DELETE', `/containers/${u}?force=true`);

@@ -17,6 +17,7 @@ import {
   zunError,
 } from '../params.js';
 import { findRegistry } from '../registries.js';
+import { chooseHost, loadCandidates } from '../scheduler.js';
 import { canDo, invalidStateMessage, Status, VALID_STATES } from '../states.js';
 
 const LIST_FILTERS = [
@@ -96,8 +97,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const row = create.row;
     const quotaDelta = { containers: 1, cpu: row.cpu, memory: Number(row.memory), disk: row.disk ?? 0 };
     await repo.checkQuota(row.project_id, quotaDelta);
-    // Scheduling is synchronous: the first schedulable host wins (Zun has no weighers).
-    const hosts = await zx.agents.schedulableHosts();
+    // Scheduling is synchronous (scheduler.ts): the first host that passes Zun's filters and has room wins.
     if (create.requestedHost) {
       if (
         !(await repo.db
@@ -109,7 +109,13 @@ export function containerRoutes(app: App, zx: ZunContext): void {
         throw zunError(404, 'RequestedHostNotFound', `Requested host ${create.requestedHost} does not exist.`);
       }
     }
-    const host = create.requestedHost ? hosts.find((h) => h === create.requestedHost) : hosts[0];
+    const host = chooseHost(await loadCandidates(repo.db, await zx.agents.schedulableHosts()), {
+      cpu: row.cpu,
+      memoryMb: Number(row.memory),
+      availabilityZone: row.availability_zone,
+      runtime: row.runtime,
+      host: create.requestedHost,
+    });
     if (host) row.host = host;
     else {
       row.status = Status.Error;

@@ -1,0 +1,78 @@
+/**
+ * Where a new container runs, as Zun's scheduler decides (zun.md §16): the hosts whose `zun-compute` is enabled
+ * and up, through Zun's default filters — AvailabilityZoneFilter, ComputeFilter (the candidates already are),
+ * RuntimeFilter — and a capacity claim against what the host reported (Placement's role: CPUs × 16 and memory ×
+ * 1.5, Zun's default allocation ratios, minus what the host's containers hold). No weighers: the first host that
+ * passes wins, in the order the hosts registered.
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from '../../core/store/schema.js';
+
+export const CPU_ALLOCATION_RATIO = 16;
+export const RAM_ALLOCATION_RATIO = 1.5;
+
+/** What one candidate host offers and holds. */
+export interface HostCandidate {
+  host: string;
+  availabilityZone: string;
+  /** Runtimes the host's agent offers (Zun's `runtime` names). */
+  runtimes: string[];
+  cpus: number;
+  memoryMb: number;
+  usedCpu: number;
+  usedMemoryMb: number;
+}
+
+export interface Request {
+  cpu: number;
+  memoryMb: number;
+  availabilityZone?: string | null;
+  runtime?: string | null;
+  /** `host` (admin): only that one. */
+  host?: string;
+}
+
+/** The first candidate that passes the filters and has room, or undefined (NoValidHost). */
+export function chooseHost(candidates: HostCandidate[], req: Request): string | undefined {
+  for (const h of candidates) {
+    if (req.host && h.host !== req.host) continue;
+    if (req.availabilityZone && h.availabilityZone !== req.availabilityZone) continue;
+    if (!h.runtimes.includes(req.runtime ?? 'runc')) continue;
+    // A host that reported no inventory yet is not refused for it.
+    if (h.cpus > 0 && h.usedCpu + req.cpu > h.cpus * CPU_ALLOCATION_RATIO) continue;
+    if (h.memoryMb > 0 && h.usedMemoryMb + req.memoryMb > h.memoryMb * RAM_ALLOCATION_RATIO) continue;
+    return h.host;
+  }
+  return undefined;
+}
+
+/** The candidates among `hosts` (schedulable, in order) with their inventory and current use, from the store. */
+export async function loadCandidates(db: Kysely<Database>, hosts: string[]): Promise<HostCandidate[]> {
+  if (!hosts.length) return [];
+  const [infos, services, used] = await Promise.all([
+    db.selectFrom('compute_hosts').select(['hostname', 'info']).where('hostname', 'in', hosts).execute(),
+    db
+      .selectFrom('compute_services')
+      .select(['host', 'availability_zone'])
+      .where('binary', '=', 'zun-compute')
+      .where('host', 'in', hosts)
+      .execute(),
+    db.selectFrom('containers').select(['host', 'cpu', 'memory']).where('host', 'in', hosts).execute(),
+  ]);
+  return hosts.map((host) => {
+    let info: { cpus?: number; mem_total?: number; runtimes?: string[] } = {};
+    try {
+      info = JSON.parse(infos.find((i) => i.hostname === host)?.info ?? '{}');
+    } catch {}
+    const mine = used.filter((c) => c.host === host);
+    return {
+      host,
+      availabilityZone: services.find((s) => s.host === host)?.availability_zone ?? 'nova',
+      runtimes: info.runtimes?.length ? info.runtimes : ['runc'],
+      cpus: Number(info.cpus ?? 0),
+      memoryMb: Number(info.mem_total ?? 0),
+      usedCpu: mine.reduce((s, c) => s + Number(c.cpu ?? 0), 0),
+      usedMemoryMb: mine.reduce((s, c) => s + Number(c.memory ?? 0), 0),
+    };
+  });
+}
