@@ -38,9 +38,12 @@ export class RemoteAgent implements AgentRpc {
   }
 
   private unreachable(err: unknown): EngineError {
-    return new EngineError('failed', `the agent of host ${this.host} is not reachable: ${(err as Error).message}`, {
-      cause: err,
-    });
+    const e = err as Error;
+    const why =
+      e.name === 'TimeoutError'
+        ? `did not answer within ${CALL_TIMEOUT_MS / 1000} s`
+        : `is not reachable: ${(e.cause as Error | undefined)?.message ?? e.message}`;
+    return new EngineError('failed', `the agent of host ${this.host} ${why}`, { cause: err });
   }
 
   /** A request to the agent; connection failures become "not reachable". */
