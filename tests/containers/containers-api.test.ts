@@ -435,6 +435,15 @@ describe('quotas and tenancy', () => {
     const h = await api('GET', '/hosts');
     expect(h.json.hosts[0].hostname).toBe(s.json.services[0].host);
     expect((await api('GET', '/hosts', undefined, '1.3')).status).toBe(406);
+    // `*_used` are the containers' claims (as Zun's resource tracker), here one more container's worth.
+    const before = (await api('GET', `/hosts/${h.json.hosts[0].uuid}`)).json;
+    const x = await run({ command: ['sleep', '60'], cpu: 0.5, memory: '64' });
+    const after = (await api('GET', `/hosts/${h.json.hosts[0].uuid}`)).json;
+    expect(after.total_containers).toBe(before.total_containers + 1);
+    expect(after.cpu_used).toBeCloseTo(before.cpu_used + 0.5, 3);
+    expect(after.mem_used).toBe(before.mem_used + 64);
+    expect(after.cpus).toBeGreaterThan(0);
+    await api('DELETE', `/containers/${x.uuid}?force=true`);
   });
 });
 

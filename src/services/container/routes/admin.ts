@@ -6,13 +6,23 @@ import { QUOTA_DEFAULTS, QUOTA_RESOURCES } from '../repo.js';
 import { zunActionTime } from '../view.js';
 
 /** A compute service is up while its heartbeat is younger than this and it is not forced down. */
+
+interface HostUse {
+  containers: number;
+  cpu: number;
+  memory: number;
+  disk: number;
+}
+const NO_USE: HostUse = { containers: 0, cpu: 0, memory: 0, disk: 0 };
+
 export const SERVICE_DOWN_AFTER_MS = 180_000;
 
 export function adminRoutes(app: App, zx: ZunContext): void {
   const { db } = zx.repo;
 
   // ---- hosts (≥1.4)
-  const hostView = (h: { uuid: string; hostname: string; info: string }, containers: number) => ({
+  /** The host as Zun shows it: what the agent reported, with the containers' claims as `*_used` (as Zun's tracker). */
+  const hostView = (h: { uuid: string; hostname: string; info: string }, use: HostUse = NO_USE) => ({
     uuid: h.uuid,
     links: [
       { href: `${zx.base}/v1/hosts/${h.uuid}`, rel: 'self' },
@@ -20,7 +30,10 @@ export function adminRoutes(app: App, zx: ZunContext): void {
     ],
     hostname: h.hostname,
     ...JSON.parse(h.info),
-    total_containers: containers,
+    cpu_used: Math.round(use.cpu * 1000) / 1000,
+    mem_used: use.memory,
+    disk_used: use.disk,
+    total_containers: use.containers,
   });
   const needHosts = (v: { major: number; minor: number }) => {
     if (!atLeast(v, 1, 4))
@@ -30,10 +43,18 @@ export function adminRoutes(app: App, zx: ZunContext): void {
         `Version ${v.major}.${v.minor} was requested but the requested API is not supported for this version.`,
       );
   };
-  const counts = async () => {
-    const rows = await db.selectFrom('containers').select(['host']).execute();
-    const m = new Map<string, number>();
-    for (const r of rows) if (r.host) m.set(r.host, (m.get(r.host) ?? 0) + 1);
+  const usage = async () => {
+    const rows = await db.selectFrom('containers').select(['host', 'cpu', 'memory', 'disk']).execute();
+    const m = new Map<string, HostUse>();
+    for (const r of rows) {
+      if (!r.host) continue;
+      const u = m.get(r.host) ?? { ...NO_USE };
+      u.containers += 1;
+      u.cpu += Number(r.cpu ?? 0);
+      u.memory += Number(r.memory ?? 0);
+      u.disk += Number(r.disk ?? 0);
+      m.set(r.host, u);
+    }
     return m;
   };
   app.get('/hosts', async (req) => {
@@ -41,9 +62,9 @@ export function adminRoutes(app: App, zx: ZunContext): void {
     authorize(zx, req, 'host:get_all', {});
     const [hosts, n] = await Promise.all([
       db.selectFrom('compute_hosts').selectAll().orderBy('hostname').execute(),
-      counts(),
+      usage(),
     ]);
-    return { hosts: hosts.map((h) => hostView(h, n.get(h.hostname) ?? 0)), next: null };
+    return { hosts: hosts.map((h) => hostView(h, n.get(h.hostname))), next: null };
   });
   app.get('/hosts/:id', async (req) => {
     needHosts(req.zunVersion);
@@ -55,7 +76,7 @@ export function adminRoutes(app: App, zx: ZunContext): void {
       .where((eb) => eb.or([eb('uuid', '=', id), eb('hostname', '=', id)]))
       .executeTakeFirst();
     if (!h) throw zunError(404, 'ComputeNodeNotFound', `Compute node ${id} could not be found.`);
-    return hostView(h, (await counts()).get(h.hostname) ?? 0);
+    return hostView(h, (await usage()).get(h.hostname));
   });
 
   // ---- services
