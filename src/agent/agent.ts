@@ -525,26 +525,39 @@ export class Agent implements AgentRpc {
     const cpusetCpus = c.cpu_policy === 'dedicated' ? await this.pinCpus(c) : undefined;
     const net = await this.network?.plug(c);
     const tNet = performance.now();
-    const status = await this.engine.create(engineId(c.uuid), {
-      netnsPath: net?.netnsPath,
-      mounts: net?.mounts,
-      image,
-      command: json(c.command),
-      entrypoint: json(c.entrypoint),
-      env,
-      workdir: c.workdir ?? undefined,
-      hostname: c.hostname ?? c.uuid.slice(0, 12),
-      ...limitsOf(c),
-      cpusetCpus,
-      privileged: !!c.privileged,
-      runtime,
-      labels: { 'zun.container': c.uuid },
-      shimGroup: this.opts.shimGrouping === 'none' ? undefined : `project-${c.project_id}`,
-      userns: this.opts.userns,
-      // Interactive containers keep a stdin open for `attach`; tty gives them a terminal.
-      openStdin: !!c.interactive,
-      tty: !!c.tty,
-    });
+    const create = () =>
+      this.engine.create(engineId(c.uuid), {
+        netnsPath: net?.netnsPath,
+        mounts: net?.mounts,
+        image,
+        command: json(c.command),
+        entrypoint: json(c.entrypoint),
+        env,
+        workdir: c.workdir ?? undefined,
+        hostname: c.hostname ?? c.uuid.slice(0, 12),
+        ...limitsOf(c),
+        cpusetCpus,
+        privileged: !!c.privileged,
+        runtime,
+        labels: { 'zun.container': c.uuid },
+        shimGroup: this.opts.shimGrouping === 'none' ? undefined : `project-${c.project_id}`,
+        userns: this.opts.userns,
+        // Interactive containers keep a stdin open for `attach`; tty gives them a terminal.
+        openStdin: !!c.interactive,
+        tty: !!c.tty,
+      });
+    try {
+      await create();
+    } catch (err) {
+      // A create interrupted by a crash (the task runs again after a restart) left its container behind, maybe
+      // even started: the API never reported it, so it is removed and made again from the row.
+      if (!(err instanceof EngineError && err.code === 'conflict')) throw err;
+      this.opts.log.warn({ container: c.uuid }, 'removing what an interrupted create left, then creating again');
+      this.expectedExit.add(c.uuid);
+      this.retire(c.uuid);
+      await this.engine.discard(engineId(c.uuid));
+      await create();
+    }
     this.opts.log.debug(
       {
         container: c.uuid,
@@ -557,7 +570,6 @@ export class Agent implements AgentRpc {
     const patch: Partial<ContainerRow> = {};
     if (!c.hostname) patch.hostname = c.uuid.slice(0, 12);
     if (Object.keys(patch).length) await this.repo.update(c.uuid, patch);
-    void status;
   }
 
   /**

@@ -11,6 +11,7 @@ import { openStore, type Store } from '../core/store/db.js';
 import { Dataplane } from '../network/dataplane.js';
 import { createContainerService } from '../services/container/index.js';
 import { ContainerNetworking } from '../services/container/networking.js';
+import { createDashboard } from '../services/dashboard/index.js';
 import { type BootstrapResult, bootstrapIdentity } from '../services/identity/bootstrap.js';
 import { createIdentity } from '../services/identity/index.js';
 import { createImageService } from '../services/image/index.js';
@@ -54,7 +55,13 @@ function createServices(config: KraterConfig, store: Store) {
   const neutron = config.networking === 'kernel' ? network.api : undefined;
   const containers = createContainerService(config, store, policy, agents, neutron);
   const images = createImageService(config, store, policy);
-  const services: ServiceModule[] = [identity.module, containers.module, images.module, network.module];
+  const services: ServiceModule[] = [
+    identity.module,
+    containers.module,
+    images.module,
+    network.module,
+    createDashboard(),
+  ];
   return { policy, identity, services, agents, images, network, neutron };
 }
 

@@ -130,7 +130,7 @@ function announce(
     `Krater ${mode === 'up' ? 'all-in-one cloud' : 'control plane'} listening on ${config.publicUrl} (store: ${store}, data: ${config.dataDir}, workers: ${workers})\n`,
   );
   out.write(
-    `  identity   ${authUrl}\n  image      ${config.publicUrl}/image\n  container  ${config.publicUrl}/container/v1\n  network    ${config.publicUrl}/network\n`,
+    `  identity   ${authUrl}\n  image      ${config.publicUrl}/image\n  container  ${config.publicUrl}/container/v1\n  network    ${config.publicUrl}/network\n  console    ${config.publicUrl}/dashboard/\n`,
   );
   if (boot.generatedPassword) {
     out.write(`Bootstrapped: user "admin" in project "admin", password: ${boot.generatedPassword}\n`);

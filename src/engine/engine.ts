@@ -271,6 +271,8 @@ export interface Engine {
   list(): Promise<ContainerStatus[]>;
   /** Remove the container and its rootfs; a running container needs `force` (killed first). */
   delete(id: string, opts?: { force?: boolean }): Promise<void>;
+  /** Removes whatever an unfinished create left under `id` (task, container, snapshot, state), if anything. */
+  discard(id: string): Promise<void>;
   /** After a restart of the engine's host process: re-arm exit tracking for existing tasks, reap exited ones. */
   recover(): Promise<void>;
   /** Stop background work (pending waits are cancelled, exits are no longer reaped). Does not touch containers. */
@@ -1251,6 +1253,25 @@ export class ContainerdEngine implements Engine {
         // GC may already have removed it after the container went away (containerd.md pitfall 3).
         if (!isNotFound(err)) throw err;
       }
+      await rm(this.containerDir(id), { recursive: true, force: true });
+    });
+  }
+
+  async discard(id: string): Promise<void> {
+    try {
+      await this.delete(id, { force: true });
+      return;
+    } catch (err) {
+      if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
+    }
+    // No container record: a create stopped between preparing the snapshot and recording the container.
+    await this.withLock(id, async () => {
+      try {
+        await this.client.snapshots.remove(id);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+      this.fresh.delete(id);
       await rm(this.containerDir(id), { recursive: true, force: true });
     });
   }

@@ -400,6 +400,28 @@ describe.skipIf(!!skip)('ContainerdEngine', () => {
     }
   });
 
+  it('discards what an interrupted create left: a running container, or only its snapshot', async () => {
+    const id = newId('discard');
+    await engine.create(id, { image, command: ['sleep', '1000'] });
+    await engine.start(id);
+    await expect(engine.create(id, { image })).rejects.toMatchObject({ code: 'conflict' });
+    await engine.discard(id);
+    await expect(engine.status(id)).rejects.toMatchObject({ code: 'not_found' });
+    // Killed between preparing the snapshot and recording the container: only the snapshot is there.
+    const chain = (await fx.client.snapshots.list()).find((s) => s.kind === 'COMMITTED' && !s.parent)!;
+    // (The dead agent's lease keeps it from containerd's GC until it expires.)
+    const lease = await fx.client.leases.create({ expireSeconds: 60 });
+    await fx.client.withLease(lease.id).snapshots.prepare(id, chain.name);
+    await expect(engine.create(id, { image })).rejects.toMatchObject({ code: 'conflict' });
+    await engine.discard(id);
+    await fx.client.leases.delete(lease.id);
+    await engine.create(id, { image, command: ['true'] });
+    await engine.start(id);
+    expect((await engine.wait(id)).exitCode).toBe(0);
+    await engine.delete(id);
+    await engine.discard(newId('discard')); // nothing there: fine
+  });
+
   it('recovers exit tracking in a new engine (agent restart)', async () => {
     const id = newId('recover');
     const opts = {
