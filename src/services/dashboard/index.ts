@@ -25,7 +25,8 @@ const vendorCache = new Map<string, Buffer>();
 const CSP = [
   "default-src 'none'",
   "script-src 'self'",
-  "style-src 'self'",
+  // xterm.js writes its theme and measurements into <style> elements it creates.
+  "style-src 'self' 'unsafe-inline'",
   "connect-src 'self' ws: wss:",
   "img-src 'self' data:",
   "base-uri 'none'",
