@@ -31,7 +31,7 @@ else
     sleep 0.1
   done
 fi
-grep -v '^{' "$LOG" | head -8 || true
+grep -v '^{' "$LOG" | head -10 || true
 echo
 echo ">> openstack --os-cloud krater catalog list"
 openstack --os-cloud krater catalog list
@@ -42,4 +42,5 @@ krater run --rm busybox sh -c 'echo "hello from container $(hostname) at $(ip -4
 echo ">> openstack --os-cloud krater network list   (the project's default network, made on first use)"
 openstack --os-cloud krater network list
 echo
+echo "Web console: http://127.0.0.1:$PORT/dashboard/ (user admin; password above, also in $DATA_DIR/admin-password)"
 echo "Krater is running (pid $(cat "$PIDFILE")); stop it with: kill \$(cat $PIDFILE)"
