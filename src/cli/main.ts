@@ -68,13 +68,24 @@ async function serve(opts: Record<string, unknown>, mode: 'up' | 'api'): Promise
     if (stopping) return;
     stopping = true;
     cp.app.log.info({ signal }, 'shutting down');
-    const timer = setTimeout(() => process.exit(1), 10_000);
-    timer.unref();
+    exitIfStuck(config.agentShutdown);
     await cp.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/**
+ * A shutdown that hangs must not keep the process forever; but a purge (containers, containerd, every network
+ * object) is given a minute, since stopping half-way leaves kernel objects behind.
+ */
+function exitIfStuck(shutdown: 'keep' | 'purge'): void {
+  const ms = shutdown === 'purge' ? 60_000 : 10_000;
+  setTimeout(() => {
+    process.stderr.write(`krater: shutdown did not finish within ${ms / 1000} s; exiting with it unfinished\n`);
+    process.exit(1);
+  }, ms).unref();
 }
 
 /**
@@ -188,7 +199,7 @@ program
     const stop = async () => {
       if (stopping) return;
       stopping = true;
-      setTimeout(() => process.exit(1), 10_000).unref();
+      exitIfStuck(config.agentShutdown);
       await proc.close();
       process.exit(0);
     };
