@@ -43,7 +43,7 @@ export interface LocalImage {
   containers: string[];
 }
 
-/** The image calls an agent answers for the API (in-process in `krater up`). */
+/** The image calls an agent answers for the API (in-process in `krater up`, over RPC from `krater agent`). */
 export interface HostImages {
   pull(
     ref: string,
