@@ -6,6 +6,8 @@
  * Neutron ports and the agent's dataplane plugs them, each reading the same store.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -209,6 +211,41 @@ describe('krater api + krater agent', () => {
       .split('\n')
       .map((l) => JSON.parse(l));
     expect(lines.at(-1)).toMatchObject({ status: 'error' });
+  });
+
+  it('works for the real openstack CLI (python3-zunclient) unchanged', async () => {
+    const c = await k.oscOk(
+      [
+        'appcontainer',
+        'run',
+        '-f',
+        'json',
+        '--wait',
+        '--name',
+        'split1',
+        'busybox',
+        'sh',
+        '-c',
+        'echo split-cli; sleep 600',
+      ],
+      { json: false },
+    );
+    expect(c.host).toBe(host);
+    const logs = await k.osc(['appcontainer', 'logs', 'split1'], { json: false });
+    expect(logs.stdout).toContain('split-cli');
+    const exec = await k.osc(['appcontainer', 'exec', 'split1', 'sh', '-c', 'echo via-agent; exit 3'], { json: false });
+    expect(exec.stdout).toContain('via-agent');
+    expect(exec.code).toBe(3);
+    const dir = mkdtempSync(join(tmpdir(), 'krater-split-'));
+    try {
+      const cp = await k.osc(['appcontainer', 'cp', 'split1:/etc/passwd', dir], { json: false });
+      expect(cp.code, cp.stderr).toBe(0);
+      expect(readFileSync(join(dir, 'passwd'), 'utf8')).toContain('root:');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const del = await k.osc(['appcontainer', 'delete', '--force', '--wait', 'split1'], { json: false });
+    expect(del.code, del.stderr).toBe(0);
   });
 
   it('refuses RPC calls without the secret the agent advertised', async () => {
