@@ -31,7 +31,6 @@ import {
   isNotFound,
   isUnavailable,
   type Labels,
-  type Mount,
   type Process,
   toDate,
 } from './containerd-client.js';
@@ -410,8 +409,6 @@ export class ContainerdEngine implements Engine {
   private readonly groupLocks = new ShimGroupLocks();
   /** Resolved images by target digest (resolveImage's cache). */
   private readonly resolvedImages = new Map<string, ResolvedImage>();
-  /** What create() just made, for the start that usually follows at once (saves reading it back). */
-  private readonly fresh = new Map<string, { container: Container; mounts: Mount[] }>();
   private closed = false;
   private readonly abort = new AbortController();
 
@@ -701,7 +698,6 @@ export class ContainerdEngine implements Engine {
       }
       await this.ensureLogFiles(id);
       if (o.openStdin) await this.ensureStdinFifo(id);
-      let mounts: Mount[] = [];
       const created = await this.client.withTemporaryLease(async (leased) => {
         if (image.chainId && !(await leased.snapshots.stat(image.chainId))) {
           await unpackLayers(leased, image.layers, image.diffIds);
@@ -711,7 +707,7 @@ export class ContainerdEngine implements Engine {
             o.userns && !o.privileged && image.chainId
               ? await remappedParent(leased, image.chainId, o.userns, this.opts.stateDir)
               : image.chainId;
-          mounts = await leased.snapshots.prepare(id, parent);
+          await leased.snapshots.prepare(id, parent);
         } catch (err) {
           if (isAlreadyExists(err)) throw new EngineError('conflict', `container ${id} already exists`, { cause: err });
           throw err;
@@ -742,15 +738,12 @@ export class ContainerdEngine implements Engine {
         }
       });
       if (shimGroup) this.shimGroups.set(id, shimGroup);
-      this.fresh.set(id, { container: created, mounts });
       return this.toStatus(created, undefined);
     });
   }
 
   async start(id: string): Promise<ContainerStatus> {
-    const fresh = this.fresh.get(id);
-    this.fresh.delete(id);
-    const c = fresh?.container ?? (await this.getContainer(id));
+    const c = await this.getContainer(id);
     return this.withLock(id, async () => {
       let task = await this.getTask(id);
       if (task && (task.status === 'RUNNING' || task.status === 'PAUSED' || task.status === 'PAUSING')) {
@@ -762,13 +755,11 @@ export class ContainerdEngine implements Engine {
         task = undefined;
       }
       if (!task) {
-        // A container just created has its log files, stdin FIFO and mounts at hand.
-        const logs = fresh ? this.logPaths(id) : await this.ensureLogFiles(id);
+        const logs = await this.ensureLogFiles(id);
         const tty = unpackAny<OciSpec>(c.spec)?.process?.terminal === true;
         const openStdin = c.labels?.[LABEL_OPEN_STDIN] === 'true';
-        const stdin = !openStdin ? '' : fresh ? this.stdinFifoPath(id) : await this.ensureStdinFifo(id);
-        const mounts =
-          fresh?.mounts ?? (await this.client.snapshots.mounts(c.snapshot_key || id, c.snapshotter || undefined));
+        const stdin = openStdin ? await this.ensureStdinFifo(id) : '';
+        const mounts = await this.client.snapshots.mounts(c.snapshot_key || id, c.snapshotter || undefined);
         const group = c.labels?.[LABEL_SHIM_GROUP];
         const createTask = () =>
           this.client.tasks.create({
@@ -861,7 +852,6 @@ export class ContainerdEngine implements Engine {
   }
 
   async updateResources(id: string, limits: { memoryLimitBytes?: number; cpus?: number }): Promise<void> {
-    this.fresh.delete(id);
     await this.withLock(id, async () => {
       const c = await this.getContainer(id);
       const spec = unpackAny<OciSpec>(c.spec);
@@ -1246,7 +1236,6 @@ export class ContainerdEngine implements Engine {
         if (!isNotFound(err)) throw err;
       }
       this.shimGroups.delete(id);
-      this.fresh.delete(id);
       try {
         await this.client.snapshots.remove(c.snapshot_key || id, c.snapshotter || undefined);
       } catch (err) {
@@ -1271,7 +1260,6 @@ export class ContainerdEngine implements Engine {
       } catch (err) {
         if (!isNotFound(err)) throw err;
       }
-      this.fresh.delete(id);
       await rm(this.containerDir(id), { recursive: true, force: true });
     });
   }

@@ -46,10 +46,37 @@ export function chooseHost(candidates: HostCandidate[], req: Request): string | 
   return undefined;
 }
 
+/** What the containers placed on a host claim (Zun's resource tracker: `*_used` of a host). */
+export interface HostUse {
+  containers: number;
+  cpu: number;
+  /** MiB. */
+  memory: number;
+  disk: number;
+}
+export const NO_USE: HostUse = { containers: 0, cpu: 0, memory: 0, disk: 0 };
+
+/** Claims per host, from the container rows (of `hosts` only, when given). */
+export async function hostUsage(db: Kysely<Database>, hosts?: string[]): Promise<Map<string, HostUse>> {
+  let q = db.selectFrom('containers').select(['host', 'cpu', 'memory', 'disk']);
+  if (hosts) q = q.where('host', 'in', hosts);
+  const m = new Map<string, HostUse>();
+  for (const r of await q.execute()) {
+    if (!r.host) continue;
+    const u = m.get(r.host) ?? { ...NO_USE };
+    u.containers += 1;
+    u.cpu += Number(r.cpu ?? 0);
+    u.memory += Number(r.memory ?? 0);
+    u.disk += Number(r.disk ?? 0);
+    m.set(r.host, u);
+  }
+  return m;
+}
+
 /** The candidates among `hosts` (schedulable, in order) with their inventory and current use, from the store. */
 export async function loadCandidates(db: Kysely<Database>, hosts: string[]): Promise<HostCandidate[]> {
   if (!hosts.length) return [];
-  const [infos, services, used] = await Promise.all([
+  const [infos, services, usage] = await Promise.all([
     db.selectFrom('compute_hosts').select(['hostname', 'info']).where('hostname', 'in', hosts).execute(),
     db
       .selectFrom('compute_services')
@@ -57,22 +84,22 @@ export async function loadCandidates(db: Kysely<Database>, hosts: string[]): Pro
       .where('binary', '=', 'zun-compute')
       .where('host', 'in', hosts)
       .execute(),
-    db.selectFrom('containers').select(['host', 'cpu', 'memory']).where('host', 'in', hosts).execute(),
+    hostUsage(db, hosts),
   ]);
   return hosts.map((host) => {
     let info: { cpus?: number; mem_total?: number; runtimes?: string[] } = {};
     try {
       info = JSON.parse(infos.find((i) => i.hostname === host)?.info ?? '{}');
     } catch {}
-    const mine = used.filter((c) => c.host === host);
+    const use = usage.get(host) ?? NO_USE;
     return {
       host,
       availabilityZone: services.find((s) => s.host === host)?.availability_zone ?? 'nova',
       runtimes: info.runtimes?.length ? info.runtimes : ['runc'],
       cpus: Number(info.cpus ?? 0),
       memoryMb: Number(info.mem_total ?? 0),
-      usedCpu: mine.reduce((s, c) => s + Number(c.cpu ?? 0), 0),
-      usedMemoryMb: mine.reduce((s, c) => s + Number(c.memory ?? 0), 0),
+      usedCpu: use.cpu,
+      usedMemoryMb: use.memory,
     };
   });
 }

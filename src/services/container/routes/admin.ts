@@ -3,17 +3,10 @@ import type { App } from '../../../core/http/server.js';
 import { authorize, type ZunContext } from '../context.js';
 import { invalid, parseBool, parseNumber, zunError } from '../params.js';
 import { QUOTA_DEFAULTS, QUOTA_RESOURCES } from '../repo.js';
+import { type HostUse, hostUsage, NO_USE } from '../scheduler.js';
 import { zunActionTime } from '../view.js';
 
 /** A compute service is up while its heartbeat is younger than this and it is not forced down. */
-
-interface HostUse {
-  containers: number;
-  cpu: number;
-  memory: number;
-  disk: number;
-}
-const NO_USE: HostUse = { containers: 0, cpu: 0, memory: 0, disk: 0 };
 
 export const SERVICE_DOWN_AFTER_MS = 180_000;
 
@@ -43,26 +36,12 @@ export function adminRoutes(app: App, zx: ZunContext): void {
         `Version ${v.major}.${v.minor} was requested but the requested API is not supported for this version.`,
       );
   };
-  const usage = async () => {
-    const rows = await db.selectFrom('containers').select(['host', 'cpu', 'memory', 'disk']).execute();
-    const m = new Map<string, HostUse>();
-    for (const r of rows) {
-      if (!r.host) continue;
-      const u = m.get(r.host) ?? { ...NO_USE };
-      u.containers += 1;
-      u.cpu += Number(r.cpu ?? 0);
-      u.memory += Number(r.memory ?? 0);
-      u.disk += Number(r.disk ?? 0);
-      m.set(r.host, u);
-    }
-    return m;
-  };
   app.get('/hosts', async (req) => {
     needHosts(req.zunVersion);
     authorize(zx, req, 'host:get_all', {});
     const [hosts, n] = await Promise.all([
       db.selectFrom('compute_hosts').selectAll().orderBy('hostname').execute(),
-      usage(),
+      hostUsage(db),
     ]);
     return { hosts: hosts.map((h) => hostView(h, n.get(h.hostname))), next: null };
   });
@@ -76,7 +55,7 @@ export function adminRoutes(app: App, zx: ZunContext): void {
       .where((eb) => eb.or([eb('uuid', '=', id), eb('hostname', '=', id)]))
       .executeTakeFirst();
     if (!h) throw zunError(404, 'ComputeNodeNotFound', `Compute node ${id} could not be found.`);
-    return hostView(h, (await usage()).get(h.hostname));
+    return hostView(h, (await hostUsage(db, [h.hostname])).get(h.hostname));
   });
 
   // ---- services
