@@ -10,4 +10,5 @@ apt_ensure ca-certificates curl jq iproute2 python3-openstackclient python3-glan
 node_ensure
 npm_ensure
 npx biome check src tests bench
+npm run --silent check:layers   # the layering rule (docs/ARCHITECTURE.md)
 npx vitest run "$@"
