@@ -13,6 +13,7 @@ import { removeCgroupTree } from '../engine/cgroups.js';
 import { DEFAULT_RUNTIME, type Engine, EngineError } from '../engine/engine.js';
 import { importImageArchive, normalizeImageRef } from '../engine/image-import.js';
 import type { UsernsMapping } from '../engine/oci-spec.js';
+import type { GlancePort } from '../images/glance-port.js';
 import { AgentImages } from '../images/host.js';
 import type { ContainerNetworking, NeutronClient } from '../services/container/networking.js';
 import { ContainerRepo } from '../services/container/repo.js';
@@ -29,6 +30,8 @@ export interface AgentOptions {
   dataDir: string;
   store: Store;
   log: FastifyBaseLogger;
+  /** The image service (Glance), for `image_driver` glance and commits. */
+  glance: GlancePort;
   /** Host name this agent registers as (default: the machine's). */
   host?: string;
   /** An existing containerd socket; default: a private containerd under the data dir. */
@@ -72,6 +75,7 @@ export class Agent implements AgentRpc {
       store: this.opts.store,
       dataDir: this.opts.dataDir,
       log: this.opts.log,
+      glance: this.opts.glance,
     });
     return this.imagesHost;
   }

@@ -7,6 +7,7 @@ import type { KraterConfig } from '../core/config/config.js';
 import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore } from '../core/store/db.js';
 import { ContainerRepo } from '../services/container/repo.js';
+import { InProcessGlance } from '../services/image/in-process.js';
 import { createNetworkService } from '../services/network/index.js';
 import { createAgent } from './control-plane.js';
 
@@ -40,7 +41,9 @@ export async function startAgentProcess(
       config.networking === 'kernel'
         ? createNetworkService(config, store, new PolicyEngine(config.policyFile)).api
         : undefined;
-    agent = createAgent(config, store, app.log, neutron, opts.host);
+    // As the API's Glance does: the image records in the store, the data under `<data-dir>/images`.
+    const glance = InProcessGlance.onDataDir(store.db, config.dataDir);
+    agent = createAgent(config, store, app.log, neutron, glance, opts.host);
     await agent.start();
     const host = agent.host;
     const secret = randomBytes(32).toString('base64url');

@@ -8,6 +8,7 @@ import type { KraterConfig } from '../core/config/config.js';
 import { type App, buildServer, type ServiceModule } from '../core/http/server.js';
 import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore, type Store } from '../core/store/db.js';
+import type { GlancePort } from '../images/glance-port.js';
 import { Dataplane } from '../network/dataplane.js';
 import { createContainerService } from '../services/container/index.js';
 import { ContainerNetworking } from '../services/container/networking.js';
@@ -53,8 +54,8 @@ function createServices(config: KraterConfig, store: Store) {
     onChange: () => agents.agent?.network?.requestApply(),
   });
   const neutron = config.networking === 'kernel' ? network.api : undefined;
-  const containers = createContainerService(config, store, policy, agents, neutron);
   const images = createImageService(config, store, policy);
+  const containers = createContainerService(config, store, policy, agents, images.port, neutron);
   const services: ServiceModule[] = [
     identity.module,
     containers.module,
@@ -62,7 +63,7 @@ function createServices(config: KraterConfig, store: Store) {
     network.module,
     createDashboard(),
   ];
-  return { policy, identity, services, agents, images, network, neutron };
+  return { policy, identity, services, agents, images, network, neutron, glance: images.port };
 }
 
 /** Kernel object names carry a tag unique to this data directory, so two Krater instances on one host never meet. */
@@ -76,12 +77,14 @@ export function createAgent(
   store: Store,
   log: FastifyBaseLogger,
   neutron: NeutronApi | undefined,
+  glance: GlancePort,
   host?: string,
 ): Agent {
   return new Agent({
     dataDir: config.dataDir,
     store,
     log,
+    glance,
     host,
     containerdAddress: config.containerdAddress,
     defaultImageArchive: config.defaultImageArchive,
@@ -120,12 +123,12 @@ export async function startControlPlane(
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(config.database);
   try {
-    const { policy, identity, services, agents, neutron } = createServices(config, store);
+    const { policy, identity, services, agents, neutron, glance } = createServices(config, store);
     const bootstrap = await bootstrapIdentity(identity.repo, config, catalogEntries(config, services));
     const app = await buildServer({ core: { config, store, policy, tokens: identity.tokens }, services });
     let agent: Agent | undefined;
     if (opts.withAgent) {
-      agent = createAgent(config, store, app.log, neutron);
+      agent = createAgent(config, store, app.log, neutron, glance);
       await agent.start();
       agents.agent = agent;
     }

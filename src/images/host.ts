@@ -12,15 +12,14 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Store } from '../core/store/db.js';
-import type { ContainerRow, ImageRow } from '../core/store/schema.js';
+import type { ContainerRow } from '../core/store/schema.js';
 import { type ContainerdClient, isNotFound, toDate } from '../engine/containerd-client.js';
 import { type Engine, EngineError } from '../engine/engine.js';
 import { importImageArchive, resolveImage } from '../engine/image-import.js';
-import { FilesystemImageStore, type ImageDataStore } from '../services/image/data-store.js';
-import { ImageRepo } from '../services/image/repo.js';
 import { commitContainer } from './commit.js';
 import { SecretBox } from './credentials.js';
 import { exportDockerArchive } from './export.js';
+import type { GlanceImage, GlancePort } from './glance-port.js';
 import { ImagePuller, PullError, type PullProgress, type PullResult } from './pull.js';
 import { hasExplicitDomain, parseReference } from './reference.js';
 import type { RegistryCredentials } from './registry.js';
@@ -63,8 +62,8 @@ export interface HostImagesOptions {
   store: Store;
   dataDir: string;
   log: FastifyBaseLogger;
-  /** Glance data (default: the filesystem store under `<data-dir>/images`, as the Glance facade uses). */
-  glanceData?: ImageDataStore;
+  /** The image service: images of `image_driver` glance, and where commits go. */
+  glance: GlancePort;
 }
 
 /** A message for a container's status_reason from a failed pull. */
@@ -79,15 +78,13 @@ function pullFailure(image: string, err: unknown): Error {
 export class AgentImages implements HostImages {
   readonly puller: ImagePuller;
   private readonly secrets: SecretBox;
-  private readonly glance: ImageRepo;
-  private readonly glanceData: ImageDataStore;
+  private readonly glance: GlancePort;
   private readonly tmpDir: string;
 
   constructor(private readonly opts: HostImagesOptions) {
     this.puller = new ImagePuller(opts.client);
     this.secrets = SecretBox.forDataDir(opts.dataDir);
-    this.glance = new ImageRepo(opts.store.db);
-    this.glanceData = opts.glanceData ?? new FilesystemImageStore(join(opts.dataDir, 'images'));
+    this.glance = opts.glance;
     this.tmpDir = join(opts.dataDir, 'agent', 'tmp');
   }
 
@@ -182,44 +179,11 @@ export class AgentImages implements HostImages {
     return name;
   }
 
-  /** Zun's `find_image`: a Glance image by id or by name (and `:tag`), container_format docker, visible to the project. */
-  async findGlanceImage(ident: string, projectId: string): Promise<ImageRow> {
-    const notFound = () => new Error(`Image ${ident} could not be found.`);
-    const visible = async (row: ImageRow) => (await this.glance.visibleTo(row, { projectId, admin: false })).visible;
-    if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ident)) {
-      const row = await this.glance.get(ident.toLowerCase());
-      if (row && row.container_format === 'docker' && (await visible(row))) return row;
-      throw notFound();
-    }
-    let name = ident;
-    let tag: string | undefined;
-    const colon = ident.lastIndexOf(':');
-    if (colon > ident.lastIndexOf('/')) {
-      name = ident.slice(0, colon);
-      tag = ident.slice(colon + 1);
-    }
-    let rows = (await this.opts.store.db
-      .selectFrom('images')
-      .selectAll()
-      .where('name', '=', name)
-      .where('container_format', '=', 'docker')
-      .execute()) as ImageRow[];
-    const candidates: ImageRow[] = [];
-    for (const r of rows) if (await visible(r)) candidates.push(r);
-    rows = candidates;
-    if (tag && rows.length > 1) {
-      const tagged = await this.opts.store.db
-        .selectFrom('image_tags')
-        .select('image_id')
-        .where('value', '=', tag)
-        .execute();
-      const ids = new Set(tagged.map((t) => t.image_id));
-      rows = rows.filter((r) => ids.has(r.id));
-    }
-    if (rows.length === 0) throw notFound();
-    if (rows.length > 1)
-      throw new Error(`Multiple images exist with same name ${ident}. Please use the image id instead.`);
-    return rows[0]!;
+  /** Zun's `find_image`: the Glance image a container of `projectId` names (errors are its status_reason). */
+  async findGlanceImage(ident: string, projectId: string): Promise<GlanceImage> {
+    const r = await this.glance.visibleTo(projectId, ident);
+    if (!r.found) throw new Error(r.message);
+    return r.image;
   }
 
   private async ensureGlance(c: ContainerRow, policy: string, onPull?: () => Promise<void>): Promise<string> {
@@ -237,22 +201,21 @@ export class AgentImages implements HostImages {
       return name;
     }
     if (present && policy !== 'always') return name;
-    if (img.status !== 'active' || !img.location)
-      throw new Error(`Image ${c.image} (${img.id}) has no data to run: its status is ${img.status}.`);
+    if (!img.hasData) throw new Error(`Image ${c.image} (${img.id}) has no data to run: its status is ${img.status}.`);
     await onPull?.();
     await this.importGlance(img, name);
     return name;
   }
 
   /** Downloads a Glance image's archive (verifying its MD5 checksum) and imports it as `name`. */
-  private async importGlance(img: ImageRow, name: string): Promise<void> {
-    const src = await this.glanceData.open(img.location!);
-    if (!src) throw new Error(`Image ${img.name ?? img.id} (${img.id}): its data is missing from the image store.`);
+  private async importGlance(img: GlanceImage, name: string): Promise<void> {
+    const opened = await this.glance.open(img.id);
+    if (!opened) throw new Error(`Image ${img.name ?? img.id} (${img.id}): its data is missing from the image store.`);
     const file = await this.tmpFile(`glance-${img.id}`);
     try {
       const md5 = createHash('md5');
       await pipeline(
-        src,
+        opened.data,
         new Transform({
           transform(chunk: Buffer, _e, cb) {
             md5.update(chunk);
@@ -262,9 +225,9 @@ export class AgentImages implements HostImages {
         createWriteStream(file, { mode: 0o600 }),
       );
       const sum = md5.digest('hex');
-      if (img.checksum && sum !== img.checksum)
-        throw new Error(`Image ${img.id}: downloaded data has MD5 ${sum}, Glance says ${img.checksum}`);
-      const labels = { [LABEL_GLANCE_ID]: img.id, [LABEL_GLANCE_CHECKSUM]: img.checksum ?? '' };
+      if (opened.checksum && sum !== opened.checksum)
+        throw new Error(`Image ${img.id}: downloaded data has MD5 ${sum}, Glance says ${opened.checksum}`);
+      const labels = { [LABEL_GLANCE_ID]: img.id, [LABEL_GLANCE_CHECKSUM]: opened.checksum ?? '' };
       try {
         await importImageArchive(this.client, file, { name, normalize: false, labels });
       } catch (err) {
@@ -313,8 +276,11 @@ export class AgentImages implements HostImages {
       }
       await this.uploadToGlance(params.imageId, tmpName, `${params.repository}:${params.tag}`);
     } catch (err) {
-      const row = await this.glance.delete(params.imageId).catch(() => null);
-      if (row?.location) await this.glanceData.delete(row.location).catch(() => undefined);
+      await this.glance
+        .failCommit(params.imageId)
+        .catch((e) =>
+          this.opts.log.warn({ err: e, image: params.imageId }, 'could not delete the failed commit image'),
+        );
       throw err;
     } finally {
       await this.client.images.delete(tmpName).catch(() => undefined);
@@ -323,48 +289,11 @@ export class AgentImages implements HostImages {
 
   /** Streams the archive of containerd image `name` into Glance image `imageId`, as an upload would. */
   private async uploadToGlance(imageId: string, name: string, repoTag: string): Promise<void> {
-    if (!(await this.glance.transition(imageId, ['queued'], { status: 'saving' }))) {
-      throw new Error(`Image ${imageId} is not queued for upload (it was deleted or already has data)`);
-    }
-    const writer = await this.glanceData.begin(imageId);
-    const md5 = createHash('md5');
-    const sha512 = createHash('sha512');
-    let size = 0;
-    let location: string;
-    try {
-      await pipeline(
-        exportDockerArchive(this.client, [name], {
-          tmpDir: await this.ensureTmpDir(),
-          repoTags: { [name]: [repoTag] },
-        }),
-        new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            md5.update(chunk);
-            sha512.update(chunk);
-            size += chunk.length;
-            cb(null, chunk);
-          },
-        }),
-        writer.stream,
-      );
-      location = await writer.commit();
-    } catch (err) {
-      await writer.abort();
-      await this.glance.transition(imageId, ['saving'], { status: 'queued' });
-      throw err;
-    }
-    const ok = await this.glance.transition(imageId, ['saving'], {
-      status: 'active',
-      size,
-      checksum: md5.digest('hex'),
-      os_hash_algo: 'sha512',
-      os_hash_value: sha512.digest('hex'),
-      location,
+    const archive = exportDockerArchive(this.client, [name], {
+      tmpDir: await this.ensureTmpDir(),
+      repoTags: { [name]: [repoTag] },
     });
-    if (!ok) {
-      await this.glanceData.delete(location);
-      throw new Error(`Image ${imageId} was deleted during the upload`);
-    }
+    await this.glance.finishCommit(imageId, archive);
   }
 
   private async ensureTmpDir(): Promise<string> {

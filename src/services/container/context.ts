@@ -5,6 +5,7 @@ import type { Version } from '../../core/http/microversion.js';
 import type { CoreContext } from '../../core/http/server.js';
 import type { ContainerRow } from '../../core/store/schema.js';
 import { EngineError } from '../../engine/engine.js';
+import type { GlancePort } from '../../images/glance-port.js';
 import type { ContainerNetworking } from './networking.js';
 import { zunError } from './params.js';
 import type { ContainerRepo } from './repo.js';
@@ -22,6 +23,8 @@ export interface ZunContext {
   core: CoreContext;
   repo: ContainerRepo;
   agents: AgentDirectory;
+  /** The image service, in-process: Glance images for search and commits. */
+  glance: GlancePort;
   /** `<public url>/container` */
   base: string;
   /** Where exec and attach WebSockets connect: `ws://<public host>/container/ws`. */

@@ -5,6 +5,7 @@ import { fmt, type MicroversionSpec, negotiate } from '../../core/http/microvers
 import type { App, ServiceModule } from '../../core/http/server.js';
 import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
+import type { GlancePort } from '../../images/glance-port.js';
 import type { ZunContext } from './context.js';
 import { ContainerNetworking, type NeutronClient } from './networking.js';
 import { containerPolicies } from './policies.js';
@@ -36,6 +37,7 @@ export function createContainerService(
   store: Store,
   policy: PolicyEngine,
   agents: AgentDirectory,
+  glance: GlancePort,
   neutron?: NeutronClient,
 ): { module: ServiceModule; repo: ContainerRepo } {
   policy.registerDefaults(containerPolicies);
@@ -100,6 +102,7 @@ export function createContainerService(
         core,
         repo,
         agents,
+        glance,
         base,
         wsBase,
         networking: neutron ? new ContainerNetworking(neutron) : undefined,

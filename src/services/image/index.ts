@@ -5,8 +5,10 @@ import { type NormalizedError, STATUS_TITLES } from '../../core/http/errors.js';
 import type { App, RenderedError, ServiceModule } from '../../core/http/server.js';
 import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
+import type { GlancePort } from '../../images/glance-port.js';
 import { type ImageContext, type ImageSettings, imageSettings } from './context.js';
 import { FilesystemImageStore, type ImageDataStore } from './data-store.js';
+import { InProcessGlance } from './in-process.js';
 import { imagePolicies } from './policies.js';
 import { ImageRepo } from './repo.js';
 import { dataRoutes } from './routes/data.js';
@@ -91,6 +93,8 @@ export interface ImageService {
   repo: ImageRepo;
   data: ImageDataStore;
   settings: ImageSettings;
+  /** What Zun and the agents use of Glance, in-process (over this repository and this data store). */
+  port: GlancePort;
 }
 
 /** The Glance v2 facade under `/image`: image records in the store, image data in `<data-dir>/images/`. */
@@ -143,5 +147,5 @@ export function createImageService(
       dataRoutes(app, ix);
     },
   };
-  return { module, repo, data: dataStore, settings };
+  return { module, repo, data: dataStore, settings, port: new InProcessGlance(repo, dataStore) };
 }

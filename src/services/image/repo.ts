@@ -97,6 +97,28 @@ export class ImageRepo {
     return { visible: false };
   }
 
+  /** Images of container format `format` (and name `name` when given), for the lookups of Zun. */
+  async ofContainerFormat(format: string, name?: string): Promise<ImageRow[]> {
+    let q = this.db.selectFrom('images').selectAll().where('container_format', '=', format);
+    if (name !== undefined) q = q.where('name', '=', name);
+    return (await q.execute()).map(normalizeRow);
+  }
+
+  /** Which of `ids` carry tag `tag`. */
+  async withTag(ids: string[], tag: string): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await this.db
+        .selectFrom('image_tags')
+        .select('image_id')
+        .where('value', '=', tag)
+        .where('image_id', 'in', ids.slice(i, i + 500))
+        .execute();
+      for (const r of rows) out.add(r.image_id);
+    }
+    return out;
+  }
+
   /** Properties and tags of the given images. */
   async details(rows: ImageRow[]): Promise<ImageRecord[]> {
     const ids = rows.map((r) => r.id);

@@ -9,15 +9,13 @@ import { randomUUID } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../../../core/http/server.js';
-import type { ContainerRow, ImageRow, RegistryRow, ZunImageRow } from '../../../core/store/schema.js';
+import type { ContainerRow, RegistryRow, ZunImageRow } from '../../../core/store/schema.js';
 import { EngineError } from '../../../engine/engine.js';
 import { SecretBox } from '../../../images/credentials.js';
 import type { HostImages } from '../../../images/host.js';
 import { PullError } from '../../../images/pull.js';
 import { hasExplicitDomain, parseReference } from '../../../images/reference.js';
 import { RegistryClient, type RegistryCredentials } from '../../../images/registry.js';
-import { renderImage } from '../../image/render.js';
-import { ImageRepo, nowIso } from '../../image/repo.js';
 import { authorize, checkState, fieldAllowed, type ZunContext } from '../context.js';
 import { PAGING_PARAMS, pageOf, parsePaging } from '../paging.js';
 import { expectString, invalid, mergedParams, parseBool, schemaError, zunError } from '../params.js';
@@ -66,7 +64,6 @@ const SORTABLE = ['id', 'uuid', 'repo', 'tag', 'size', 'host', 'project_id', 'cr
 export function imageRoutes(app: App, zx: ZunContext): void {
   const { db } = zx.repo;
   const secrets = SecretBox.forDataDir(zx.core.config.dataDir);
-  const glance = new ImageRepo(db);
 
   const requireJson = (req: Req) => {
     const ct = String(req.headers['content-type'] ?? '').toLowerCase();
@@ -370,17 +367,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     const { repo, tag } = splitRepoTag(image);
     if (driver === 'glance') {
       const viewer = { projectId: req.auth.projectId, admin: req.auth.isAdmin };
-      let rows = (await db
-        .selectFrom('images')
-        .selectAll()
-        .where('container_format', '=', 'docker')
-        .execute()) as ImageRow[];
-      rows = rows.filter((r) => r.name !== null && (exact ? r.name === repo : r.name.includes(repo)));
-      const visible: ImageRow[] = [];
-      for (const r of rows) if ((await glance.visibleTo(r, viewer)).visible) visible.push(r);
-      let recs = await glance.details(visible);
-      if (image.includes(':') && tag) recs = recs.filter((r) => r.tags.includes(tag));
-      return recs.map(renderImage);
+      return zx.glance.search(viewer, { name: repo, exact, tag: image.includes(':') && tag ? tag : undefined });
     }
     driver = 'docker';
     // A registry named in the image: its catalog; otherwise Docker Hub's search.
@@ -431,33 +418,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     checkState(c, 'commit');
     if (!c.host) throw zunError(500, 'ContainerHostNotUp', `Container ${c.uuid} is not scheduled on any host.`);
     // The Glance image is created now (queued); the host fills it.
-    const now = nowIso();
-    const id = randomUUID();
-    await glance.create({
-      row: {
-        id,
-        name: repository,
-        status: 'queued',
-        visibility: 'private',
-        protected: 0,
-        os_hidden: 0,
-        owner: c.project_id,
-        container_format: 'docker',
-        disk_format: 'raw',
-        size: null,
-        virtual_size: null,
-        checksum: null,
-        os_hash_algo: null,
-        os_hash_value: null,
-        min_disk: 0,
-        min_ram: 0,
-        location: null,
-        created_at: now,
-        updated_at: now,
-      },
-      properties: {},
-      tags: [tag],
-    });
+    const { id } = await zx.glance.createFromCommit({ projectId: c.project_id, name: repository, tag });
     const actionId = await zx.repo.startAction(
       c,
       'commit',
