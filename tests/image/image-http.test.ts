@@ -567,7 +567,10 @@ describe.each(stores)('Glance v2 over HTTP on $store', ({ store }) => {
     await waitFor('the upload to start', async () =>
       (await api('GET', `/v2/images/${img.id}`)).json.status === 'saving' ? true : undefined,
     );
-    expect(imageFiles(k, img.id).some((n) => n.endsWith('.part'))).toBe(true);
+    // The status turns saving just before the partial file is opened.
+    await waitFor('the partial file', async () =>
+      imageFiles(k, img.id).some((n) => n.endsWith('.part')) ? true : undefined,
+    );
     req.destroy();
     await waitFor('the image to return to queued', async () =>
       (await api('GET', `/v2/images/${img.id}`)).json.status === 'queued' ? true : undefined,
