@@ -34,6 +34,7 @@ import {
   type Process,
   toDate,
 } from './containerd-client.js';
+import { EngineError } from './errors.js';
 import { type ResolvedImage, resolveImage, unpackLayers } from './image-import.js';
 import {
   buildSpec,
@@ -49,6 +50,8 @@ import { FifoStdin, LogFollower, mergeStreams, mkfifo, openFifoReader, openFifoW
 import { remappedParent } from './userns-snapshot.js';
 
 // ───────────────────────────── the interface ─────────────────────────────
+
+export { EngineError, type EngineErrorCode, toEngineError } from './errors.js';
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'stopped' | 'unknown';
 
@@ -221,20 +224,6 @@ export interface ContainerStats {
 export interface LogPaths {
   stdout: string;
   stderr: string;
-}
-
-export type EngineErrorCode = 'not_found' | 'conflict' | 'invalid' | 'failed';
-
-/** Errors the container API maps to HTTP: not_found → 404, conflict → 409, invalid → 400, failed → 500. */
-export class EngineError extends Error {
-  constructor(
-    readonly code: EngineErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'EngineError';
-  }
 }
 
 /**
