@@ -71,7 +71,10 @@ describe.skipIf(!!skip)('ContainerdWatchdog', () => {
     await engine.create(runner, { image, command: ['sleep', '600'] });
     await engine.start(runner);
     // Ends with 5 on SIGTERM, which the test sends while containerd is down.
-    await engine.create(quitter, { image, command: ['sh', '-c', "trap 'exit 5' TERM; while true; do sleep 0.1; done"] });
+    await engine.create(quitter, {
+      image,
+      command: ['sh', '-c', "trap 'exit 5' TERM; while true; do sleep 0.1; done"],
+    });
     const quitterPid = (await engine.start(quitter)).pid!;
     const quitterExit = engine.wait(quitter);
 
@@ -94,7 +97,8 @@ describe.skipIf(!!skip)('ContainerdWatchdog', () => {
     };
     const ownedDog = mk(sup, owned);
     // The same daemon seen as an external one (`--containerd <socket>`).
-    const externalDog = mk(await ContainerdSupervisor.attach(sup.address), external);
+    const externalSup = await ContainerdSupervisor.attach(sup.address);
+    const externalDog = mk(externalSup, external);
     const hold = ownedDog.holdFile!;
     expect(hold).toBe(join(paths.dataDir, 'restart.hold'));
     writeFileSync(hold, '');
@@ -115,10 +119,11 @@ describe.skipIf(!!skip)('ContainerdWatchdog', () => {
     process.kill(quitterPid, 'SIGTERM');
 
     // Held: nobody starts containerd, and the external watchdog never does.
-    while (external.count('warn:containerd still unavailable') < 3) await external.next('warn:containerd still unavailable');
+    while (external.count('warn:containerd still unavailable') < 3)
+      await external.next('warn:containerd still unavailable');
     expect(owned.count('warn:containerd restart held back while this file exists')).toBe(1);
     expect(ContainerdSupervisor.runningPid(paths)).toBeUndefined();
-    await expect(externalDog['sup'].restart()).rejects.toThrow(/external/);
+    await expect(externalSup.restart()).rejects.toThrow(/external/);
 
     const ownedUp = owned.next('up');
     const externalUp = external.next('up');
