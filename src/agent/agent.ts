@@ -811,8 +811,25 @@ export class Agent implements AgentRpc {
       })
       .catch((err) => {
         this.watching.delete(key);
-        if (!this.closed) this.opts.log.debug({ err, uuid }, 'wait ended');
+        if (this.closed) return;
+        this.opts.log.debug({ err, uuid }, 'wait ended');
+        // The engine lost the task (e.g. its shim died while containerd was away): what the engine has now decides.
+        if (!this.engineDown) this.scheduleReadopt();
       });
+  }
+
+  private readopting = false;
+  /** One re-adoption pass at a time (many watches may end together). */
+  private scheduleReadopt(): void {
+    if (this.readopting) return;
+    this.readopting = true;
+    setTimeout(() => {
+      void this.readopt()
+        .catch((err) => this.opts.log.warn({ err }, 're-adopting containers failed'))
+        .finally(() => {
+          this.readopting = false;
+        });
+    }, 200).unref();
   }
 
   private async autoRestart(uuid: string): Promise<void> {

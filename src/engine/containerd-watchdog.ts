@@ -159,7 +159,8 @@ export class ContainerdWatchdog {
         try {
           await this.opts.onUp({ restarted, downMs: Date.now() - since });
           this.downReason = undefined;
-          this.opts.log.info({ restarted, downMs: Date.now() - since, pid: this.sup.pid }, 'containerd is back');
+          // Warn, as the outage was an error: the recovery must show in a log kept at warn level.
+          this.opts.log.warn({ restarted, downMs: Date.now() - since, pid: this.sup.pid }, 'containerd is back');
           return;
         } catch (err) {
           failure = `re-adopting after the restart failed: ${err instanceof Error ? err.message : String(err)}`;

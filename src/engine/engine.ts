@@ -239,7 +239,7 @@ export interface Engine {
   stop(id: string, opts?: { timeoutMs?: number; signal?: string | number }): Promise<ExitInfo | undefined>;
   /** Send a signal (default SIGKILL) to the main process (`all`: every process). */
   kill(id: string, signal?: string | number, opts?: { all?: boolean }): Promise<void>;
-  /** Resolves when the current (or last) run has exited and been reaped. */
+  /** Resolves when the current (or last) run has exited and been reaped (waiting through containerd restarts). */
   wait(id: string): Promise<ExitInfo>;
   pause(id: string): Promise<void>;
   unpause(id: string): Promise<void>;
@@ -830,14 +830,27 @@ export class ContainerdEngine implements Engine {
   }
 
   async wait(id: string): Promise<ExitInfo> {
-    const c = await this.getContainer(id);
-    const tracker = this.trackers.get(id);
-    if (tracker) return tracker.reaped;
-    const task = await this.getTask(id);
-    if (task) return this.track(id, task.pid).reaped;
-    const st = this.toStatus(c, undefined);
-    if (st.state === 'stopped') return { exitCode: st.exitCode ?? -1, exitedAt: st.exitedAt };
-    throw new EngineError('conflict', `container ${id} has not been started`);
+    // Like the Tasks.Wait under it, a wait outlives a containerd restart: the lookups are retried while it is away.
+    for (;;) {
+      let c: Container;
+      let task: Process | undefined;
+      try {
+        c = await this.getContainer(id);
+        const tracker = this.trackers.get(id);
+        if (tracker) return tracker.reaped;
+        task = await this.getTask(id);
+      } catch (err) {
+        if (isUnavailable(err) && !this.closed) {
+          await delay(250);
+          continue;
+        }
+        throw err;
+      }
+      if (task) return this.track(id, task.pid).reaped;
+      const st = this.toStatus(c, undefined);
+      if (st.state === 'stopped') return { exitCode: st.exitCode ?? -1, exitedAt: st.exitedAt };
+      throw new EngineError('conflict', `container ${id} has not been started`);
+    }
   }
 
   async updateResources(id: string, limits: { memoryLimitBytes?: number; cpus?: number }): Promise<void> {

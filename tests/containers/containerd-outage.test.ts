@@ -132,6 +132,29 @@ describe('containerd killed under the agent', () => {
     const fresh = await run('fresh', ['sleep', '600']);
     const hi = await exec(fresh, 'echo hi');
     expect(hi.json.output).toBe('hi\n');
+
+    // Without a hold containerd comes back by itself, and the host with it.
+    process.kill(newPid, 'SIGKILL');
+    const pidFile = join(ctdDir, 'containerd.pid');
+    for (let i = 0; Number(readFileSync(pidFile, 'utf8')) === newPid; i++) {
+      if (i > 600) throw new Error(`containerd was not started again\n${k.output().slice(-3000)}`);
+      await sleep(100);
+    }
+    await waitService((s) => !s.disabled, 'enabled after the second restart');
+    for (let i = 0; ; i++) {
+      const again = await exec(fresh, 'echo again');
+      if (again.status === 200) {
+        expect(again.json.output).toBe('again\n');
+        break;
+      }
+      expectZunError(again, [503]);
+      if (i > 300) throw new Error(`exec never worked again\n${k.output().slice(-3000)}`);
+      await sleep(100);
+    }
+    expect((await api('GET', `/containers/${fresh}`)).json.status).toBe('Running');
+    const logged = k.output();
+    expect(logged).toMatch(/containerd is unavailable/);
+    expect(logged).toMatch(/containerd is back/);
   });
 
   it('exec, top and stats racing a kill answer 200 or 409, never 5xx', async () => {
