@@ -10,7 +10,8 @@ import type { Selectable } from 'kysely';
 import type { Store } from '../core/store/db.js';
 import type { AgentTaskRow as AgentTaskTable, ContainerRow } from '../core/store/schema.js';
 import { removeCgroupTree } from '../engine/cgroups.js';
-import { DEFAULT_RUNTIME, type Engine, EngineError } from '../engine/engine.js';
+import { ContainerdWatchdog } from '../engine/containerd-watchdog.js';
+import { DEFAULT_RUNTIME, type Engine, EngineError, toEngineError } from '../engine/engine.js';
 import { importImageArchive, normalizeImageRef } from '../engine/image-import.js';
 import type { UsernsMapping } from '../engine/oci-spec.js';
 import type { GlancePort } from '../images/glance-port.js';
@@ -51,6 +52,10 @@ export interface AgentOptions {
 }
 
 const HEARTBEAT_MS = 10_000;
+/** How a host that lost its containerd shows in `GET /v1/services` (Nova's prefix for automatic disables). */
+export const AUTO_DISABLED_PREFIX = 'AUTO: ';
+/** An agent task that keeps meeting an unavailable containerd is given up after this many tries. */
+const MAX_UNAVAILABLE_RETRIES = 5;
 const POLL_MS = 1_000;
 const BINARY = 'zun-compute';
 
@@ -101,6 +106,10 @@ export class Agent implements AgentRpc {
   private oomEvents?: { close(): void };
   private healthTimers = new Map<string, NodeJS.Timeout>();
   private sessions = new StreamSessions(() => this.engine);
+  /** Watches containerd: restarts a private one, marks the host unavailable meanwhile, re-adopts tasks after. */
+  private watchdog?: ContainerdWatchdog;
+  /** Tries per agent task that met an unavailable containerd (they are put back, not failed). */
+  private unavailableRetries = new Map<number, number>();
   /** The network side: ports into namespaces, kernel reconcile. */
   network?: AgentNetwork;
   /** Serialises the choice of dedicated CPUs. */
@@ -149,7 +158,81 @@ export class Agent implements AgentRpc {
       HEARTBEAT_MS,
     );
     this.timer = setInterval(() => this.wake(), POLL_MS);
+    this.watchdog = new ContainerdWatchdog(this.setup.supervisor, {
+      client: this.setup.client,
+      log: this.opts.log,
+      onDown: (reason) => this.engineLost(reason),
+      onUp: () => this.engineBack(),
+    });
+    this.watchdog.start();
     this.wake();
+  }
+
+  /** Why containerd is unavailable on this host right now (undefined: it is up). */
+  get engineDown(): string | undefined {
+    return this.watchdog?.downReason;
+  }
+
+  private unavailable(): EngineError {
+    return new EngineError(
+      'unavailable',
+      `containerd on host ${this.host} is not available (${this.engineDown ?? 'not answering'}); it is being restarted, try again later.`,
+    );
+  }
+
+  /** containerd is gone: the host takes no new containers (the reason shows in `GET /v1/services`). */
+  private async engineLost(reason: string): Promise<void> {
+    const now = new Date().toISOString();
+    // An admin's own disable (and its reason) is left alone.
+    await this.opts.store.db
+      .updateTable('compute_services')
+      .set({
+        disabled: 1,
+        disabled_reason: `${AUTO_DISABLED_PREFIX}Connection to containerd lost: ${reason}`.slice(0, 255),
+        updated_at: now,
+      })
+      .where('host', '=', this.host)
+      .where('binary', '=', BINARY)
+      .where('disabled', '=', 0)
+      .execute();
+  }
+
+  /** containerd answers again: exits and tasks are taken up again, then the host is schedulable again. */
+  private async engineBack(): Promise<void> {
+    await this.engine.recover();
+    await this.readopt();
+    await this.enableIfAutoDisabled();
+    // Tasks held back during the outage run now (the watchdog clears the down reason when this returns).
+    setImmediate(() => this.wake());
+  }
+
+  /** Undo a disable this agent made because containerd was lost (never an admin's). */
+  private async enableIfAutoDisabled(): Promise<void> {
+    await this.opts.store.db
+      .updateTable('compute_services')
+      .set({ disabled: 0, disabled_reason: null, updated_at: new Date().toISOString() })
+      .where('host', '=', this.host)
+      .where('binary', '=', BINARY)
+      .where('disabled_reason', 'like', `${AUTO_DISABLED_PREFIX}%`)
+      .execute();
+  }
+
+  /**
+   * Synchronous engine calls: refused with `unavailable` while containerd is down, and errors mapped to an engine
+   * kind. A call that failed because its container stopped under it (a stop or kill racing it) is a `conflict`.
+   */
+  private async engineCall<T>(c: ContainerRow, fn: () => Promise<T>): Promise<T> {
+    if (this.engineDown) throw this.unavailable();
+    try {
+      return await fn();
+    } catch (err) {
+      if (this.engineDown) throw this.unavailable();
+      const e = toEngineError(err);
+      if (e.code !== 'failed') throw e;
+      const st = await this.engine.status(engineId(c.uuid)).catch(() => undefined);
+      if (st?.state === 'running') throw e;
+      throw new EngineError('conflict', `container ${c.uuid} is ${st?.state ?? 'gone'}: ${e.message}`, { cause: e });
+    }
   }
 
   /**
@@ -158,6 +241,8 @@ export class Agent implements AgentRpc {
    */
   async stop(mode: 'keep' | 'purge' = 'keep'): Promise<void> {
     this.closed = true;
+    // First: a purge stops containerd on purpose, which must not be undone.
+    await this.watchdog?.stop();
     this.logIndex.stop();
     if (this.timer) clearInterval(this.timer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
@@ -246,6 +331,8 @@ export class Agent implements AgentRpc {
         })
         .execute();
     }
+    // containerd answers (start got this far): a disable left by an outage before a restart of the agent is undone.
+    await this.enableIfAutoDisabled();
     await this.heartbeat();
   }
 
@@ -323,6 +410,8 @@ export class Agent implements AgentRpc {
 
   /** Claims pending tasks; tasks of one container run in order, different containers run concurrently. */
   private async pump(): Promise<void> {
+    // Accepted actions wait in the store while containerd is away; they run once it is back.
+    if (this.engineDown) return;
     const db = this.opts.store.db;
     const tasks = await db
       .selectFrom('agent_tasks')
@@ -355,14 +444,44 @@ export class Agent implements AgentRpc {
     try {
       await this.execute(task);
     } catch (err) {
+      if (this.isEngineUnavailable(err)) {
+        if (await this.putBack(task).catch(() => false)) return;
+        // Given up: the row must not keep claiming that the action is under way.
+        await this.repo.update(task.container_uuid, { task_state: null }).catch(() => undefined);
+      }
       error = err instanceof Error ? err.message : String(err);
       this.opts.log.warn({ container: task.container_uuid, action: task.action, err: error }, 'container task failed');
-    } finally {
-      await this.opts.store.db.deleteFrom('agent_tasks').where('id', '=', task.id).execute();
-      if (task.action_id !== null) {
-        await this.repo.finishAction(task.action_id, `compute__do_container_${task.action}`, error, started);
-        this.repo.changed(task.container_uuid);
-      }
+    }
+    await this.finishTask(task, error, started);
+  }
+
+  /** containerd went away under this error (or is away now). */
+  private isEngineUnavailable(err: unknown): boolean {
+    return !!this.engineDown || toEngineError(err).code === 'unavailable';
+  }
+
+  /** A task interrupted by an unavailable containerd goes back to pending (bounded), to run again once it is back. */
+  private async putBack(task: AgentTaskRow): Promise<boolean> {
+    const tries = (this.unavailableRetries.get(task.id) ?? 0) + 1;
+    if (tries > MAX_UNAVAILABLE_RETRIES) {
+      this.unavailableRetries.delete(task.id);
+      return false;
+    }
+    this.unavailableRetries.set(task.id, tries);
+    this.opts.log.warn(
+      { container: task.container_uuid, action: task.action, tries },
+      'containerd unavailable: the task will run again when it is back',
+    );
+    await this.opts.store.db.updateTable('agent_tasks').set({ state: 'pending' }).where('id', '=', task.id).execute();
+    return true;
+  }
+
+  private async finishTask(task: AgentTaskRow, error: string | undefined, started: string): Promise<void> {
+    this.unavailableRetries.delete(task.id);
+    await this.opts.store.db.deleteFrom('agent_tasks').where('id', '=', task.id).execute();
+    if (task.action_id !== null) {
+      await this.repo.finishAction(task.action_id, `compute__do_container_${task.action}`, error, started);
+      this.repo.changed(task.container_uuid);
     }
   }
 
@@ -382,6 +501,9 @@ export class Agent implements AgentRpc {
       try {
         await fn();
       } catch (err) {
+        // Interrupted by containerd going away: the task runs again once it is back (runTask), the row keeps saying
+        // what is pending.
+        if (this.isEngineUnavailable(err)) throw err;
         const msg = err instanceof Error ? err.message : String(err);
         await this.repo.update(c.uuid, { task_state: null, ...onError(msg) });
         throw err;
@@ -610,6 +732,7 @@ export class Agent implements AgentRpc {
     try {
       await this.startInEngine(c, id);
     } catch (err) {
+      if (this.isEngineUnavailable(err)) throw err;
       const msg = err instanceof Error ? err.message : String(err);
       await this.repo.update(c.uuid, { task_state: null, status: Status.Error, status_reason: msg });
       throw err;
@@ -692,8 +815,25 @@ export class Agent implements AgentRpc {
       })
       .catch((err) => {
         this.watching.delete(key);
-        if (!this.closed) this.opts.log.debug({ err, uuid }, 'wait ended');
+        if (this.closed) return;
+        this.opts.log.debug({ err, uuid }, 'wait ended');
+        // The engine lost the task (e.g. its shim died while containerd was away): what the engine has now decides.
+        if (!this.engineDown) this.scheduleReadopt();
       });
+  }
+
+  private readopting = false;
+  /** One re-adoption pass at a time (many watches may end together). */
+  private scheduleReadopt(): void {
+    if (this.readopting) return;
+    this.readopting = true;
+    setTimeout(() => {
+      void this.readopt()
+        .catch((err) => this.opts.log.warn({ err }, 're-adopting containers failed'))
+        .finally(() => {
+          this.readopting = false;
+        });
+    }, 200).unref();
   }
 
   private async autoRestart(uuid: string): Promise<void> {
@@ -730,6 +870,14 @@ export class Agent implements AgentRpc {
     let failures = 0;
     const tick = async () => {
       if (this.closed || !this.healthTimers.has(c.uuid)) return;
+      if (this.engineDown) {
+        // No verdict while containerd is away: its absence says nothing about the container's health.
+        this.healthTimers.set(
+          c.uuid,
+          setTimeout(() => void tick(), intervalMs),
+        );
+        return;
+      }
       let ok = false;
       try {
         const r = await this.engine.exec(engineId(c.uuid), {
@@ -782,9 +930,29 @@ export class Agent implements AgentRpc {
       .where('host', '=', this.host)
       .where('state', '=', 'running')
       .execute();
+    await this.reconcileContainers(() => false);
+  }
+
+  /**
+   * After containerd came back: what it runs is watched again and exits it reported meanwhile are recorded. Tasks
+   * of this process are still under way (they run again, see runTask), containers with a live exit watch are
+   * followed by it, and rows that do not claim a live task (a stopped one may have a restart timer) are left alone.
+   */
+  private async readopt(): Promise<void> {
+    const live: string[] = [Status.Running, Status.Paused, Status.Restarting];
+    await this.reconcileContainers(
+      (c) =>
+        !live.includes(c.status) || this.busy.has(c.uuid) || [...this.watching].some((k) => k.startsWith(`${c.uuid}#`)),
+    );
+  }
+
+  /** Brings the rows of this host in line with the engine (Zun's rules for containers the engine lost). */
+  private async reconcileContainers(skip: (c: ContainerRow) => boolean): Promise<void> {
+    const db = this.opts.store.db;
     const engineStates = new Map((await this.engine.list()).map((s) => [s.id, s]));
     const rows = await db.selectFrom('containers').selectAll().where('host', '=', this.host).execute();
     for (const c of rows) {
+      if (skip(c)) continue;
       const st = engineStates.get(engineId(c.uuid));
       const pending = await db
         .selectFrom('agent_tasks')
@@ -904,13 +1072,13 @@ export class Agent implements AgentRpc {
   }
 
   async createExec(c: ContainerRow, command: string[]): Promise<{ execId: string; token: string }> {
-    return this.sessions.createExec(c.uuid, engineId(c.uuid), command);
+    return this.engineCall(c, async () => this.sessions.createExec(c.uuid, engineId(c.uuid), command));
   }
   resizeExec(c: ContainerRow, execId: string, cols: number, rows: number): Promise<boolean> {
     return this.sessions.resizeExec(c.uuid, execId, cols, rows);
   }
   async createAttach(c: ContainerRow): Promise<string> {
-    return this.sessions.createAttach(c.uuid, engineId(c.uuid));
+    return this.engineCall(c, async () => this.sessions.createAttach(c.uuid, engineId(c.uuid)));
   }
   resizeAttach(c: ContainerRow, cols: number, rows: number): Promise<void> {
     return this.sessions.resizeAttach(c.uuid, cols, rows);
@@ -925,15 +1093,14 @@ export class Agent implements AgentRpc {
     opts: { tty: boolean },
   ): Promise<{ output: string; exitCode: number }> {
     void opts;
-    const r = await this.engine.exec(engineId(c.uuid), { args: command, timeoutMs: 60_000 });
+    const r = await this.engineCall(c, () => this.engine.exec(engineId(c.uuid), { args: command, timeoutMs: 60_000 }));
     return { output: r.stdout + r.stderr, exitCode: r.exitCode };
   }
 
   async top(c: ContainerRow, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }> {
-    const r = await this.engine.exec(engineId(c.uuid), {
-      args: ['ps', ...(psArgs ? psArgs.split(/\s+/) : [])],
-      timeoutMs: 10_000,
-    });
+    const r = await this.engineCall(c, () =>
+      this.engine.exec(engineId(c.uuid), { args: ['ps', ...(psArgs ? psArgs.split(/\s+/) : [])], timeoutMs: 10_000 }),
+    );
     const lines = r.stdout.trim().split('\n');
     const titles = lines.shift()?.trim().split(/\s+/) ?? [];
     const processes = lines.map((l) => {
@@ -944,7 +1111,7 @@ export class Agent implements AgentRpc {
   }
 
   async stats(c: ContainerRow): Promise<Record<string, string | number>> {
-    const s = await this.engine.stats(engineId(c.uuid));
+    const s = await this.engineCall(c, () => this.engine.stats(engineId(c.uuid)));
     const mib = (b: number) => Math.round((b / 1024 / 1024) * 100) / 100;
     const limit = s.memoryLimitBytes || Number(c.memory) * 1024 * 1024;
     return {
@@ -958,7 +1125,14 @@ export class Agent implements AgentRpc {
     };
   }
 
-  async getArchive(
+  getArchive(
+    c: ContainerRow,
+    path: string,
+  ): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }> {
+    return this.engineCall(c, () => this.readArchive(c, path));
+  }
+
+  private async readArchive(
     c: ContainerRow,
     path: string,
   ): Promise<{ tar: Buffer; stat: { name: string; size: number; mode: number; mtime: string; linkTarget: string } }> {
@@ -985,7 +1159,11 @@ export class Agent implements AgentRpc {
     };
   }
 
-  async putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void> {
+  putArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void> {
+    return this.engineCall(c, () => this.writeArchive(c, path, tar));
+  }
+
+  private async writeArchive(c: ContainerRow, path: string, tar: Buffer): Promise<void> {
     const id = engineId(c.uuid);
     const sh = async (script: string, ...args: string[]) => {
       const r = await this.engine.exec(id, { args: ['sh', '-c', script, 'sh', ...args], timeoutMs: 60_000 });

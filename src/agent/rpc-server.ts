@@ -13,7 +13,7 @@ import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { WebSocketServer } from 'ws';
 import type { ContainerRow } from '../core/store/schema.js';
-import { EngineError } from '../engine/engine.js';
+import { EngineError, toEngineError } from '../engine/engine.js';
 import type { RegistryCredentials } from '../images/registry.js';
 import type { ContainerRepo } from '../services/container/repo.js';
 import type { AgentRpc } from './rpc.js';
@@ -66,10 +66,12 @@ export async function startAgentRpcServer(opts: {
       throw new EngineError('not_found', `container ${String(uuid)} is not on this host`);
     return c;
   };
-  const fail = (reply: FastifyReply, err: unknown) => {
+  const fail = (reply: FastifyReply, raw: unknown) => {
+    // containerd's own errors (gRPC codes) travel as engine errors too, so the API maps them like the local agent's.
+    const err = typeof (raw as { code?: unknown } | null)?.code === 'number' ? toEngineError(raw) : raw;
     if (err instanceof EngineError)
       return reply
-        .code(err.code === 'not_found' ? 404 : 400)
+        .code(err.code === 'not_found' ? 404 : err.code === 'unavailable' ? 503 : 400)
         .send({ engine: { code: err.code, message: err.message } });
     return reply.code(500).send({ message: err instanceof Error ? err.message : String(err) });
   };

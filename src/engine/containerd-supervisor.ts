@@ -37,6 +37,8 @@ export interface SupervisorOptions {
 export interface StopOptions {
   /** Grace period after SIGTERM before SIGKILL (default 10 s). */
   timeoutMs?: number;
+  /** Leave the clients made by `client()` open (a daemon that is started again is reached through them). */
+  keepClients?: boolean;
 }
 
 /** A Unix socket path must fit in sockaddr_un.sun_path (108 bytes including the NUL). */
@@ -146,6 +148,7 @@ export class ContainerdSupervisor {
   /** True if this supervisor owns the daemon (it will stop it). */
   readonly owned: boolean;
   private child: ChildProcess | undefined;
+  private options: SupervisorOptions | undefined;
   private exited: Promise<void> | undefined;
   private clients: ContainerdClient[] = [];
 
@@ -168,18 +171,42 @@ export class ContainerdSupervisor {
     if (Buffer.byteLength(paths.ttrpcAddress) > MAX_SOCKET_PATH) {
       throw new Error(`data dir too long for a Unix socket path: ${paths.ttrpcAddress}`);
     }
+    const sup = new ContainerdSupervisor(paths.address, paths, true);
+    sup.options = opts;
+    const existing = ContainerdSupervisor.runningPid(paths);
+    if (existing !== undefined && opts.adopt === false)
+      throw new Error(`containerd already running for ${paths.dataDir} (pid ${existing})`);
+    await sup.launch();
+    return sup;
+  }
+
+  /**
+   * Start the private daemon again after it died (adopting one that is already running again, e.g. started by an
+   * operator). Only for a daemon this supervisor owns; an external one is never started by Krater.
+   */
+  async restart(): Promise<void> {
+    if (!this.owned || !this.options) throw new Error('containerd is external: Krater does not restart it');
+    if (this.pid !== undefined && pidAlive(this.pid)) throw new Error(`containerd (pid ${this.pid}) is still running`);
+    this.pid = undefined;
+    this.child = undefined;
+    this.exited = undefined;
+    await this.launch();
+  }
+
+  /** Adopt the daemon named by the pid file if it is alive, else spawn one; then wait until it answers. */
+  private async launch(): Promise<void> {
+    const opts = this.options!;
+    const paths = this.paths!;
     for (const d of [paths.dataDir, paths.root, paths.state, paths.runcRoot, paths.opt]) {
       mkdirSync(d, { recursive: true, mode: 0o711 });
     }
     const readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
 
     const existing = ContainerdSupervisor.runningPid(paths);
-    if (existing !== undefined) {
-      if (opts.adopt === false) throw new Error(`containerd already running for ${paths.dataDir} (pid ${existing})`);
-      const sup = new ContainerdSupervisor(paths.address, paths, true);
-      sup.pid = existing;
-      await sup.waitReady(readyTimeoutMs);
-      return sup;
+    if (existing !== undefined && opts.adopt !== false) {
+      this.pid = existing;
+      await this.waitReady(readyTimeoutMs);
+      return;
     }
 
     writeFileSync(paths.config, renderContainerdConfig(paths, opts.logLevel ?? 'info', opts.extraConfig ?? ''));
@@ -197,9 +224,8 @@ export class ContainerdSupervisor {
     } finally {
       closeSync(logFd);
     }
-    const sup = new ContainerdSupervisor(paths.address, paths, true);
-    sup.child = child;
-    sup.exited = new Promise<void>((res) => {
+    this.child = child;
+    this.exited = new Promise<void>((res) => {
       child.once('exit', () => res());
       child.once('error', () => res());
     });
@@ -208,16 +234,30 @@ export class ContainerdSupervisor {
       new Promise<void>((res) => child.once('spawn', () => res())),
       spawnError.then((e) => Promise.reject(e)),
     ]);
-    sup.pid = child.pid;
+    this.pid = child.pid;
     if (opts.detached) child.unref();
     writeFileSync(paths.pidFile, `${child.pid}\n`);
     try {
-      await sup.waitReady(readyTimeoutMs);
+      await this.waitReady(readyTimeoutMs);
     } catch (err) {
-      await sup.stop({ timeoutMs: 3000 }).catch(() => undefined);
+      await this.stop({ timeoutMs: 3000, keepClients: true }).catch(() => undefined);
       throw err;
     }
-    return sup;
+  }
+
+  /** Resolves when the daemon this supervisor spawned exits (undefined for an adopted or external one). */
+  get childExited(): Promise<void> | undefined {
+    return this.exited;
+  }
+
+  /** SIGKILL the private daemon (a hung one, before it is started again). */
+  kill(): void {
+    if (!this.owned || this.pid === undefined) return;
+    try {
+      process.kill(this.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 
   /** PID from `<dataDir>/containerd.pid` if that process is alive and is containerd with our config. */
@@ -292,7 +332,7 @@ export class ContainerdSupervisor {
    * An attached (external) daemon is left alone.
    */
   async stop(opts: StopOptions = {}): Promise<void> {
-    for (const c of this.clients.splice(0)) c.close();
+    if (!opts.keepClients) for (const c of this.clients.splice(0)) c.close();
     if (!this.owned || this.pid === undefined) return;
     const pid = this.pid;
     const timeoutMs = opts.timeoutMs ?? 10_000;

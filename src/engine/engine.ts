@@ -34,6 +34,7 @@ import {
   type Process,
   toDate,
 } from './containerd-client.js';
+import { EngineError } from './errors.js';
 import { type ResolvedImage, resolveImage, unpackLayers } from './image-import.js';
 import {
   buildSpec,
@@ -49,6 +50,8 @@ import { FifoStdin, LogFollower, mergeStreams, mkfifo, openFifoReader, openFifoW
 import { remappedParent } from './userns-snapshot.js';
 
 // ───────────────────────────── the interface ─────────────────────────────
+
+export { EngineError, type EngineErrorCode, toEngineError } from './errors.js';
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'stopped' | 'unknown';
 
@@ -223,20 +226,6 @@ export interface LogPaths {
   stderr: string;
 }
 
-export type EngineErrorCode = 'not_found' | 'conflict' | 'invalid' | 'failed';
-
-/** Errors the container API maps to HTTP: not_found → 404, conflict → 409, invalid → 400, failed → 500. */
-export class EngineError extends Error {
-  constructor(
-    readonly code: EngineErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'EngineError';
-  }
-}
-
 /**
  * A container runtime as the container API needs it. Ids are caller-chosen
  * (`[A-Za-z0-9]+([._-][A-Za-z0-9]+)*`, at most 76 characters).
@@ -250,7 +239,7 @@ export interface Engine {
   stop(id: string, opts?: { timeoutMs?: number; signal?: string | number }): Promise<ExitInfo | undefined>;
   /** Send a signal (default SIGKILL) to the main process (`all`: every process). */
   kill(id: string, signal?: string | number, opts?: { all?: boolean }): Promise<void>;
-  /** Resolves when the current (or last) run has exited and been reaped. */
+  /** Resolves when the current (or last) run has exited and been reaped (waiting through containerd restarts). */
   wait(id: string): Promise<ExitInfo>;
   pause(id: string): Promise<void>;
   unpause(id: string): Promise<void>;
@@ -841,14 +830,27 @@ export class ContainerdEngine implements Engine {
   }
 
   async wait(id: string): Promise<ExitInfo> {
-    const c = await this.getContainer(id);
-    const tracker = this.trackers.get(id);
-    if (tracker) return tracker.reaped;
-    const task = await this.getTask(id);
-    if (task) return this.track(id, task.pid).reaped;
-    const st = this.toStatus(c, undefined);
-    if (st.state === 'stopped') return { exitCode: st.exitCode ?? -1, exitedAt: st.exitedAt };
-    throw new EngineError('conflict', `container ${id} has not been started`);
+    // Like the Tasks.Wait under it, a wait outlives a containerd restart: the lookups are retried while it is away.
+    for (;;) {
+      let c: Container;
+      let task: Process | undefined;
+      try {
+        c = await this.getContainer(id);
+        const tracker = this.trackers.get(id);
+        if (tracker) return tracker.reaped;
+        task = await this.getTask(id);
+      } catch (err) {
+        if (isUnavailable(err) && !this.closed) {
+          await delay(250);
+          continue;
+        }
+        throw err;
+      }
+      if (task) return this.track(id, task.pid).reaped;
+      const st = this.toStatus(c, undefined);
+      if (st.state === 'stopped') return { exitCode: st.exitCode ?? -1, exitedAt: st.exitedAt };
+      throw new EngineError('conflict', `container ${id} has not been started`);
+    }
   }
 
   async updateResources(id: string, limits: { memoryLimitBytes?: number; cpus?: number }): Promise<void> {

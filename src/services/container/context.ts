@@ -1,10 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import type { AgentDirectory, AgentRpc } from '../../agent/rpc.js';
 import { policyCredentials } from '../../core/auth/context.js';
+import type { ApiError } from '../../core/http/errors.js';
 import type { Version } from '../../core/http/microversion.js';
 import type { CoreContext } from '../../core/http/server.js';
 import type { ContainerRow } from '../../core/store/schema.js';
-import { EngineError } from '../../engine/engine.js';
+import { EngineError, type EngineErrorCode, toEngineError } from '../../engine/engine.js';
 import type { GlancePort } from '../../images/glance-port.js';
 import type { ContainerNetworking } from './networking.js';
 import { zunError } from './params.js';
@@ -68,24 +69,52 @@ export function checkState(c: ContainerRow, action: string): void {
     throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, c.status));
 }
 
+/** Every engine error kind has its Zun status and exception class (a new kind fails to compile until mapped). */
+const ENGINE_STATUS: Record<EngineErrorCode, { status: number; klass: string }> = {
+  not_found: { status: 404, klass: 'NotFound' },
+  conflict: { status: 409, klass: 'Conflict' },
+  invalid: { status: 400, klass: 'Invalid' },
+  unavailable: { status: 503, klass: 'ContainerHostNotReady' },
+  failed: { status: 500, klass: 'DockerError' },
+};
+
+/** An engine error as Zun's envelope (`notFoundClass`: the exception class of a 404, e.g. `ImageNotFound`). */
+export function engineErrorToZun(err: EngineError, notFoundClass = 'NotFound'): ApiError {
+  const { status, klass } = ENGINE_STATUS[err.code];
+  return zunError(status, status === 404 ? notFoundClass : klass, err.message);
+}
+
+/** Whether an error came from the engine or containerd (and so has an engine kind), rather than from Krater. */
+export function isEngineFailure(err: unknown): boolean {
+  return err instanceof EngineError || typeof (err as { code?: unknown } | null)?.code === 'number';
+}
+
 /**
  * Calls the agent of the container's host; a container without a reachable host is a 500 (Zun's
- * ContainerHostNotUp), and engine errors become Zun's codes instead of bare 500s.
+ * ContainerHostNotUp), and engine errors become Zun's codes instead of bare 500s: containerd unavailable → 503,
+ * and a task that stopped under the call (exec/top/stats racing a stop or kill) → 409 "Cannot <action> container
+ * <uuid> in <state> state." as Zun says when the state check fails.
  */
-export async function callAgent<T>(zx: ZunContext, c: ContainerRow, fn: (agent: AgentRpc) => Promise<T>): Promise<T> {
+export async function callAgent<T>(
+  zx: ZunContext,
+  c: ContainerRow,
+  fn: (agent: AgentRpc) => Promise<T>,
+  action?: string,
+): Promise<T> {
   const agent = c.host ? await zx.agents.forHost(c.host) : undefined;
   if (!agent) throw zunError(500, 'ContainerHostNotUp', `Container ${c.uuid}'s host ${c.host ?? '(none)'} is not up.`);
   try {
     return await fn(agent);
   } catch (err) {
-    if (err instanceof EngineError) {
-      const status = { not_found: 404, conflict: 409, invalid: 400, failed: 500 }[err.code];
-      throw zunError(
-        status,
-        status === 404 ? 'NotFound' : status === 409 ? 'Conflict' : status === 400 ? 'Invalid' : 'DockerError',
-        err.message,
-      );
+    if (!isEngineFailure(err)) throw err;
+    const e = toEngineError(err);
+    if (e.code === 'conflict' && action) {
+      const now = await zx.repo.get(c.uuid);
+      if (!now) throw zunError(404, 'ContainerNotFound', `Container ${c.uuid} could not be found.`);
+      // The row may not show the exit yet (the agent records it a moment later); the engine already saw it.
+      const state = now.status === c.status && c.status === 'Running' ? 'Stopped' : now.status;
+      throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, state));
     }
-    throw err;
+    throw engineErrorToZun(e);
   }
 }

@@ -357,11 +357,11 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const interactive = parseBool('interactive', p.interactive);
     if (interactive || !run) {
       // Zun's interactive exec: an exec instance whose process starts when the client opens proxy_url.
-      const { execId, token } = await callAgent(zx, c, async (a) => a.createExec(c, command));
+      const { execId, token } = await callAgent(zx, c, async (a) => a.createExec(c, command), 'execute');
       const proxyUrl = `${zx.wsBase}?token=${token}&uuid=${c.uuid}&exec_id=${execId}`;
       return { output: null, exit_code: null, exec_id: execId, proxy_url: proxyUrl };
     }
-    const result = await callAgent(zx, c, (a) => a.exec(c, command, { tty: false }));
+    const result = await callAgent(zx, c, (a) => a.exec(c, command, { tty: false }), 'execute');
     return { output: result.output, exit_code: result.exitCode, exec_id: null, proxy_url: null };
   });
 
@@ -390,7 +390,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
         'NoInteractiveFlag',
         `Cannot attach to container ${c.uuid}: it was not created with the interactive flag.`,
       );
-    const token = await callAgent(zx, c, async (a) => a.createAttach(c));
+    const token = await callAgent(zx, c, async (a) => a.createAttach(c), 'attach');
     return reply
       .type('application/json; charset=utf-8')
       .send(JSON.stringify(`${zx.wsBase}?token=${token}&uuid=${c.uuid}`));
@@ -408,22 +408,25 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const c = await load(req, 'top');
     checkState(c, 'top');
     const psArgs = params(req).ps_args;
-    return callAgent(zx, c, (a) =>
-      a.top(c, psArgs === undefined || psArgs === null || psArgs === 'None' ? undefined : String(psArgs)),
+    return callAgent(
+      zx,
+      c,
+      (a) => a.top(c, psArgs === undefined || psArgs === null || psArgs === 'None' ? undefined : String(psArgs)),
+      'top',
     );
   });
 
   app.get('/containers/:id/stats', async (req) => {
     const c = await load(req, 'stats');
     checkState(c, 'stats');
-    return callAgent(zx, c, (a) => a.stats(c));
+    return callAgent(zx, c, (a) => a.stats(c), 'stats');
   });
 
   app.get('/containers/:id/get_archive', async (req) => {
     const c = await load(req, 'get_archive');
     checkState(c, 'get_archive');
     const path = expectString('path', params(req).path, { min: 1 });
-    const { tar, stat } = await callAgent(zx, c, (a) => a.getArchive(c, path));
+    const { tar, stat } = await callAgent(zx, c, (a) => a.getArchive(c, path), 'get_archive');
     return { data: atLeast(req.zunVersion, 1, 25) ? tar.toString('base64') : tar.toString('latin1'), stat };
   });
 
@@ -440,7 +443,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
         throw zunError(400, 'Base64Exception', 'Failed to decode the archive data: it is not valid base64.');
       tar = Buffer.from(data, 'base64');
     } else tar = Buffer.from(data, 'latin1');
-    await callAgent(zx, c, (a) => a.putArchive(c, path, tar));
+    await callAgent(zx, c, (a) => a.putArchive(c, path, tar), 'put_archive');
     return null;
   });
 

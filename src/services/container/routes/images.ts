@@ -10,13 +10,13 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow, RegistryRow, ZunImageRow } from '../../../core/store/schema.js';
-import { EngineError } from '../../../engine/engine.js';
+import { toEngineError } from '../../../engine/engine.js';
 import { SecretBox } from '../../../images/credentials.js';
 import type { HostImages } from '../../../images/host.js';
 import { PullError } from '../../../images/pull.js';
 import { hasExplicitDomain, parseReference } from '../../../images/reference.js';
 import { RegistryClient, type RegistryCredentials } from '../../../images/registry.js';
-import { authorize, checkState, fieldAllowed, type ZunContext } from '../context.js';
+import { authorize, checkState, engineErrorToZun, fieldAllowed, isEngineFailure, type ZunContext } from '../context.js';
 import { PAGING_PARAMS, pageOf, parsePaging } from '../paging.js';
 import { expectString, invalid, mergedParams, parseBool, schemaError, zunError } from '../params.js';
 import { findRegistry, renderRegistry } from '../registries.js';
@@ -102,20 +102,13 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof EngineError) {
-        const status = { not_found: 404, conflict: 409, invalid: 400, failed: 500 }[err.code];
-        throw zunError(
-          status,
-          status === 404 ? 'ImageNotFound' : status === 409 ? 'Conflict' : status === 400 ? 'Invalid' : 'DockerError',
-          err.message,
-        );
-      }
       if (err instanceof PullError)
         throw zunError(
           err.code === 'not_found' || err.code === 'invalid_reference' ? 404 : err.code === 'unauthorized' ? 403 : 400,
           'ImageNotFound',
           err.message,
         );
+      if (isEngineFailure(err)) throw engineErrorToZun(toEngineError(err), 'ImageNotFound');
       throw err;
     }
   };
