@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import {
@@ -138,7 +138,10 @@ export async function openStore(url: string, opts: StoreOptions = {}): Promise<S
   } else {
     kind = 'sqlite';
     const path = url.replace(/^sqlite:(\/\/)?/, '');
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      restrictSqliteFiles(path);
+    }
     const conn = new SQLite(path);
     // WAL lets API replicas and the agent read while one writes; busy_timeout makes writers queue, not fail.
     conn.pragma('journal_mode = WAL');
@@ -159,6 +162,16 @@ export async function openStore(url: string, opts: StoreOptions = {}): Promise<S
   }
   await migrateToLatest(db);
   return { db, kind, close: () => db.destroy() };
+}
+
+/**
+ * The store holds password hashes and containers' environments: owner-only. SQLite creates `-wal` and `-shm` with
+ * the database file's mode, so the file is made 0600 before SQLite first opens it; files of an older install are
+ * narrowed.
+ */
+function restrictSqliteFiles(path: string): void {
+  closeSync(openSync(path, 'a', 0o600));
+  for (const f of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) if (existsSync(f)) chmodSync(f, 0o600);
 }
 
 /** True when `err` is a unique-constraint violation in either engine. */
