@@ -4,7 +4,7 @@
  * once KRATER_LOCKOUT_DURATION has passed; an admin can lift it. By default (off, as in Keystone) nothing locks.
  * The default instance also checks that a restart narrows a data dir and store an older install left readable.
  */
-import { chmodSync, statSync } from 'node:fs';
+import { chmodSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type HttpResult, Krater, sleep, uniq } from '../helpers/krater.js';
@@ -85,11 +85,13 @@ describe('lockout off (the default)', () => {
 
   it('a restart narrows a data dir and store left readable by an older install (item 5)', async () => {
     const db = join(plain.dataDir, 'krater.db');
+    const keys = join(plain.dataDir, 'keys', 'token');
+    const secrets = [join(plain.dataDir, 'admin-password'), ...readdirSync(keys).map((f) => join(keys, f))];
     await plain.stop();
-    chmodSync(plain.dataDir, 0o755);
-    chmodSync(db, 0o644);
+    for (const d of [plain.dataDir, keys]) chmodSync(d, 0o755);
+    for (const f of [db, ...secrets]) chmodSync(f, 0o644);
     await plain.startAgain();
-    expect(statSync(plain.dataDir).mode & 0o777).toBe(0o700);
-    for (const f of [db, `${db}-wal`, `${db}-shm`]) expect(statSync(f).mode & 0o777, f).toBe(0o600);
+    for (const d of [plain.dataDir, keys]) expect(statSync(d).mode & 0o777, d).toBe(0o700);
+    for (const f of [db, `${db}-wal`, `${db}-shm`, ...secrets]) expect(statSync(f).mode & 0o777, f).toBe(0o600);
   });
 });
