@@ -132,7 +132,9 @@ export async function startAgentRpcServer(opts: {
     const body = (req.body ?? {}) as { ref?: string; credentials?: RegistryCredentials };
     // NDJSON: {"progress":…} lines, then {"result":…} or {"engine"|"message":…}.
     const out = new PassThrough();
-    const line = (o: unknown) => out.write(`${JSON.stringify(o)}\n`);
+    const line = (o: unknown) => {
+      if (!out.writableEnded && !out.destroyed) out.write(`${JSON.stringify(o)}\n`);
+    };
     void images()
       .pull(String(body.ref ?? ''), { credentials: body.credentials, onProgress: (progress) => line({ progress }) })
       .then(
@@ -144,6 +146,7 @@ export async function startAgentRpcServer(opts: {
               : { message: String(err.message ?? err) },
           ),
       )
+      .catch((err) => line({ message: String((err as Error)?.message ?? err) }))
       .finally(() => out.end());
     return reply.type('application/x-ndjson').send(out);
   });
