@@ -15,7 +15,9 @@ node_ensure
 npm_ensure
 ln -sf "$PWD/bin/krater.js" /usr/local/bin/krater
 
+# The data dir holds the store, keys and the admin password: owner-only (Krater narrows it too).
 mkdir -p "$DATA_DIR"
+chmod 700 "$DATA_DIR"
 # The offline default image: busybox from Debian's busybox-static, imported by the agent at start.
 sh scripts/engine-build-busybox.sh "$DATA_DIR/default-image.oci.tar"
 PIDFILE=$DATA_DIR/krater.pid
@@ -23,6 +25,8 @@ if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
   echo ">> krater is already running (pid $(cat "$PIDFILE"))"
 else
   echo ">> starting: krater up --data-dir $DATA_DIR --port $PORT (log: $LOG)"
+  # The log is the operator's only (created 0600, or narrowed if an older run left it wider).
+  (umask 077 && : >>"$LOG") && chmod 600 "$LOG"
   nohup krater up --data-dir "$DATA_DIR" --port "$PORT" >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 100); do
@@ -32,6 +36,10 @@ else
   done
 fi
 grep -v '^{' "$LOG" | head -10 || true
+# The admin password is never in the log: shown here once, on the start that generated it.
+if grep -q '^Bootstrapped:' "$LOG" 2>/dev/null && [ -f "$DATA_DIR/admin-password" ]; then
+  echo ">> admin password (shown once; kept in $DATA_DIR/admin-password, mode 0600): $(cat "$DATA_DIR/admin-password")"
+fi
 echo
 echo ">> openstack --os-cloud krater catalog list"
 openstack --os-cloud krater catalog list
@@ -42,5 +50,5 @@ krater run --rm busybox sh -c 'echo "hello from container $(hostname) at $(ip -4
 echo ">> openstack --os-cloud krater network list   (the project's default network, made on first use)"
 openstack --os-cloud krater network list
 echo
-echo "Web console: http://127.0.0.1:$PORT/dashboard/ (user admin; password above, also in $DATA_DIR/admin-password)"
+echo "Web console: http://127.0.0.1:$PORT/dashboard/ (user admin; password in $DATA_DIR/admin-password)"
 echo "Krater is running (pid $(cat "$PIDFILE")); stop it with: kill \$(cat $PIDFILE)"

@@ -169,10 +169,18 @@ export class RemoteAgent implements AgentRpc {
         if (res.statusCode === 403) resolve(undefined);
         else reject(this.unreachable(new Error(`HTTP ${res.statusCode}`)));
       });
-      ws.once('error', (err) => reject(this.unreachable(err)));
+      let opened = false;
+      // `on`, not `once`: a second error with no listener left would end the process.
+      ws.on('error', (err) => {
+        if (!opened) reject(this.unreachable(err));
+        else ws.terminate(); // its 'close' ends the output
+      });
+      const output = new PassThrough();
       ws.once('open', () => {
-        const output = new PassThrough();
-        ws.on('message', (data: Buffer) => output.write(data));
+        opened = true;
+        ws.on('message', (data: Buffer) => {
+          if (!output.writableEnded && !output.destroyed) output.write(data);
+        });
         const done = new Promise<void>((r) =>
           ws.once('close', () => {
             output.end();

@@ -17,7 +17,7 @@ import { EngineError, toEngineError } from '../engine/engine.js';
 import type { RegistryCredentials } from '../images/registry.js';
 import type { ContainerRepo } from '../services/container/repo.js';
 import type { AgentRpc } from './rpc.js';
-import { relaySession } from './sessions.js';
+import { refuseUpgrade, relaySession, upgradeUrl } from './sessions.js';
 
 export const RPC_PREFIX = '/rpc/v1';
 
@@ -134,7 +134,9 @@ export async function startAgentRpcServer(opts: {
     const body = (req.body ?? {}) as { ref?: string; credentials?: RegistryCredentials };
     // NDJSON: {"progress":…} lines, then {"result":…} or {"engine"|"message":…}.
     const out = new PassThrough();
-    const line = (o: unknown) => out.write(`${JSON.stringify(o)}\n`);
+    const line = (o: unknown) => {
+      if (!out.writableEnded && !out.destroyed) out.write(`${JSON.stringify(o)}\n`);
+    };
     void images()
       .pull(String(body.ref ?? ''), { credentials: body.credentials, onProgress: (progress) => line({ progress }) })
       .then(
@@ -146,6 +148,7 @@ export async function startAgentRpcServer(opts: {
               : { message: String(err.message ?? err) },
           ),
       )
+      .catch((err) => line({ message: String((err as Error)?.message ?? err) }))
       .finally(() => out.end());
     return reply.type('application/x-ndjson').send(out);
   });
@@ -167,19 +170,27 @@ export async function startAgentRpcServer(opts: {
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const refuse = (status: number, text: string) =>
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    if (url.pathname !== `${RPC_PREFIX}/stream`) return refuse(404, 'Not Found');
-    if (!authorized(req.headers.authorization)) return refuse(401, 'Unauthorized');
-    const p = url.searchParams;
-    void agent
-      .openStream(p.get('token') ?? '', p.get('uuid') ?? '', p.get('exec_id') ?? undefined)
-      .then((session) => {
-        if (!session) return refuse(403, 'Forbidden');
-        wss.handleUpgrade(req, socket, head, (ws) => relaySession(ws, session));
-      })
-      .catch(() => refuse(500, 'Internal Server Error'));
+    // Node hands the socket over without an error listener: a reset must not be an uncaught error.
+    socket.on('error', (err) => app.log.debug({ err }, 'rpc stream socket error'));
+    try {
+      const url = upgradeUrl(req);
+      if (url?.pathname !== `${RPC_PREFIX}/stream`) return refuseUpgrade(socket, 404, 'Not Found');
+      if (!authorized(req.headers.authorization)) return refuseUpgrade(socket, 401, 'Unauthorized');
+      const p = url.searchParams;
+      void agent
+        .openStream(p.get('token') ?? '', p.get('uuid') ?? '', p.get('exec_id') ?? undefined)
+        .then((session) => {
+          if (!session) return refuseUpgrade(socket, 403, 'Forbidden');
+          wss.handleUpgrade(req, socket, head, (ws) => relaySession(ws, session));
+        })
+        .catch((err) => {
+          app.log.warn({ err }, 'rpc stream failed');
+          refuseUpgrade(socket, 500, 'Internal Server Error');
+        });
+    } catch (err) {
+      app.log.warn({ err }, 'rpc stream upgrade refused');
+      refuseUpgrade(socket, 400, 'Bad Request');
+    }
   });
 
   await app.listen({ host: opts.bind, port: opts.port });

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import Fastify from 'fastify';
 import type { Agent } from '../agent/agent.js';
 import { startAgentRpcServer } from '../agent/rpc-server.js';
@@ -10,6 +9,7 @@ import { ContainerRepo } from '../services/container/repo.js';
 import { InProcessGlance } from '../services/image/in-process.js';
 import { createNetworkService } from '../services/network/index.js';
 import { createAgent } from './control-plane.js';
+import { prepareDataDir } from './data-dir.js';
 
 export interface AgentProcess {
   agent: Agent;
@@ -27,7 +27,7 @@ export async function startAgentProcess(
   config: KraterConfig,
   opts: { host?: string; bind: string; port: number; advertiseUrl?: string },
 ): Promise<AgentProcess> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  prepareDataDir(config.dataDir);
   const store = await openStore(config.database);
   // Archives travel base64 in JSON: room for the API's 256 MiB put_archive limit.
   const app = Fastify({

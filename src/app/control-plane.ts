@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { Agent } from '../agent/agent.js';
@@ -18,6 +17,7 @@ import { createIdentity } from '../services/identity/index.js';
 import { createImageService } from '../services/image/index.js';
 import { createNetworkService, type NeutronApi } from '../services/network/index.js';
 import { HostAgents } from './agent-directory.js';
+import { prepareDataDir } from './data-dir.js';
 
 export interface ControlPlane {
   app: App;
@@ -105,7 +105,7 @@ export function createAgent(
 
 /** Migrates and bootstraps the store without serving (the cluster primary does this before forking workers). */
 export async function bootstrapOnly(config: KraterConfig): Promise<BootstrapResult> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  prepareDataDir(config.dataDir);
   const store = await openStore(config.database);
   try {
     const { identity, services } = createServices(config, store);
@@ -120,7 +120,7 @@ export async function startControlPlane(
   config: KraterConfig,
   opts: { withAgent?: boolean } = {},
 ): Promise<ControlPlane> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  prepareDataDir(config.dataDir);
   const store = await openStore(config.database);
   try {
     const { policy, identity, services, agents, neutron, glance } = createServices(config, store);

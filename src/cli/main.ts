@@ -144,8 +144,10 @@ function announce(
     `  identity   ${authUrl}\n  image      ${config.publicUrl}/image\n  container  ${config.publicUrl}/container/v1\n  network    ${config.publicUrl}/network\n  console    ${config.publicUrl}/dashboard/\n`,
   );
   if (boot.generatedPassword) {
-    out.write(`Bootstrapped: user "admin" in project "admin", password: ${boot.generatedPassword}\n`);
-    out.write(`  (shown once; kept in ${join(config.dataDir, ADMIN_PASSWORD_FILE)})\n`);
+    // Never the password itself: stdout ends up in log files and journals.
+    out.write(
+      `Bootstrapped: user "admin" in project "admin"; its password is in ${join(config.dataDir, ADMIN_PASSWORD_FILE)} (mode 0600)\n`,
+    );
   }
   if (config.cloudsYaml)
     out.write(`  clouds.yaml: cloud "krater" in ${config.cloudsYaml} — try: openstack --os-cloud krater token issue\n`);

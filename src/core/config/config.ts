@@ -35,6 +35,13 @@ export interface KraterConfig {
    * For now only with `networking: none`.
    */
   usernsRemap?: { uid: number; gid: number; size: number };
+  /**
+   * Keystone's `[security_compliance] lockout_failure_attempts` and `lockout_duration`: after this many failed
+   * password checks in a row a user is locked (0: never, Keystone's default) for `lockoutDurationSeconds`
+   * (0: until an admin enables the user again or sets a new password).
+   */
+  lockoutFailureAttempts: number;
+  lockoutDurationSeconds: number;
 }
 
 export interface ConfigInput {
@@ -92,7 +99,16 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
     runtimes: runtimeMap(env.KRATER_RUNTIMES),
     shimGrouping: shimGrouping(env.KRATER_SHIM_GROUPING),
     usernsRemap: usernsRemap(env.KRATER_USERNS_REMAP, networkingMode(env.KRATER_NETWORKING)),
+    lockoutFailureAttempts: nonNegativeInt('KRATER_LOCKOUT_FAILURE_ATTEMPTS', env.KRATER_LOCKOUT_FAILURE_ATTEMPTS, 0),
+    lockoutDurationSeconds: nonNegativeInt('KRATER_LOCKOUT_DURATION', env.KRATER_LOCKOUT_DURATION, 1800),
   };
+}
+
+function nonNegativeInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`invalid ${name}: ${value} (expected a whole number ≥ 0)`);
+  return n;
 }
 
 function runtimeMap(value: string | undefined): Record<string, string> {

@@ -99,6 +99,12 @@ export interface AppCredRow {
   access_rules: string;
   created_at: string;
 }
+/** Consecutive failed password checks of a user (lockout); `last_failed_at` is ms since epoch as text. */
+export interface AuthFailureRow {
+  user_id: string;
+  count: number;
+  last_failed_at: string;
+}
 export interface RevocationRow {
   id: string;
   audit_id: string | null;
@@ -241,6 +247,7 @@ export interface Database {
   regions: RegionRow;
   application_credentials: AppCredRow;
   revocations: RevocationRow;
+  auth_failures: AuthFailureRow;
   meta: MetaRow;
   containers: ContainerRow;
   container_actions: ContainerActionRow;

@@ -8,7 +8,7 @@ import type { ContainerRow } from '../../core/store/schema.js';
 import { EngineError, type EngineErrorCode, toEngineError } from '../../engine/engine.js';
 import type { GlancePort } from '../../images/glance-port.js';
 import type { ContainerNetworking } from './networking.js';
-import { zunError } from './params.js';
+import { parseBool, zunError } from './params.js';
 import type { ContainerRepo } from './repo.js';
 import { canDo, invalidStateMessage } from './states.js';
 import { renderContainer } from './view.js';
@@ -39,6 +39,21 @@ const creds = (req: FastifyRequest) => policyCredentials(req.auth);
 export function authorize(zx: ZunContext, req: FastifyRequest, action: string, target: Record<string, unknown>): void {
   if (!zx.core.policy.enforce(action, target, creds(req)))
     throw zunError(403, 'PolicyNotAuthorized', `Policy doesn't allow ${action} to be performed.`);
+}
+
+/**
+ * Looks a container up as every container route does (Zun's `get_container` under `all_projects`): `all_projects`
+ * needs `container:get_one_all_projects` first (refused before any lookup, so the answer never depends on what
+ * exists), the lookup is scoped to the caller's project unless it is widened (admins, `all_projects`), then
+ * `container:<action>` is checked against the container.
+ */
+export async function loadContainer(zx: ZunContext, req: FastifyRequest, action: string): Promise<ContainerRow> {
+  const allProjects = parseBool('all_projects', (req.query as Record<string, unknown>).all_projects);
+  if (allProjects) authorize(zx, req, 'container:get_one_all_projects', { project_id: req.auth.projectId });
+  const id = (req.params as { id: string }).id;
+  const c = await zx.repo.find(id, req.auth.projectId, allProjects || req.auth.isAdmin);
+  authorize(zx, req, `container:${action}`, c as unknown as Record<string, unknown>);
+  return c;
 }
 
 export function allowed(zx: ZunContext, req: FastifyRequest, action: string, target: Record<string, unknown>): boolean {

@@ -214,6 +214,9 @@ export function parseCreate(
       if (m.source === undefined && m.size === undefined) throw invalid('A volume mount needs a source or a size.');
     } else throw invalid(`Invalid mount type: ${type}`);
   }
+  // Accepting a mount and running without it would lose the data written there without a word.
+  if (mounts.length > 0)
+    throw invalid('Mounts are not supported yet: Krater has no volumes; create the container without mounts.');
 
   const privilegedFields: string[] = [];
   if (pullPolicy) privilegedFields.push('container:create:image_pull_policy');

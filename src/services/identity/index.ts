@@ -6,6 +6,7 @@ import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
 import { buildCatalog } from './catalog.js';
 import type { IdentityContext } from './context.js';
+import { Lockout } from './lockout.js';
 import { identityPolicies } from './policies.js';
 import { IdentityRepo } from './repo.js';
 import { appCredRoutes } from './routes/app-creds.js';
@@ -44,7 +45,11 @@ export function createIdentity(
 ): Identity {
   policy.registerDefaults(identityPolicies);
   const repo = new IdentityRepo(store);
-  const tokens = new TokenService(repo, keys, config.tokenTtlSeconds * 1000, () => buildCatalog(repo));
+  const lockout = new Lockout(store.db, {
+    failureAttempts: config.lockoutFailureAttempts,
+    durationMs: config.lockoutDurationSeconds * 1000,
+  });
+  const tokens = new TokenService(repo, keys, config.tokenTtlSeconds * 1000, () => buildCatalog(repo), lockout);
   const root = `${config.publicUrl}${IDENTITY_PREFIX}`;
   const module: ServiceModule = {
     name: 'keystone',

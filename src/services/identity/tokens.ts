@@ -13,6 +13,7 @@ import {
 import { ApiError, badRequest, forbidden, notFound, unauthorized } from '../../core/http/errors.js';
 import type { AppCredRow, DomainRow, ProjectRow, UserRow } from '../../core/store/schema.js';
 import { keystoneTime } from './ids.js';
+import { Lockout } from './lockout.js';
 import type { IdentityRepo, RoleRef } from './repo.js';
 
 /** A token that decrypted, has not expired or been revoked, and whose user and scope still exist and are enabled. */
@@ -42,20 +43,16 @@ export interface AuthRequest {
   scope?: unknown;
 }
 
-const LOCKOUT_FAILURES = 10;
-const LOCKOUT_WINDOW_MS = 5 * 60 * 1000;
-
 /** Issues, validates and revokes tokens; gives every service its request context (in-process keystonemiddleware). */
 export class TokenService implements TokenValidator {
   private keys: TokenKey[];
   private lastKeyReload = 0;
-  private failures = new Map<string, { count: number; since: number }>();
-
   constructor(
     private repo: IdentityRepo,
     private keyRepo: KeyRepository,
     readonly ttlMs: number,
     private catalog: () => Promise<unknown[]>,
+    readonly lockout: Lockout = new Lockout(repo.db, { failureAttempts: 0, durationMs: 0 }),
   ) {
     this.keys = keyRepo.load();
   }
@@ -155,33 +152,16 @@ export class TokenService implements TokenValidator {
       await verifyPassword(u.password, await DUMMY_HASH_PROMISE());
       throw unauthorized();
     }
-    this.checkLockout(user.id);
+    const failuresOnRecord = await this.lockout.check(user);
     const ok = await verifyPassword(u.password, user.password_hash);
     if (!ok) {
-      this.recordFailure(user.id);
+      await this.lockout.failed(user);
       throw unauthorized();
     }
-    this.failures.delete(user.id);
+    if (failuresOnRecord) await this.lockout.reset(user.id);
     if (user.password_expires_at && Number(user.password_expires_at) < Date.now())
       throw unauthorized(`The password is expired and needs to be changed for user: ${user.id}.`);
     return user.id;
-  }
-
-  private checkLockout(userId: string): void {
-    const f = this.failures.get(userId);
-    if (f && f.count >= LOCKOUT_FAILURES && Date.now() - f.since < LOCKOUT_WINDOW_MS) {
-      throw unauthorized(
-        `The account is temporarily locked for user: ${userId}. Too many failed authentication attempts; try again later.`,
-      );
-    }
-  }
-
-  private recordFailure(userId: string): void {
-    const now = Date.now();
-    const f = this.failures.get(userId);
-    if (!f || now - f.since >= LOCKOUT_WINDOW_MS) this.failures.set(userId, { count: 1, since: now });
-    else f.count++;
-    if (this.failures.size > 100_000) this.failures.clear();
   }
 
   private async checkAppCred(ac: NonNullable<AuthRequest['identity']>['application_credential']): Promise<AppCredRow> {
@@ -213,9 +193,12 @@ export class TokenService implements TokenValidator {
       await verifyPassword(ac.secret, await DUMMY_HASH_PROMISE());
       throw unauthorized();
     }
-    this.checkLockout(row.user_id);
+    // Stricter than Keystone (which applies lockout to passwords only): a secret may be chosen by its user, so
+    // wrong secrets count against the owner too, and a locked user's credentials are refused like its password.
+    const owner = await this.repo.user(row.user_id);
+    if (owner) await this.lockout.check(owner);
     if (!(await verifyPassword(ac.secret, row.secret_hash))) {
-      this.recordFailure(row.user_id);
+      if (owner) await this.lockout.failed(owner);
       throw unauthorized();
     }
     if (row.expires_at && Number(row.expires_at) <= Date.now())

@@ -2,7 +2,16 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
-import { allowed, authorize, callAgent, checkState, fieldAllowed, view, type ZunContext } from '../context.js';
+import {
+  allowed,
+  authorize,
+  callAgent,
+  checkState,
+  fieldAllowed,
+  loadContainer,
+  view,
+  type ZunContext,
+} from '../context.js';
 import { parseCreate } from '../create.js';
 import { allocateForNewContainer } from '../networking.js';
 import { PAGING_PARAMS, pageOf, parsePaging } from '../paging.js';
@@ -54,15 +63,7 @@ const ident = (req: Req) => (req.params as { id: string }).id;
 export function containerRoutes(app: App, zx: ZunContext): void {
   const { repo } = zx;
 
-  /** Looks the container up (project-scoped; widened for admins or `all_projects`) and checks `container:<action>`. */
-  const load = async (req: Req, action: string): Promise<ContainerRow> => {
-    const all = parseBool('all_projects', (req.query as Record<string, unknown>).all_projects) || req.auth.isAdmin;
-    if (parseBool('all_projects', (req.query as Record<string, unknown>).all_projects))
-      authorize(zx, req, 'container:get_one_all_projects', { project_id: req.auth.projectId });
-    const c = await repo.find(ident(req), req.auth.projectId, all);
-    authorize(zx, req, `container:${action}`, c as unknown as Record<string, unknown>);
-    return c;
-  };
+  const load = (req: Req, action: string): Promise<ContainerRow> => loadContainer(zx, req, action);
 
   /** Records the action (its request id is this response's), hands the work to the host's agent. */
   const dispatch = async (

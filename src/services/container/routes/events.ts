@@ -1,10 +1,9 @@
 import { PassThrough } from 'node:stream';
-import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow, Database } from '../../../core/store/schema.js';
 import { containerChanges } from '../changes.js';
-import { authorize, view, type ZunContext } from '../context.js';
+import { authorize, loadContainer, view, type ZunContext } from '../context.js';
 import { parseBool, parseNumber, schemaError, zunError } from '../params.js';
 import { Status } from '../states.js';
 
@@ -28,8 +27,6 @@ const EVENT_POLL_MS = 200;
 const KEEPALIVE_MS = 15_000;
 const WAIT_DEFAULT_S = 30;
 const WAIT_MAX_S = 300;
-
-type Req = FastifyRequest;
 
 /** Resolves after `ms`, or earlier when this process changes the container `uuid`. */
 function changeOrTimeout(db: object, uuid: string, ms: number): Promise<void> {
@@ -226,15 +223,6 @@ export function eventRoutes(app: App, zx: ZunContext): void {
   }
   const events = hub;
 
-  const load = async (req: Req, id: string): Promise<ContainerRow> => {
-    const q = req.query as Record<string, unknown>;
-    const all = parseBool('all_projects', q.all_projects);
-    if (all) authorize(zx, req, 'container:get_one_all_projects', { project_id: req.auth.projectId });
-    const c = await repo.find(id, req.auth.projectId, all || req.auth.isAdmin);
-    authorize(zx, req, 'container:get_one', c as unknown as Record<string, unknown>);
-    return c;
-  };
-
   app.get('/containers/:id/wait', async (req, reply) => {
     const q = req.query as Record<string, unknown>;
     const unknown = Object.keys(q).filter((k) => !['status', 'request_id', 'timeout', 'all_projects'].includes(k));
@@ -242,7 +230,7 @@ export function eventRoutes(app: App, zx: ZunContext): void {
     const statuses = parseWaitStatuses(q.status);
     const timeoutS = q.timeout === undefined ? WAIT_DEFAULT_S : parseNumber('timeout', q.timeout, 0, WAIT_MAX_S, false);
     const requestId = q.request_id === undefined ? undefined : String(q.request_id);
-    let c = await load(req, (req.params as { id: string }).id);
+    let c = await loadContainer(zx, req, 'get_one');
     let actionId: number | undefined;
     if (requestId !== undefined) {
       const a = await repo.db

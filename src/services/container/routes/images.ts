@@ -164,7 +164,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     }
     const out = new PassThrough();
     const line = (o: unknown) => {
-      if (!out.writableEnded) out.write(`${JSON.stringify(o)}\n`);
+      if (!out.writableEnded && !out.destroyed) out.write(`${JSON.stringify(o)}\n`);
     };
     void images
       .pull(image, { credentials, onProgress: (e) => line(e) })
@@ -184,6 +184,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
           }),
         (err) => line({ status: 'error', message: (err as Error).message }),
       )
+      .catch((err) => line({ status: 'error', message: (err as Error).message }))
       .finally(() => out.end());
     return reply.type('application/x-ndjson').send(out);
   });

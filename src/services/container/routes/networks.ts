@@ -2,9 +2,9 @@ import type { FastifyRequest } from 'fastify';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
-import { authorize, checkState, type ZunContext } from '../context.js';
+import { checkState, loadContainer, type ZunContext } from '../context.js';
 import { type ContainerNetworking, mergeAddresses, type NeutronActor, parseAddresses } from '../networking.js';
-import { expectString, mergedParams, parseBool, zunError } from '../params.js';
+import { expectString, mergedParams, zunError } from '../params.js';
 
 type Req = FastifyRequest;
 const params = (req: Req) => mergedParams(req.query, req.body);
@@ -26,12 +26,6 @@ export function networkRoutes(app: App, zx: ZunContext): void {
     userId: req.auth.userId,
     isAdmin: req.auth.isAdmin,
   });
-  const load = async (req: Req, action: string | null): Promise<ContainerRow> => {
-    const all = parseBool('all_projects', (req.query as Record<string, unknown>).all_projects) || req.auth.isAdmin;
-    const c = await repo.find((req.params as { id: string }).id, req.auth.projectId, all);
-    if (action) authorize(zx, req, `container:${action}`, c as unknown as Record<string, unknown>);
-    return c;
-  };
   const minVersion = (req: Req, minor: number) => {
     if (!atLeast(req.zunVersion, 1, minor)) throw zunError(404, 'NotFound', 'The resource could not be found.');
   };
@@ -48,7 +42,7 @@ export function networkRoutes(app: App, zx: ZunContext): void {
 
   app.post('/containers/:id/network_attach', async (req, reply) => {
     minVersion(req, 8);
-    const c = await load(req, 'network_attach');
+    const c = await loadContainer(zx, req, 'network_attach');
     const p = params(req);
     const network = str(p.network);
     const port = str(p.port);
@@ -82,7 +76,7 @@ export function networkRoutes(app: App, zx: ZunContext): void {
 
   app.post('/containers/:id/network_detach', async (req, reply) => {
     minVersion(req, 6);
-    const c = await load(req, 'network_detach');
+    const c = await loadContainer(zx, req, 'network_detach');
     const p = params(req);
     const network = str(p.network);
     const port = atLeast(req.zunVersion, 1, 17) ? str(p.port) : undefined;
@@ -115,8 +109,7 @@ export function networkRoutes(app: App, zx: ZunContext): void {
 
   app.get('/containers/:id/network_list', async (req) => {
     minVersion(req, 13);
-    // Zun checks no policy here beyond seeing the container.
-    const c = await load(req, null);
+    const c = await loadContainer(zx, req, 'network_list');
     const addresses = parseAddresses(c);
     if (atLeast(req.zunVersion, 1, 18))
       return {
@@ -149,7 +142,7 @@ export function networkRoutes(app: App, zx: ZunContext): void {
   ] as const) {
     app.post(`/containers/:id/${path}`, async (req, reply) => {
       if (atLeast(req.zunVersion, 1, 15)) throw zunError(404, 'NotFound', 'The resource could not be found.');
-      const c = await load(req, action);
+      const c = await loadContainer(zx, req, action);
       checkState(c, action);
       const name = expectString('name', params(req).name, { min: 1, max: 255 });
       const n = networking();

@@ -162,6 +162,8 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
           .execute(),
       `Conflict occurred attempting to store user - Duplicate entry found with name ${b.name} at domain ID ${u.domain_id}.`,
     );
+    // An administrator enabling a user or setting its password lifts a lockout (Keystone: reset failed_auth_count).
+    if (b.enabled === true || typeof b.password === 'string') await ix.tokens.lockout.reset(u.id);
     if ((b.enabled === false && u.enabled) || b.password !== undefined)
       await repo.revoke(
         { user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },

@@ -1,0 +1,26 @@
+import { chmodSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ADMIN_PASSWORD_FILE } from '../services/identity/bootstrap.js';
+
+/**
+ * Creates the data directory owner-only (0700) and narrows what an older install left wider: the directory, its
+ * `keys/` tree (token and registry keys) and the admin password. The store's files are narrowed where the store is
+ * opened (core/store/db.ts). With `KRATER_USERNS_REMAP` the agent adds o+x to the directory again (search only), so
+ * a container's remapped root can reach its rootfs.
+ */
+export function prepareDataDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const password = join(dir, ADMIN_PASSWORD_FILE);
+  if (existsSync(password)) chmodSync(password, 0o600);
+  narrowTree(join(dir, 'keys'));
+}
+
+function narrowTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  chmodSync(dir, 0o700);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) narrowTree(join(dir, e.name));
+    else if (e.isFile()) chmodSync(join(dir, e.name), 0o600);
+  }
+}
