@@ -94,8 +94,8 @@ function renderOutside(
 /** The request target of a raw HTTP request head (`GET /path HTTP/1.1`), when the packet holds it. */
 function requestTarget(raw: unknown): string {
   if (!Buffer.isBuffer(raw)) return '/';
-  const line = raw.subarray(0, Math.min(raw.length, 8192)).toString('latin1').split('\r\n', 1)[0];
-  const m = /^[A-Z]+ (\S+) HTTP\/1\.[01]$/.exec(line);
+  // Only the path's beginning matters (the service prefix): the line itself may be longer than the packet.
+  const m = /^[A-Z]+ (\/[^\s?]*)/.exec(raw.subarray(0, 512).toString('latin1'));
   return m?.[1] ?? '/';
 }
 
