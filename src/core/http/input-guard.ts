@@ -70,6 +70,12 @@ export function checkJsonStrings(value: unknown, path = ''): void {
     return;
   }
   if (value && typeof value === 'object') {
+    // A json-patch operation on a name (Glance's `{"op":"replace","path":"/name","value":…}`) is a name too.
+    const op = value as { path?: unknown; value?: unknown };
+    if (op.path === '/name' && typeof op.value === 'string') {
+      const why = badNameReason(op.value);
+      if (why) throw bad(`Invalid input for field 'name': the value ${why}.`);
+    }
     for (const [k, v] of Object.entries(value)) {
       const why = unstorableReason(k);
       if (why) throw bad(`Invalid input: a key of '${path || 'body'}' ${why}.`);
