@@ -12,7 +12,8 @@ import type { AuthContext, TokenValidator } from '../auth/context.js';
 import type { KraterConfig } from '../config/config.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { Store } from '../store/db.js';
-import { ApiError, type NormalizedError, normalizeError, unauthorized } from './errors.js';
+import { ApiError, type NormalizedError, normalizeError, STATUS_TITLES, unauthorized } from './errors.js';
+import { checkRequestStrings, parseJsonBody } from './input-guard.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -22,6 +23,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Routes reachable without a token (version documents, token issue). */
     public?: boolean;
+    /** Query parameters this route accepts repeated (`?image=a&image=b`); a service may refuse others. */
+    repeatableQuery?: string[];
   }
 }
 
@@ -67,6 +70,35 @@ const REDACT = [
   'req.headers.cookie',
 ];
 
+/** The service whose prefix `url` lies under (the first path segment decides), if any. */
+function serviceFor(services: ServiceModule[], url: string): ServiceModule | undefined {
+  return services.find((s) => url === s.prefix || url.startsWith(`${s.prefix}/`) || url.startsWith(`${s.prefix}?`));
+}
+
+/** Renders an error raised outside any service scope in the envelope of the service `url` belongs to. */
+function renderOutside(
+  services: ServiceModule[],
+  url: string,
+  err: NormalizedError,
+  req: FastifyRequest,
+): { body: string; headers: Record<string, string> } {
+  const service = serviceFor(services, url);
+  const rendered = service
+    ? service.renderError(err, req)
+    : { body: { error: { code: err.status, title: STATUS_TITLES[err.status] ?? 'Error', message: err.message } } };
+  const headers: Record<string, string> = { 'Content-Type': 'application/json', ...rendered.headers };
+  const body = typeof rendered.body === 'string' ? rendered.body : JSON.stringify(rendered.body);
+  return { body, headers };
+}
+
+/** The request target of a raw HTTP request head (`GET /path HTTP/1.1`), when the packet holds it. */
+function requestTarget(raw: unknown): string {
+  if (!Buffer.isBuffer(raw)) return '/';
+  // Only the path's beginning matters (the service prefix): the line itself may be longer than the packet.
+  const m = /^[A-Z]+ (\/[^\s?]*)/.exec(raw.subarray(0, 512).toString('latin1'));
+  return m?.[1] ?? '/';
+}
+
 export async function buildServer(opts: BuildOptions): Promise<App> {
   const { config } = opts.core;
   const app = Fastify({
@@ -86,6 +118,44 @@ export async function buildServer(opts: BuildOptions): Promise<App> {
       },
     },
     return503OnClosing: true,
+    // Errors the router raises before any service scope is chosen (a bad percent-encoding, a path parameter over
+    // maxParamLength): rendered in the envelope of the service the path belongs to.
+    frameworkErrors: (err, req, reply) => {
+      const status = (err as { statusCode?: number }).statusCode ?? 400;
+      const message =
+        status === 414 ? 'A path parameter is too long.' : 'The request URL is not valid (bad percent-encoding).';
+      const normalized: NormalizedError = { status, message, headers: {}, internal: false };
+      const { body, headers } = renderOutside(opts.services, req.raw.url ?? '/', normalized, req);
+      const r = reply as FastifyReply;
+      r.code(status).headers({ ...headers, 'X-OpenStack-Request-Id': req.id });
+      return r.send(body);
+    },
+    // Errors of the HTTP parser (a header block over the limit, a malformed request line): no request object
+    // exists, so the response is written to the socket in the envelope of the path the request line names.
+    clientErrorHandler: (err, socket) => {
+      const e = err as unknown as NodeJS.ErrnoException & { rawPacket?: Buffer };
+      if (e.code === 'ECONNRESET' || socket.destroyed) return;
+      const status = e.code === 'HPE_HEADER_OVERFLOW' ? 431 : e.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const messages: Record<number, string> = {
+        431: 'Request header fields are too large.',
+        408: 'The request was not received in time.',
+        400: 'The request could not be parsed.',
+      };
+      const normalized: NormalizedError = { status, message: messages[status], headers: {}, internal: false };
+      const id = `req-${randomUUID()}`;
+      const fakeReq = { id, headers: {} } as unknown as FastifyRequest;
+      const { body, headers } = renderOutside(opts.services, requestTarget(e.rawPacket), normalized, fakeReq);
+      const reason =
+        status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+      const head = Object.entries({ ...headers, 'X-OpenStack-Request-Id': id, Connection: 'close' })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      if (socket.writable)
+        socket.write(
+          `HTTP/1.1 ${status} ${reason}\r\n${head}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        );
+      socket.destroy();
+    },
     forceCloseConnections: true,
     rewriteUrl: (req) => {
       const url = req.url ?? '/';
@@ -96,16 +166,21 @@ export async function buildServer(opts: BuildOptions): Promise<App> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
-  // Some clients send `Content-Type: application/json` with an empty body (DELETE, HEAD): treat as no body.
-  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  // Strict JSON for every service (input-guard.ts): UTF-8, bounded depth, storable strings. Some clients send
+  // `Content-Type: application/json` with an empty body (DELETE, HEAD): that is no body.
   app.addContentTypeParser(
     ['application/json', 'application/openstack-images-v2.1-json-patch'],
-    { parseAs: 'string' },
-    (req, body, done) => {
-      if (body === '' || body === undefined) return done(null, undefined);
-      jsonParser(req, body as string, done);
+    { parseAs: 'buffer' },
+    (_req, body, done) => {
+      try {
+        done(null, parseJsonBody(body as Buffer));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
     },
   );
+  // Ids, tags and filters from the URL get the same string rules as bodies.
+  app.addHook('preValidation', async (req) => checkRequestStrings(req.params, req.query));
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-OpenStack-Request-Id', req.id);

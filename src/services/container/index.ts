@@ -1,6 +1,6 @@
 import type { AgentDirectory } from '../../agent/rpc.js';
 import type { KraterConfig } from '../../core/config/config.js';
-import { STATUS_TITLES } from '../../core/http/errors.js';
+import { ApiError, STATUS_TITLES } from '../../core/http/errors.js';
 import { fmt, type MicroversionSpec, negotiate } from '../../core/http/microversion.js';
 import type { App, ServiceModule } from '../../core/http/server.js';
 import type { PolicyEngine } from '../../core/policy/engine.js';
@@ -170,6 +170,16 @@ export function createContainerService(
               const n = negotiate(req.headers, ZUN_VERSIONS);
               reply.headers(n.headers);
               req.zunVersion = n.version;
+              // Zun's query parameters are single strings (its jsonschema refuses a list): a repeated one is a 400,
+              // never an array handed to a filter.
+              const repeatable = req.routeOptions.config?.repeatableQuery ?? [];
+              for (const [k, v] of Object.entries((req.query as Record<string, unknown>) ?? {}))
+                if (Array.isArray(v) && !repeatable.includes(k))
+                  throw new ApiError(
+                    400,
+                    `Invalid input for query parameters ${k}. Value: ${JSON.stringify(v)}. The parameter is repeated.`,
+                    'InvalidParameterValue',
+                  );
             });
             containerRoutes(s, zx);
             adminRoutes(s, zx);

@@ -61,6 +61,11 @@ export function createIdentity(
     authenticateHeader: () => `Keystone uri="${root}/v3"`,
     async register(app: App, core) {
       const ix: IdentityContext = { core, repo, tokens, base: `${root}/v3` };
+      // Keystone reads its filters with Flask's `request.args.to_dict()`: of a repeated parameter, the first value.
+      app.addHook('onRequest', async (req) => {
+        const q = req.query as Record<string, unknown>;
+        for (const [k, v] of Object.entries(q ?? {})) if (Array.isArray(v)) q[k] = v[0];
+      });
       app.get('/', { config: { public: true } }, async (_req, reply) => {
         reply.code(300).header('Location', `${root}/v3/`);
         return { versions: { values: [versionDoc(root)] } };

@@ -82,6 +82,10 @@ export const identityPolicies: Record<string, string> = {
   'identity:check_system_grant_for_user': 'rule:admin_required',
   'identity:create_system_grant_for_user': 'rule:admin_required',
   'identity:revoke_system_grant_for_user': 'rule:admin_required',
+  'identity:list_system_grants_for_group': 'rule:admin_required',
+  'identity:check_system_grant_for_group': 'rule:admin_required',
+  'identity:create_system_grant_for_group': 'rule:admin_required',
+  'identity:revoke_system_grant_for_group': 'rule:admin_required',
   'identity:list_role_assignments': 'rule:admin_required',
 
   'identity:get_application_credential': 'rule:admin_or_owner',

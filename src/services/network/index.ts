@@ -30,7 +30,9 @@ const DEFAULT_TYPES: Record<number, string> = {
   405: 'HTTPMethodNotAllowed',
   409: 'HTTPConflict',
   413: 'HTTPRequestEntityTooLarge',
+  414: 'HTTPRequestURITooLong',
   415: 'HTTPUnsupportedMediaType',
+  431: 'HTTPRequestHeaderFieldsTooLarge',
   500: 'HTTPInternalServerError',
   503: 'HTTPServiceUnavailable',
 };

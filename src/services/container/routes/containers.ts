@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
+import { unsafeArchiveReason } from '../archive-check.js';
 import {
   allowed,
   authorize,
@@ -444,6 +445,8 @@ export function containerRoutes(app: App, zx: ZunContext): void {
         throw zunError(400, 'Base64Exception', 'Failed to decode the archive data: it is not valid base64.');
       tar = Buffer.from(data, 'base64');
     } else tar = Buffer.from(data, 'latin1');
+    const unsafe = unsafeArchiveReason(tar);
+    if (unsafe) throw invalid(`Cannot extract the archive: ${unsafe}.`);
     await callAgent(zx, c, (a) => a.putArchive(c, path, tar), 'put_archive');
     return null;
   });

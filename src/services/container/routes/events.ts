@@ -223,7 +223,7 @@ export function eventRoutes(app: App, zx: ZunContext): void {
   }
   const events = hub;
 
-  app.get('/containers/:id/wait', async (req, reply) => {
+  app.get('/containers/:id/wait', { config: { repeatableQuery: ['status'] } }, async (req, reply) => {
     const q = req.query as Record<string, unknown>;
     const unknown = Object.keys(q).filter((k) => !['status', 'request_id', 'timeout', 'all_projects'].includes(k));
     if (unknown.length) throw schemaError(`Unknown parameters: ${unknown.join(', ')}`);

@@ -209,7 +209,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
   });
 
   /** `krater save`: a `docker save` archive of one or more images. */
-  app.get('/images/local/save', async (req, reply) => {
+  app.get('/images/local/save', { config: { repeatableQuery: ['image'] } }, async (req, reply) => {
     authorize(zx, req, 'image:get_one', {});
     const q = req.query as Record<string, unknown>;
     const list = Array.isArray(q.image) ? q.image : q.image === undefined ? [] : [q.image];
@@ -392,7 +392,8 @@ export function imageRoutes(app: App, zx: ZunContext): void {
           return { ...rest, metadata };
         });
     } catch (err) {
-      throw zunError(500, 'ZunException', `Cannot search image in docker: ${(err as Error).message}`);
+      // The registry is not reachable or refused us: the reason, as a 503 (nothing is wrong with the request).
+      throw zunError(503, 'ZunException', `Cannot search image in docker: ${(err as Error).message}`);
     }
   });
 

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
 import { badRequest, forbidden, notFound } from '../../../core/http/errors.js';
 import type { App } from '../../../core/http/server.js';
 import type { ProjectRow } from '../../../core/store/schema.js';
@@ -70,6 +71,17 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
   };
   const getProject = async (id: string) => {
     const p = await repo.project(id);
+    if (!p) throw notFound(`Could not find project: ${id}.`, 'ProjectNotFound');
+    return p;
+  };
+  /**
+   * Loads a project for `action`. A missing project is checked against a target holding only its id, so a caller
+   * the rule denies gets the same 403 whether or not the project exists (no existence oracle); others get 404.
+   */
+  const authorizedProject = async (req: FastifyRequest, action: string) => {
+    const id = (req.params as { id: string }).id;
+    const p = await repo.project(id);
+    authorize(ix, req, action, { target: { project: { id, domain_id: p?.domain_id } } });
     if (!p) throw notFound(`Could not find project: ${id}.`, 'ProjectNotFound');
     return p;
   };
@@ -208,8 +220,7 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     };
   });
   app.get('/v3/projects/:id', { schema: { params: Id } }, async (req) => {
-    const p = await getProject((req.params as { id: string }).id);
-    authorize(ix, req, 'identity:get_project', { target: { project: { id: p.id, domain_id: p.domain_id } } });
+    const p = await authorizedProject(req, 'identity:get_project');
     return { project: renderProject(ix, p) };
   });
   app.post('/v3/projects', { schema: { body: ProjectCreate } }, async (req, reply) => {
@@ -255,8 +266,7 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     return { project: renderProject(ix, (await repo.project(id))!) };
   });
   app.patch('/v3/projects/:id', { schema: { params: Id, body: ProjectUpdate } }, async (req) => {
-    const p = await getProject((req.params as { id: string }).id);
-    authorize(ix, req, 'identity:update_project', { target: { project: { id: p.id, domain_id: p.domain_id } } });
+    const p = await authorizedProject(req, 'identity:update_project');
     const { project: b } = req.body as { project: Record<string, any> };
     if (b.domain_id !== undefined && b.domain_id !== p.domain_id)
       throw badRequest(
@@ -289,8 +299,7 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     return { project: renderProject(ix, (await repo.project(p.id))!) };
   });
   app.delete('/v3/projects/:id', { schema: { params: Id } }, async (req, reply) => {
-    const p = await getProject((req.params as { id: string }).id);
-    authorize(ix, req, 'identity:delete_project', { target: { project: { id: p.id, domain_id: p.domain_id } } });
+    const p = await authorizedProject(req, 'identity:delete_project');
     const child = await repo.db.selectFrom('projects').select('id').where('parent_id', '=', p.id).executeTakeFirst();
     if (child)
       throw forbidden(

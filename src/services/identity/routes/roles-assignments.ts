@@ -232,9 +232,14 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
   };
   const grantRoutes = (targetKind: TargetKind | 'system') => {
     const prefix = targetKind === 'system' ? '/v3/system' : `/v3/${targetKind}/:target`;
-    const action = (verb: string) =>
-      targetKind === 'system' ? `identity:${verb}_system_grant_for_user` : `identity:${verb}_grant`;
     for (const actorKind of ['users', 'groups'] as ActorKind[]) {
+      // Keystone's rule names: identity:{check,create,revoke}_system_grant_for_{user,group} and
+      // identity:list_system_grants_for_{user,group}.
+      const who = actorKind === 'users' ? 'user' : 'group';
+      const action = (verb: string) =>
+        targetKind === 'system'
+          ? `identity:${verb}_system_${verb === 'list' ? 'grants' : 'grant'}_for_${who}`
+          : `identity:${verb}_grant`;
       const base = `${prefix}/${actorKind}/:actor/roles`;
       const parse = (p: unknown) => {
         const { target = 'system', actor } = p as { target?: string; actor: string };

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
 import { hashPassword, verifyPassword } from '../../../core/auth/password.js';
 import { badRequest, notFound, unauthorized } from '../../../core/http/errors.js';
 import type { App } from '../../../core/http/server.js';
@@ -72,6 +73,14 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     if (!u) throw notFound(`Could not find user: ${id}.`, 'UserNotFound');
     return u;
   };
+  /** As authorizedProject: a missing user is checked against its id alone, so a denied caller gets 403 either way. */
+  const authorizedUser = async (req: FastifyRequest, action: string) => {
+    const id = (req.params as { id: string }).id;
+    const u = await repo.user(id);
+    authorize(ix, req, action, { user_id: id, target: { user: { id, domain_id: u?.domain_id } } });
+    if (!u) throw notFound(`Could not find user: ${id}.`, 'UserNotFound');
+    return u;
+  };
   const getGroup = async (id: string) => {
     const g = await repo.group(id);
     if (!g) throw notFound(`Could not find group: ${id}.`, 'GroupNotFound');
@@ -130,11 +139,7 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     return { user: renderUser(ix, (await repo.user(id))!) };
   });
   app.patch('/v3/users/:id', { schema: { params: Id, body: UserUpdate } }, async (req) => {
-    const u = await getUser((req.params as { id: string }).id);
-    authorize(ix, req, 'identity:update_user', {
-      user_id: u.id,
-      target: { user: { id: u.id, domain_id: u.domain_id } },
-    });
+    const u = await authorizedUser(req, 'identity:update_user');
     const { user: b } = req.body as { user: Record<string, any> };
     if (b.domain_id !== undefined && b.domain_id !== u.domain_id)
       throw badRequest(
@@ -172,11 +177,7 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     return { user: renderUser(ix, (await repo.user(u.id))!) };
   });
   app.delete('/v3/users/:id', { schema: { params: Id } }, async (req, reply) => {
-    const u = await getUser((req.params as { id: string }).id);
-    authorize(ix, req, 'identity:delete_user', {
-      user_id: u.id,
-      target: { user: { id: u.id, domain_id: u.domain_id } },
-    });
+    const u = await authorizedUser(req, 'identity:delete_user');
     await repo.write(async (trx) => {
       await trx.deleteFrom('assignments').where('actor_id', '=', u.id).execute();
       await trx.deleteFrom('group_members').where('user_id', '=', u.id).execute();
