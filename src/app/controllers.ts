@@ -1,10 +1,10 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Store } from '../core/store/db.js';
 import type { Controller, ControllerDeps, ControllerFactory } from '../controllers/controller.js';
 import { ControllerManager } from '../controllers/manager.js';
 import { type ControllerSettings, controllerSettings } from '../controllers/settings.js';
+import type { Store } from '../core/store/db.js';
 
 /**
  * The control plane's controllers: the built-in ones (none yet: the Magnum cluster and capsule controllers and the
