@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { Agent } from '../agent/agent.js';
+import type { Controller, ControllerDeps } from '../controllers/controller.js';
+import type { ControllerManager } from '../controllers/manager.js';
 import { KeyRepository } from '../core/auth/keys.js';
 import type { KraterConfig } from '../core/config/config.js';
 import { type App, buildServer, type ServiceModule } from '../core/http/server.js';
@@ -17,6 +19,7 @@ import { createIdentity } from '../services/identity/index.js';
 import { createImageService } from '../services/image/index.js';
 import { createNetworkService, type NeutronApi } from '../services/network/index.js';
 import { HostAgents } from './agent-directory.js';
+import { startControllers } from './controllers.js';
 import { prepareDataDir } from './data-dir.js';
 
 export interface ControlPlane {
@@ -24,6 +27,8 @@ export interface ControlPlane {
   store: Store;
   /** The local agent (`krater up`); absent for `krater api`. */
   agent?: Agent;
+  /** The control-plane reconcilers of this process (src/controllers). */
+  controllers: ControllerManager;
   bootstrap: BootstrapResult;
   url: string;
   close(): Promise<void>;
@@ -118,7 +123,11 @@ export async function bootstrapOnly(config: KraterConfig): Promise<BootstrapResu
 /** Opens the store, bootstraps identity, mounts every service facade under one listener and starts listening. */
 export async function startControlPlane(
   config: KraterConfig,
-  opts: { withAgent?: boolean } = {},
+  opts: {
+    withAgent?: boolean;
+    /** Controllers to run besides the built-in ones (tests register their test-only kinds here). */
+    controllers?: (deps: ControllerDeps) => Controller[];
+  } = {},
 ): Promise<ControlPlane> {
   prepareDataDir(config.dataDir);
   const store = await openStore(config.database);
@@ -132,14 +141,17 @@ export async function startControlPlane(
       await agent.start();
       agents.agent = agent;
     }
+    const controllers = await startControllers(store, app.log, opts.controllers);
     await app.listen({ host: config.bind, port: config.port });
     return {
       app,
       store,
       agent,
+      controllers,
       bootstrap,
       url: config.publicUrl,
       async close() {
+        await controllers.close();
         await app.close();
         await agent?.stop(config.agentShutdown);
         await store.close();

@@ -7,6 +7,7 @@ import * as m0005 from './migrations/0005_network.js';
 import * as m0006 from './migrations/0006_container_cpuset.js';
 import * as m0007 from './migrations/0007_agent_rpc.js';
 import * as m0011 from './migrations/0011_auth_failures.js';
+import * as m0012 from './migrations/0012_controller_queue.js';
 
 /** Every migration, in order. Later issues append here; never edit one that has shipped. */
 const migrations: Record<string, Migration> = {
@@ -18,6 +19,7 @@ const migrations: Record<string, Migration> = {
   '0006_container_cpuset': m0006,
   '0007_agent_rpc': m0007,
   '0011_auth_failures': m0011,
+  '0012_controller_queue': m0012,
 };
 
 class InCodeProvider implements MigrationProvider {

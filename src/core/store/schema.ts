@@ -528,3 +528,23 @@ export interface Database {
   net_quotas: NetQuotaRow;
   net_endpoints: NetEndpointRow;
 }
+
+// ---- Controllers (src/controllers): the claimed work queue of control-plane reconcilers.
+/** One object of one kind waiting for (or under) reconcile; timestamps are ISO-8601 UTC. */
+export interface ControllerQueueRow {
+  kind: string;
+  object_id: string;
+  /** Bumped by every enqueue: a reconcile that ends with a newer generation leaves the row due. */
+  generation: number;
+  not_before: string;
+  /** Failed reconciles in a row (drives the back-off); 0 after a success. */
+  attempts: number;
+  last_error: string | null;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+export interface Database {
+  controller_queue: ControllerQueueRow;
+}
