@@ -620,7 +620,14 @@ export class Agent implements AgentRpc {
     this.expectedExit.delete(c.uuid);
     this.retire(c.uuid);
     const t0 = performance.now();
-    await this.engine.start(id);
+    // Docker binds the ports before the task starts: a host port in use fails the start.
+    await this.network?.publish(c, true);
+    try {
+      await this.engine.start(id);
+    } catch (err) {
+      await this.unpublish(c);
+      throw err;
+    }
     this.opts.log.debug({ container: c.uuid, ms: Math.round(performance.now() - t0) }, 'container started');
     await this.repo.update(c.uuid, {
       status: Status.Running,
@@ -645,6 +652,14 @@ export class Agent implements AgentRpc {
       exit_code: exit?.exitCode ?? null,
       finished_at: new Date().toISOString(),
     });
+    await this.unpublish(c);
+  }
+
+  /** A stopped container's published ports are freed (Docker's semantics); a failure is only logged. */
+  private async unpublish(c: Pick<ContainerRow, 'uuid' | 'published_ports'>): Promise<void> {
+    await this.network
+      ?.publish(c, false)
+      .catch((err) => this.opts.log.warn({ err, container: c.uuid }, 'freeing published ports failed'));
   }
 
   /** Follows a running container's exit: records it and applies the restart policy and auto_remove. */
@@ -674,6 +689,7 @@ export class Agent implements AgentRpc {
           finished_at: (exit.exitedAt ?? new Date()).toISOString(),
           status_reason: oom ? 'OOMKilled: the container exceeded its memory limit' : c.status_reason,
         });
+        await this.unpublish(c);
         if (expected || c.desired !== 'running') return;
         if (c.auto_remove) {
           await this.repo.update(uuid, { status: Status.Deleting, task_state: 'container_deleting' });
@@ -806,6 +822,9 @@ export class Agent implements AgentRpc {
       }
       if (st.state === 'running') {
         await this.repo.update(c.uuid, { status: Status.Running, task_state: null });
+        await this.network
+          ?.publish(c, true)
+          .catch((err) => this.opts.log.error({ err, container: c.uuid }, 'published ports'));
         this.watch(c.uuid);
         this.startHealthcheck(c);
       } else if (st.state === 'paused') {
@@ -818,6 +837,7 @@ export class Agent implements AgentRpc {
           exit_code: st.exitCode ?? c.exit_code,
           finished_at: st.exitedAt?.toISOString() ?? c.finished_at,
         });
+        await this.unpublish(c);
         const policy = c.restart_policy ? (JSON.parse(c.restart_policy) as RestartPolicy) : null;
         if (c.desired === 'running' && shouldRestart(policy, st.exitCode ?? 0, c.restart_count))
           void this.autoRestart(c.uuid);

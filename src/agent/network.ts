@@ -13,6 +13,7 @@ export interface DataplaneDriver {
   apply(desired: DesiredState, opts?: { keep?: (endpointId: string) => boolean }): Promise<void>;
   ensureEndpoint(ep: DesiredEndpoint, networks: DesiredNetwork[]): Promise<EndpointPaths>;
   removeEndpoint(id: string): Promise<void>;
+  setPublishing(id: string, on: boolean): Promise<void>;
   stop(opts: { purge: boolean }): Promise<void>;
 }
 
@@ -103,6 +104,15 @@ export class AgentNetwork {
     await this.opts.dataplane.removeEndpoint(c.uuid);
     await this.opts.networking.releaseAll(c);
     this.requestApply();
+  }
+
+  /**
+   * Binds (before the container's task starts; throws when a host port is taken by another program) or frees (once
+   * it stopped) the container's published ports. A container without published ports or network: nothing to do.
+   */
+  async publish(c: Pick<ContainerRow, 'uuid' | 'published_ports'>, on: boolean): Promise<void> {
+    if (!c.published_ports) return;
+    await this.opts.dataplane.setPublishing(c.uuid, on);
   }
 
   /** Ports a network_detach took away: given back, then the kernel follows. */

@@ -6,6 +6,7 @@ import * as m0004 from './migrations/0004_images_registries.js';
 import * as m0005 from './migrations/0005_network.js';
 import * as m0006 from './migrations/0006_container_cpuset.js';
 import * as m0007 from './migrations/0007_agent_rpc.js';
+import * as m0008 from './migrations/0008_published_ports.js';
 
 /** Every migration, in order. Later issues append here; never edit one that has shipped. */
 const migrations: Record<string, Migration> = {
@@ -16,6 +17,7 @@ const migrations: Record<string, Migration> = {
   '0005_network': m0005,
   '0006_container_cpuset': m0006,
   '0007_agent_rpc': m0007,
+  '0008_published_ports': m0008,
 };
 
 class InCodeProvider implements MigrationProvider {
