@@ -646,13 +646,14 @@ export class Agent implements AgentRpc {
     // This action records the exit itself; the run's watcher must not.
     this.retire(c.uuid);
     const exit = await this.engine.stop(id, { timeoutMs });
+    // Freed before the container is reported Stopped (a client that saw Stopped finds the port free).
+    await this.unpublish(c);
     await this.repo.update(c.uuid, {
       status: Status.Stopped,
       task_state: null,
       exit_code: exit?.exitCode ?? null,
       finished_at: new Date().toISOString(),
     });
-    await this.unpublish(c);
   }
 
   /** A stopped container's published ports are freed (Docker's semantics); a failure is only logged. */
@@ -683,13 +684,13 @@ export class Agent implements AgentRpc {
         this.stopHealthcheck(uuid);
         // The exit of a stop or kill the user asked for does not wait for an OOM event that is almost never coming.
         const oom = exit.exitCode === 137 && (expected ? this.oomSeen.delete(uuid) : await this.oomKilled(uuid));
+        await this.unpublish(c);
         await this.repo.update(uuid, {
           status: Status.Stopped,
           exit_code: exit.exitCode,
           finished_at: (exit.exitedAt ?? new Date()).toISOString(),
           status_reason: oom ? 'OOMKilled: the container exceeded its memory limit' : c.status_reason,
         });
-        await this.unpublish(c);
         if (expected || c.desired !== 'running') return;
         if (c.auto_remove) {
           await this.repo.update(uuid, { status: Status.Deleting, task_state: 'container_deleting' });

@@ -10,7 +10,7 @@ import { computeDesired, DHCP_OWNER, dhcpDeviceId } from './network-desired.js';
 /** The kernel dataplane as the agent drives it (src/network/dataplane.ts implements it). */
 export interface DataplaneDriver {
   start(): Promise<void>;
-  apply(desired: DesiredState, opts?: { keep?: (endpointId: string) => boolean }): Promise<void>;
+  apply(desired: DesiredState, opts?: { keep?: (endpointId: string) => boolean; readAt?: number }): Promise<void>;
   ensureEndpoint(ep: DesiredEndpoint, networks: DesiredNetwork[]): Promise<EndpointPaths>;
   removeEndpoint(id: string): Promise<void>;
   setPublishing(id: string, on: boolean): Promise<void>;
@@ -184,9 +184,10 @@ export class AgentNetwork {
       .where('binding_host_id', '=', this.opts.host)
       .execute();
     for (const n of nets) await this.ensureDhcpPort(n.network_id);
+    const readAt = Date.now();
     const desired = await computeDesired(db, this.opts.host, { routersHere: true, plugged: this.plugged });
     const t1 = performance.now();
-    await this.opts.dataplane.apply(desired, { keep: (id) => this.plugged.has(id) });
+    await this.opts.dataplane.apply(desired, { keep: (id) => this.plugged.has(id), readAt });
     this.opts.log.debug(
       {
         computeMs: Math.round(t1 - t0),

@@ -154,6 +154,8 @@ export class Dataplane {
   private readonly transitCidr: string;
   /** Host ports held for the published ports that are bound now. */
   private readonly reservations = new PortReservations();
+  /** When each endpoint's binding was last set by setPublishing (a full apply read before that does not undo it). */
+  private publishingSet = new Map<string, { on: boolean; at: number }>();
   /** The host NAT table last written (undefined: rewrite). */
   private publishText: string | undefined;
   /** The host's IPv4 forwarding was off when remote published ports were last checked (warned once). */
@@ -245,9 +247,20 @@ export class Dataplane {
    * Idempotent; cheap when nothing changed (one `ip`, one `nft` listing and a few /proc reads). The caller must
    * include every endpoint it has ensured and still wants. Errors of single objects do not stop the others; they
    * are thrown together at the end. */
-  async apply(desired: DesiredState, opts: { keep?: (endpointId: string) => boolean } = {}): Promise<void> {
+  async apply(
+    desired: DesiredState,
+    opts: { keep?: (endpointId: string) => boolean; readAt?: number } = {},
+  ): Promise<void> {
     this.assertStarted();
-    const rulesOnly = await this.locked(() => this.applyLocked(desired, opts.keep));
+    const rulesOnly = await this.locked(() => {
+      // A container started or stopped after the caller read its desired state: its binding is newer.
+      if (opts.readAt !== undefined)
+        for (const ep of desired.endpoints) {
+          const set = this.publishingSet.get(ep.id);
+          if (set && set.at >= opts.readAt) ep.publishing = set.on;
+        }
+      return this.applyLocked(desired, opts.keep);
+    });
     // Outside the lock, so that container starts meanwhile are not held up.
     await this.rewriteRules(rulesOnly);
   }
@@ -326,6 +339,7 @@ export class Dataplane {
    */
   async setPublishing(id: string, on: boolean): Promise<void> {
     this.assertStarted();
+    this.publishingSet.set(id, { on, at: Date.now() });
     await this.locked(async () => {
       const rec = this.endpoints.get(id);
       if (!rec?.desired || rec.desired.publishing === on) return;
@@ -334,6 +348,7 @@ export class Dataplane {
       const failed = await this.syncPublished();
       const mine = failed.get(id);
       if (on && mine) {
+        this.publishingSet.set(id, { on: false, at: Date.now() });
         rec.desired = { ...rec.desired, publishing: false };
         await this.syncPublished();
         throw new Error(mine);
@@ -682,6 +697,7 @@ export class Dataplane {
         await runRaw(['ip', '-force', '-batch', '-'], `${rec.hostIfs.map((l) => `link del dev ${l}`).join('\n')}\n`);
     }
     this.endpoints.delete(id);
+    this.publishingSet.delete(id);
     await rm(join(this.stateDir, 'endpoints', id), { recursive: true, force: true });
   }
 
