@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { isUniqueViolation } from '../../core/store/db.js';
 import type { ContainerRow, Database } from '../../core/store/schema.js';
 import { containerChanges } from './changes.js';
 import { zunError } from './params.js';
@@ -97,7 +98,7 @@ export class ContainerRepo {
             })
             .execute();
         } catch (err) {
-          if (/unique|duplicate/i.test((err as Error).message)) throw taken(p);
+          if (isUniqueViolation(err)) throw taken(p);
           throw err;
         }
       }
