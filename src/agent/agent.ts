@@ -747,7 +747,14 @@ export class Agent implements AgentRpc {
     this.expectedExit.delete(c.uuid);
     this.retire(c.uuid);
     const t0 = performance.now();
-    await this.engine.start(id);
+    // Docker binds the ports before the task starts: a host port in use fails the start.
+    await this.network?.publish(c, true);
+    try {
+      await this.engine.start(id);
+    } catch (err) {
+      await this.unpublish(c);
+      throw err;
+    }
     this.opts.log.debug({ container: c.uuid, ms: Math.round(performance.now() - t0) }, 'container started');
     await this.repo.update(c.uuid, {
       status: Status.Running,
@@ -766,12 +773,21 @@ export class Agent implements AgentRpc {
     // This action records the exit itself; the run's watcher must not.
     this.retire(c.uuid);
     const exit = await this.engine.stop(id, { timeoutMs });
+    // Freed before the container is reported Stopped (a client that saw Stopped finds the port free).
+    await this.unpublish(c);
     await this.repo.update(c.uuid, {
       status: Status.Stopped,
       task_state: null,
       exit_code: exit?.exitCode ?? null,
       finished_at: new Date().toISOString(),
     });
+  }
+
+  /** A stopped container's published ports are freed (Docker's semantics); a failure is only logged. */
+  private async unpublish(c: Pick<ContainerRow, 'uuid' | 'published_ports'>): Promise<void> {
+    await this.network
+      ?.publish(c, false)
+      .catch((err) => this.opts.log.warn({ err, container: c.uuid }, 'freeing published ports failed'));
   }
 
   /** Follows a running container's exit: records it and applies the restart policy and auto_remove. */
@@ -795,6 +811,7 @@ export class Agent implements AgentRpc {
         this.stopHealthcheck(uuid);
         // The exit of a stop or kill the user asked for does not wait for an OOM event that is almost never coming.
         const oom = exit.exitCode === 137 && (expected ? this.oomSeen.delete(uuid) : await this.oomKilled(uuid));
+        await this.unpublish(c);
         await this.repo.update(uuid, {
           status: Status.Stopped,
           exit_code: exit.exitCode,
@@ -978,6 +995,9 @@ export class Agent implements AgentRpc {
       }
       if (st.state === 'running') {
         await this.repo.update(c.uuid, { status: Status.Running, task_state: null });
+        await this.network
+          ?.publish(c, true)
+          .catch((err) => this.opts.log.error({ err, container: c.uuid }, 'published ports'));
         this.watch(c.uuid);
         this.startHealthcheck(c);
       } else if (st.state === 'paused') {
@@ -990,6 +1010,7 @@ export class Agent implements AgentRpc {
           exit_code: st.exitCode ?? c.exit_code,
           finished_at: st.exitedAt?.toISOString() ?? c.finished_at,
         });
+        await this.unpublish(c);
         const policy = c.restart_policy ? (JSON.parse(c.restart_policy) as RestartPolicy) : null;
         if (c.desired === 'running' && shouldRestart(policy, st.exitCode ?? 0, c.restart_count))
           void this.autoRestart(c.uuid);

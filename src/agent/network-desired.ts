@@ -8,7 +8,7 @@ import type {
   DesiredState,
   FirewallRule,
 } from '../network/types.js';
-import { publishedPorts } from '../services/container/publish.js';
+import { storedPorts } from '../services/container/publish.js';
 
 /** Neutron's default DNS domain (`[DEFAULT] dns_domain = openstacklocal`). */
 export const DNS_DOMAIN = 'openstacklocal';
@@ -17,14 +17,13 @@ export const dhcpDeviceId = (host: string, networkId: string) => `dhcp-${host}-$
 
 const json = <T>(s: string | null | undefined, fallback: T): T => (s ? (JSON.parse(s) as T) : fallback);
 const prefixOf = (cidr: string) => cidr.split('/')[1] ?? '32';
-/** The API checks the label at create; a row written otherwise (an older Krater) publishes nothing rather than fail. */
-const publishedOrNone = (labels: Record<string, string>) => {
-  try {
-    return publishedPorts(labels);
-  } catch {
-    return [];
-  }
-};
+/** Whether a container's published ports are bound: while it runs (and while it is being started or rebooted, so
+ * that a reconcile in between does not free them) — Docker frees them when a container stops. */
+export const publishesNow = (c: { status: string; task_state: string | null }): boolean =>
+  c.status === 'Running' ||
+  c.status === 'Paused' ||
+  c.task_state === 'container_starting' ||
+  c.task_state === 'container_rebooting';
 
 /**
  * What the kernel of `host` should look like, read from the store: every container of the host with ports gets an
@@ -52,7 +51,7 @@ export async function computeDesired(
   const containers = uuids.length
     ? await db
         .selectFrom('containers')
-        .select(['uuid', 'name', 'hostname', 'labels', 'addresses', 'status'])
+        .select(['uuid', 'name', 'hostname', 'published_ports', 'addresses', 'status', 'task_state'])
         .where('uuid', 'in', uuids)
         .where('host', '=', host)
         .execute()
@@ -246,7 +245,8 @@ export async function computeDesired(
       interfaces,
       nameservers: [...new Set(nameservers)].slice(0, 3),
       search: [DNS_DOMAIN],
-      published: publishedOrNone(json<Record<string, string>>(c.labels, {})),
+      published: storedPorts(c.published_ports),
+      publishing: publishesNow(c),
     });
   }
 

@@ -10,9 +10,10 @@ import { computeDesired, DHCP_OWNER, dhcpDeviceId } from './network-desired.js';
 /** The kernel dataplane as the agent drives it (src/network/dataplane.ts implements it). */
 export interface DataplaneDriver {
   start(): Promise<void>;
-  apply(desired: DesiredState, opts?: { keep?: (endpointId: string) => boolean }): Promise<void>;
+  apply(desired: DesiredState, opts?: { keep?: (endpointId: string) => boolean; readAt?: number }): Promise<void>;
   ensureEndpoint(ep: DesiredEndpoint, networks: DesiredNetwork[]): Promise<EndpointPaths>;
   removeEndpoint(id: string): Promise<void>;
+  setPublishing(id: string, on: boolean): Promise<void>;
   stop(opts: { purge: boolean }): Promise<void>;
 }
 
@@ -105,6 +106,15 @@ export class AgentNetwork {
     this.requestApply();
   }
 
+  /**
+   * Binds (before the container's task starts; throws when a host port is taken by another program) or frees (once
+   * it stopped) the container's published ports. A container without published ports or network: nothing to do.
+   */
+  async publish(c: Pick<ContainerRow, 'uuid' | 'published_ports'>, on: boolean): Promise<void> {
+    if (!c.published_ports) return;
+    await this.opts.dataplane.setPublishing(c.uuid, on);
+  }
+
   /** Ports a network_detach took away: given back, then the kernel follows. */
   async detach(c: ContainerRow, ports: { id: string; preserve: boolean }[]): Promise<void> {
     for (const p of ports) await this.opts.networking.releasePort(c.project_id, p.id, p.preserve);
@@ -174,9 +184,10 @@ export class AgentNetwork {
       .where('binding_host_id', '=', this.opts.host)
       .execute();
     for (const n of nets) await this.ensureDhcpPort(n.network_id);
+    const readAt = Date.now();
     const desired = await computeDesired(db, this.opts.host, { routersHere: true, plugged: this.plugged });
     const t1 = performance.now();
-    await this.opts.dataplane.apply(desired, { keep: (id) => this.plugged.has(id) });
+    await this.opts.dataplane.apply(desired, { keep: (id) => this.plugged.has(id), readAt });
     this.opts.log.debug(
       {
         computeMs: Math.round(t1 - t0),

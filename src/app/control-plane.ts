@@ -101,6 +101,7 @@ export function createAgent(
         tag: dataplaneTag(config.dataDir),
         stateDir: join(config.dataDir, 'agent', 'network'),
         log,
+        publishTransit: config.publish.transit,
       }),
       neutron,
       networking: new ContainerNetworking(neutron),

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, posix, resolve } from 'node:path';
 import type { Command } from 'commander';
 import WebSocket from 'ws';
-import { PUBLISH_LABEL, parsePublishSpec, publishedPorts } from '../services/container/publish.js';
+import { PUBLISH_LABEL, type PublishedPortView, parsePublishList } from '../services/container/publish.js';
 import { CloudClient, CloudError, loadCloud } from './cloud-client.js';
 
 /**
@@ -225,15 +225,11 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
-/** Docker's PORTS column: `127.0.0.1:8080->80/tcp, …` from the published-ports label. */
-function portsColumn(labels: Record<string, string>): string {
-  try {
-    return publishedPorts(labels)
-      .map((p) => `${p.hostIp}:${p.hostPort}->${p.containerPort}/${p.protocol}`)
-      .join(', ');
-  } catch {
-    return '';
-  }
+/** Docker's PORTS column: `127.0.0.1:8080->80/tcp, …` from the container's `published_ports`. */
+function portsColumn(c: { published_ports?: PublishedPortView[] }): string {
+  return (c.published_ports ?? [])
+    .map((p) => `${p.host_ip}:${p.host_port}->${p.container_port}/${p.protocol}`)
+    .join(', ');
 }
 
 /** Runs an action and turns API errors into a message and exit code 1, as Docker does. */
@@ -300,7 +296,7 @@ export function registerDockerCommands(program: Command): void {
         if (o.tty) body.tty = true;
         if (o.publish.length) {
           // Checked here for a clear message before anything is created (the API checks it again).
-          for (const spec of o.publish as string[]) parsePublishSpec(spec);
+          parsePublishList(o.publish.join(','));
           (body.labels as Record<string, string>)[PUBLISH_LABEL] = o.publish.join(',');
         }
         if (o.network.length) body.nets = (o.network as string[]).map((network) => ({ network }));
@@ -349,7 +345,7 @@ export function registerDockerCommands(program: Command): void {
               JSON.stringify((c.command ?? []).join(' ')).slice(0, 24),
               c.created_at ?? '',
               c.status_detail ?? c.status,
-              portsColumn(c.labels ?? {}),
+              portsColumn(c),
               c.name,
             ]);
           process.stdout.write(`${table(rows)}\n`);
@@ -534,6 +530,27 @@ export function registerDockerCommands(program: Command): void {
           });
           process.stdout.write(`${id}\n`);
         }
+        return 0;
+      }),
+    );
+
+  program
+    .command('port')
+    .description("list a container's published ports (Docker's `port`)")
+    .argument('<container>')
+    .argument('[private_port]', 'only this container port ([/tcp|udp])')
+    .action(
+      action(async (id: string, only?: string) => {
+        const { client, base } = await connect();
+        const c = await (await client.request('GET', `${base}/containers/${id}`, { headers: HEADERS })).json();
+        const [want, wantProto] = (only ?? '').split('/');
+        const lines = ((c.published_ports ?? []) as PublishedPortView[])
+          .filter((p) => !want || (String(p.container_port) === want && (!wantProto || p.protocol === wantProto)))
+          .map((p) =>
+            only ? `${p.host_ip}:${p.host_port}` : `${p.container_port}/${p.protocol} -> ${p.host_ip}:${p.host_port}`,
+          );
+        if (only && lines.length === 0) throw new Error(`No public port '${only}' published for ${id}`);
+        process.stdout.write(lines.map((l) => `${l}\n`).join(''));
         return 0;
       }),
     );

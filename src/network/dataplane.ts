@@ -1,16 +1,12 @@
 /**
- * The kernel dataplane: makes this host's bridges, veths, namespaces, nftables and helper processes (dnsmasq, port
- * proxies) match a DesiredState. See src/network/README.md for the design; names are in names.ts.
+ * The kernel dataplane: makes this host's bridges, veths, namespaces, nftables (published ports included) and
+ * helper processes (dnsmasq) match a DesiredState. See src/network/README.md for the design; names are in names.ts.
  */
 
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import dgram from 'node:dgram';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readlink, rm, stat } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   CommandError,
   inNetns,
@@ -25,8 +21,8 @@ import {
   runRaw,
   sysctl,
 } from './exec.js';
-import { killPid, livePid, readText, stopPidFile, writeAtomic } from './files.js';
-import { DNS_IFNAME, ENDPOINT_ALIAS_PREFIX, Names, POOL_IFNAME, qgName, qrName } from './names.js';
+import { killPid, livePid, processMatches, readText, stopPidFile, writeAtomic } from './files.js';
+import { DNS_IFNAME, ENDPOINT_ALIAS_PREFIX, Names, POOL_IFNAME, PUBLISH_IFNAME, qgName, qrName } from './names.js';
 import {
   antiSpoofChain,
   endpointFirewall,
@@ -39,6 +35,16 @@ import {
   routerNatTable,
   stripPrefix,
 } from './nft.js';
+import { PortReservations, portKey } from './port-reservations.js';
+import {
+  chooseTransit,
+  DEFAULT_TRANSIT_CIDR,
+  endpointPublishTable,
+  hostPublishTable,
+  type PublishBinding,
+  transitPeer,
+  transitRange,
+} from './publish-nat.js';
 import type { DesiredEndpoint, DesiredNetwork, DesiredRouter, DesiredState, EndpointPaths } from './types.js';
 
 type LogFn = (obj: object, msg?: string) => void;
@@ -58,8 +64,8 @@ export interface DataplaneOptions {
   log: DataplaneLogger;
   /** Pre-created endpoint namespaces kept ready (default 4; 0 disables the pool). */
   poolSize?: number;
-  /** The compiled port proxy (default: dist/network/port-proxy.js next to this module). */
-  proxyScript?: string;
+  /** IPv4 range the publish legs' point-to-point pairs come from (default 169.254.64.0/18). */
+  publishTransit?: string;
 }
 
 /** One namespace the dataplane owns, as the generic reconciler sees it. */
@@ -86,6 +92,8 @@ interface NsSpec {
   nft?: string;
   /** Alias of `lo` (the endpoint id of an endpoint namespace). */
   alias?: string;
+  /** Inner links the reconciler leaves alone (made apart from the legs: the publish leg). */
+  keepInner?: string[];
 }
 
 interface EndpointRecord {
@@ -95,6 +103,10 @@ interface EndpointRecord {
   /** Host ends of its veths. */
   hostIfs: string[];
   desired?: DesiredEndpoint;
+  /** Host end address of its publish leg (the namespace end is the next address), when it has published ports. */
+  transit?: string;
+  /** Fingerprint of the publish leg last made (empty: reconcile). */
+  legFp?: string;
 }
 
 interface RouterRecord {
@@ -104,7 +116,7 @@ interface RouterRecord {
 
 interface StateFile {
   version: 1;
-  endpoints: Record<string, { netns: string; fp: string; hostIfs: string[] }>;
+  endpoints: Record<string, { netns: string; fp: string; hostIfs: string[]; transit?: string }>;
   pool: string[];
   networks: Record<string, string>;
   routers: Record<string, RouterRecord>;
@@ -139,7 +151,15 @@ export class Dataplane {
   private readonly stateDir: string;
   private readonly log: DataplaneLogger;
   private readonly poolSize: number;
-  private readonly proxyScript: string;
+  private readonly transitCidr: string;
+  /** Host ports held for the published ports that are bound now. */
+  private readonly reservations = new PortReservations();
+  /** When each endpoint's binding was last set by setPublishing (a full apply read before that does not undo it). */
+  private publishingSet = new Map<string, { on: boolean; at: number }>();
+  /** The host NAT table last written (undefined: rewrite). */
+  private publishText: string | undefined;
+  /** The host's IPv4 forwarding was off when remote published ports were last checked (warned once). */
+  private forwardWarned = false;
 
   private endpoints = new Map<string, EndpointRecord>();
   private routers = new Map<string, RouterRecord>();
@@ -169,7 +189,8 @@ export class Dataplane {
     this.stateDir = opts.stateDir;
     this.log = opts.log;
     this.poolSize = opts.poolSize ?? 4;
-    this.proxyScript = opts.proxyScript ?? defaultProxyScript();
+    this.transitCidr = opts.publishTransit ?? DEFAULT_TRANSIT_CIDR;
+    transitRange(this.transitCidr);
   }
 
   // ------------------------------------------------------------------------------------------------ lifecycle
@@ -188,10 +209,9 @@ export class Dataplane {
     }
     if ((await runRaw(['conntrack', '--version']).catch(() => ({ code: -1 }))).code !== 0)
       this.log.warn({}, 'dataplane: conntrack tool missing: entries of removed floating IPs stay until they expire');
-    if (!existsSync(this.proxyScript))
-      this.log.warn({ proxyScript: this.proxyScript }, 'dataplane: port proxy not built: published ports will fail');
     await mkdir(this.stateDir, { recursive: true });
     await this.locked(async () => {
+      await this.stopLegacyProxies();
       await this.loadState();
       const survey = await this.survey();
       await this.ensureHostTables(survey);
@@ -210,6 +230,8 @@ export class Dataplane {
     await this.refilling;
     this.closePrepared();
     await this.locked(async () => {
+      // keep: the DNAT rules stay (running containers keep answering); the next start holds the ports again.
+      this.reservations.releaseAll();
       if (!opts.purge) {
         await this.saveState();
         return;
@@ -225,9 +247,20 @@ export class Dataplane {
    * Idempotent; cheap when nothing changed (one `ip`, one `nft` listing and a few /proc reads). The caller must
    * include every endpoint it has ensured and still wants. Errors of single objects do not stop the others; they
    * are thrown together at the end. */
-  async apply(desired: DesiredState, opts: { keep?: (endpointId: string) => boolean } = {}): Promise<void> {
+  async apply(
+    desired: DesiredState,
+    opts: { keep?: (endpointId: string) => boolean; readAt?: number } = {},
+  ): Promise<void> {
     this.assertStarted();
-    const rulesOnly = await this.locked(() => this.applyLocked(desired, opts.keep));
+    const rulesOnly = await this.locked(() => {
+      // A container started or stopped after the caller read its desired state: its binding is newer.
+      if (opts.readAt !== undefined)
+        for (const ep of desired.endpoints) {
+          const set = this.publishingSet.get(ep.id);
+          if (set && set.at >= opts.readAt) ep.publishing = set.on;
+        }
+      return this.applyLocked(desired, opts.keep);
+    });
     // Outside the lock, so that container starts meanwhile are not held up.
     await this.rewriteRules(rulesOnly);
   }
@@ -275,11 +308,15 @@ export class Dataplane {
         const fresh: EndpointRecord = { netns, fp: '', hostIfs: [] };
         await this.reconcileEndpoint(ep, fresh, true);
       }
+      const rec2 = this.endpoints.get(ep.id)!;
+      await this.ensurePublishLeg(ep, rec2);
+      if (ep.publishing || rec2.transit) {
+        const failed = await this.syncPublished();
+        const mine = failed.get(ep.id);
+        if (mine) this.log.error({ endpoint: ep.id, err: mine }, 'dataplane: published ports');
+      }
       // Not awaited: the namespace's `lo` alias already lets a restart rediscover this endpoint.
       void this.saveState().catch((err: Error) => this.log.error({ err: err.message }, 'dataplane: state file'));
-      await this.ensureProxies(ep).catch((err: Error) =>
-        this.log.error({ endpoint: ep.id, err: err.message }, 'dataplane: published ports'),
-      );
       return this.paths(ep.id)!;
     });
     this.refill();
@@ -290,7 +327,32 @@ export class Dataplane {
     this.assertStarted();
     await this.locked(async () => {
       await this.removeEndpointLocked(id);
+      await this.syncPublished();
       await this.saveState();
+    });
+  }
+
+  /**
+   * Binds (container starting) or frees (container stopped) an endpoint's published ports: one host NAT table
+   * rewrite. Binding throws, leaving the ports unbound, when a host port is in use by another program (Docker:
+   * "port is already allocated"). An endpoint this dataplane does not know (no network) has nothing to bind.
+   */
+  async setPublishing(id: string, on: boolean): Promise<void> {
+    this.assertStarted();
+    this.publishingSet.set(id, { on, at: Date.now() });
+    await this.locked(async () => {
+      const rec = this.endpoints.get(id);
+      if (!rec?.desired || rec.desired.publishing === on) return;
+      rec.desired = { ...rec.desired, publishing: on };
+      if (on) await this.ensurePublishLeg(rec.desired, rec);
+      const failed = await this.syncPublished();
+      const mine = failed.get(id);
+      if (on && mine) {
+        this.publishingSet.set(id, { on: false, at: Date.now() });
+        rec.desired = { ...rec.desired, publishing: false };
+        await this.syncPublished();
+        throw new Error(mine);
+      }
     });
   }
 
@@ -402,9 +464,16 @@ export class Dataplane {
       }
     });
 
+    const survey2 = this.mutations !== mutationsBefore ? await this.survey(false) : survey;
     for (const ep of desired.endpoints) {
-      if (this.endpoints.has(ep.id)) await attempt(`published ports of ${ep.id}`, () => this.ensureProxies(ep));
+      const rec = this.endpoints.get(ep.id);
+      if (rec) await attempt(`publish leg of ${ep.id}`, () => this.ensurePublishLeg(ep, rec, survey2.links));
     }
+    if (!survey.tables.has(`ip ${this.names.table}`)) this.publishText = undefined;
+    await attempt('published ports', async () => {
+      const failed = await this.syncPublished();
+      if (failed.size) throw new Error([...failed.values()].join('; '));
+    });
 
     const tSpoof = performance.now();
     // Garbage: everything of this tag that nothing desired explains.
@@ -421,6 +490,7 @@ export class Dataplane {
       ...desired.routers.flatMap((r) => this.routerLegs(r).map((l) => l.hostIf)),
       ...desired.networks.flatMap((n) => (n.dns ? [this.names.dnsVeth(n.dns.portId)] : [])),
       ...[...this.pool, ...this.pending].map((id) => this.names.poolVeth(id)),
+      ...desired.endpoints.filter((ep) => ep.published.length).map((ep) => this.names.publishVeth(ep.id)),
     ]);
     await attempt('garbage', () => this.collectGarbage(survey, keepNetns, keepLinks, desired));
     for (const b of [...this.knownBridges]) if (!wantedBridges.has(b)) this.knownBridges.delete(b);
@@ -449,15 +519,6 @@ export class Dataplane {
       const m = /^(.*)\.pid$/.exec(f);
       if (m && !dnsKeep.has(m[1])) await this.stopDns(m[1]);
     }
-    const proxyKeep = new Set(
-      desired.endpoints.flatMap((ep) =>
-        ep.published.map((p) => this.proxyKey(ep.id, p.protocol, p.hostIp, p.hostPort)),
-      ),
-    );
-    for (const f of await listDir(join(this.stateDir, 'proxy'))) {
-      const m = /^(.*)\.pid$/.exec(f);
-      if (m && !proxyKeep.has(m[1])) await stopPidFile(join(this.stateDir, 'proxy', f), this.proxyMarker(m[1]));
-    }
     for (const ns of survey.netns) {
       if (keepNetns.has(ns)) continue;
       this.log.info({ netns: ns }, 'dataplane: removing stray namespace');
@@ -479,12 +540,17 @@ export class Dataplane {
   // ------------------------------------------------------------------------------------------------ endpoints
 
   private endpointFp(ep: DesiredEndpoint): string {
-    return fp({ ...ep, published: undefined });
+    return fp({ ...ep, published: undefined, publishing: undefined });
   }
 
   /** An endpoint without its rules: equal shapes differ at most in their security group rules. */
   private shapeFp(ep: DesiredEndpoint): string {
-    return fp({ ...ep, published: undefined, interfaces: ep.interfaces.map((i) => ({ ...i, rules: undefined })) });
+    return fp({
+      ...ep,
+      published: undefined,
+      publishing: undefined,
+      interfaces: ep.interfaces.map((i) => ({ ...i, rules: undefined })),
+    });
   }
 
   private endpointHealthy(ep: DesiredEndpoint, rec: EndpointRecord, survey: Survey): boolean {
@@ -516,6 +582,7 @@ export class Dataplane {
       routes,
       nft: endpointFirewall(this.names.table, ep.interfaces),
       alias: `${ENDPOINT_ALIAS_PREFIX}${ep.id}`,
+      keepInner: [PUBLISH_IFNAME],
     };
   }
 
@@ -615,11 +682,11 @@ export class Dataplane {
   private async removeEndpointLocked(id: string): Promise<void> {
     this.mutations++;
     const rec = this.endpoints.get(id);
-    for (const f of await listDir(join(this.stateDir, 'proxy'))) {
-      if (f.startsWith(`${id}_`) && f.endsWith('.pid'))
-        await stopPidFile(join(this.stateDir, 'proxy', f), this.proxyMarker(f.slice(0, -4)));
-    }
     if (rec) {
+      // Its published ports stop before its namespace goes (the caller rewrites the NAT table).
+      if (rec.desired) rec.desired = { ...rec.desired, publishing: false };
+      rec.transit = undefined;
+      await runRaw(['ip', 'link', 'del', 'dev', this.names.publishVeth(id)]);
       let script = '';
       for (const h of rec.hostIfs) script += this.spoofRemoveScript(h);
       await nftApply(script).catch((err: Error) => this.log.warn({ err: err.message }, 'dataplane: anti-spoofing'));
@@ -630,6 +697,7 @@ export class Dataplane {
         await runRaw(['ip', '-force', '-batch', '-'], `${rec.hostIfs.map((l) => `link del dev ${l}`).join('\n')}\n`);
     }
     this.endpoints.delete(id);
+    this.publishingSet.delete(id);
     await rm(join(this.stateDir, 'endpoints', id), { recursive: true, force: true });
   }
 
@@ -676,86 +744,135 @@ export class Dataplane {
 
   // ------------------------------------------------------------------------------------------------ published ports
 
-  private proxyKey(epId: string, proto: string, hostIp: string, hostPort: number): string {
-    return `${epId}_${proto}_${(hostIp || '0.0.0.0').replace(/[^0-9a-fA-F.]/g, '-')}_${hostPort}`;
-  }
-  private proxyMarker(key: string): string {
-    return `krater-proxy:${this.names.tag}:${key}`;
-  }
-
-  private async ensureProxies(ep: DesiredEndpoint): Promise<void> {
-    const rec = this.endpoints.get(ep.id);
-    if (!rec || ep.published.length === 0) return;
-    const addrs = ep.interfaces.flatMap((i) => i.addresses.map(stripPrefix));
-    const target = addrs.find((a) => !isV6(a)) ?? addrs[0] ?? '127.0.0.1';
-    const dir = join(this.stateDir, 'proxy');
-    await mkdir(dir, { recursive: true });
-    const errors: string[] = [];
-    for (const p of ep.published) {
-      const key = this.proxyKey(ep.id, p.protocol, p.hostIp, p.hostPort);
-      const pidFile = join(dir, `${key}.pid`);
-      const marker = this.proxyMarker(key);
-      // The target is part of the marker's process arguments: a changed address restarts the proxy.
-      const args = ['--proto', p.protocol, '--target', target, '--port', String(p.containerPort), '--id', marker];
-      const pid = await livePid(pidFile, marker);
-      if (pid !== undefined) {
-        const cmd = (await readText(`/proc/${pid}/cmdline`)) ?? '';
-        if (cmd.split('\0').join(' ').includes(args.join(' '))) continue;
-        await stopPidFile(pidFile, marker);
-      }
-      try {
-        await this.startProxy(rec.netns, p, args, pidFile, join(dir, `${key}.log`));
-      } catch (err) {
-        errors.push(`${p.hostIp || '0.0.0.0'}:${p.hostPort}/${p.protocol}: ${(err as Error).message}`);
-      }
-    }
-    if (errors.length) throw new Error(`published ports: ${errors.join('; ')}`);
-  }
-
-  private async startProxy(
-    netns: string,
-    p: DesiredEndpoint['published'][number],
-    args: string[],
-    pidFile: string,
-    logFile: string,
+  /**
+   * The endpoint's publish leg, when it has published ports (removed otherwise): veth `kt<tag><id>` (host, transit
+   * address X/31, `route_localnet` so DNATed 127.0.0.1 traffic may leave through it) ↔ `pub0` in its namespace (Y/31),
+   * and the namespace's DNAT from the leg to the container's fixed IPv4 address. Skipped when nothing changed and the
+   * host end is intact (`links`: a fresh survey's).
+   */
+  private async ensurePublishLeg(
+    ep: DesiredEndpoint,
+    rec: EndpointRecord,
+    links?: Map<string, HostLink>,
   ): Promise<void> {
-    const host = p.hostIp || '0.0.0.0';
-    let fd: number;
-    let close: () => void;
-    if (p.protocol === 'udp') {
-      const sock = dgram.createSocket(isV6(host) ? 'udp6' : 'udp4');
-      await new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.bind({ address: host, port: p.hostPort, exclusive: true }, () => resolve());
-      });
-      fd = (sock as any)._handle.fd;
-      close = () => sock.close();
-      if (isV6(host)) args.push('--listen6');
-    } else {
-      const server = net.createServer();
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host, port: p.hostPort, exclusive: true, backlog: 511 }, () => resolve());
-      });
-      fd = (server as any)._handle.fd;
-      close = () => server.close();
+    const hostIf = this.names.publishVeth(ep.id);
+    if (ep.published.length === 0) {
+      if (rec.transit || links?.has(hostIf)) {
+        this.mutations++;
+        await runRaw(['ip', 'link', 'del', 'dev', hostIf]);
+        rec.transit = undefined;
+        rec.legFp = '';
+        await nftApply(replaceTable('ip', this.names.table, ''), rec.netns).catch(() => undefined);
+      }
+      return;
     }
-    const logFd = openSync(logFile, 'a');
-    try {
-      const child = spawn('nsenter', [`--net=${netnsPath(netns)}`, process.execPath, this.proxyScript, ...args], {
-        detached: true,
-        stdio: ['ignore', logFd, logFd, fd],
-      });
-      await new Promise<void>((resolve, reject) => {
-        child.once('spawn', resolve);
-        child.once('error', reject);
-      });
-      child.unref();
-      await writeAtomic(pidFile, `${child.pid}\n`);
-    } finally {
-      closeSync(logFd);
-      close();
+    const fixed = ep.interfaces.flatMap((i) => i.addresses.map(stripPrefix)).find((a) => !isV6(a));
+    const link = (links ?? (await this.survey(false)).links).get(hostIf);
+    if (!rec.transit) rec.legFp = '';
+    const want = fp([rec.transit, fixed, rec.netns]);
+    const healthy =
+      rec.transit !== undefined &&
+      link?.flags.includes('UP') &&
+      link.link_netnsid !== undefined &&
+      (link.addr_info ?? []).some((a) => a.local === rec.transit);
+    if (healthy && rec.legFp === want) return;
+    this.mutations++;
+    if (!rec.transit) {
+      const hostAddrs = (await ipJson<HostLink>(['-4', 'addr', 'show'])).flatMap((l) =>
+        (l.addr_info ?? []).map((a) => a.local),
+      );
+      const mine = [...this.endpoints.values()].flatMap((r) => (r.transit ? [r.transit, transitPeer(r.transit)] : []));
+      const chosen = chooseTransit(this.transitCidr, [...hostAddrs, ...mine]);
+      if (!chosen) throw new Error(`publish transit range ${this.transitCidr} is exhausted`);
+      rec.transit = chosen;
     }
+    const x = rec.transit;
+    const y = transitPeer(x);
+    if (link) await runRaw(['ip', 'link', 'del', 'dev', hostIf]);
+    await ipBatch([
+      `link add ${hostIf} type veth peer name ${PUBLISH_IFNAME} netns ${rec.netns}`,
+      `link set dev ${hostIf} addrgenmode none`,
+      `addr add ${x}/31 dev ${hostIf}`,
+      `link set dev ${hostIf} up`,
+    ]);
+    await Promise.all([
+      sysctl({ [`net.ipv4.conf.${hostIf}.route_localnet`]: '1' }),
+      ipBatch(
+        [
+          `link set dev ${PUBLISH_IFNAME} addrgenmode none`,
+          `addr add ${y}/31 dev ${PUBLISH_IFNAME}`,
+          `link set dev ${PUBLISH_IFNAME} up`,
+          // Replies of an unconnected UDP socket take their source from the route: the fixed address, so that they
+          // match the DNAT's conntrack entry (from Y they would look like a new flow and be re-mapped).
+          ...(fixed ? [`route replace ${x}/32 dev ${PUBLISH_IFNAME} src ${fixed}`] : []),
+        ],
+        rec.netns,
+      ),
+      nftApply(endpointPublishTable(this.names.table, PUBLISH_IFNAME, fixed), rec.netns),
+    ]);
+    rec.legFp = fp([x, fixed, rec.netns]);
+  }
+
+  /**
+   * The host NAT table follows the endpoints whose ports are bound now (`publishing`, leg made); their host ports
+   * are held (port-reservations.ts) first, and a binding whose port some other program holds is left out. Returns
+   * the failures by endpoint.
+   */
+  private async syncPublished(): Promise<Map<string, string>> {
+    const entries: { id: string; p: DesiredEndpoint['published'][number]; target: string }[] = [];
+    for (const [id, rec] of this.endpoints) {
+      if (!rec.desired?.publishing || !rec.transit) continue;
+      for (const p of rec.desired.published) entries.push({ id, p, target: transitPeer(rec.transit) });
+    }
+    const failedKeys = await this.reservations.sync(entries.map((e) => e.p));
+    const failed = new Map<string, string>();
+    const bindings: PublishBinding[] = [];
+    for (const e of entries) {
+      const why = failedKeys.get(portKey(e.p));
+      if (why) {
+        const msg = `Bind for ${e.p.hostIp}:${e.p.hostPort}/${e.p.protocol} failed: ${why}`;
+        failed.set(e.id, failed.has(e.id) ? `${failed.get(e.id)}; ${msg}` : msg);
+        continue;
+      }
+      bindings.push({ ...e.p, target: e.target });
+    }
+    const text = hostPublishTable(this.names.table, this.names.publishVethPrefix, bindings);
+    if (text !== this.publishText) {
+      this.mutations++;
+      await nftApply(text);
+      this.publishText = text;
+    }
+    if (!this.forwardWarned && bindings.some((b) => !b.hostIp.startsWith('127.'))) {
+      const forwarding = (await readText('/proc/sys/net/ipv4/ip_forward'))?.trim();
+      if (forwarding === '0') {
+        this.forwardWarned = true;
+        this.log.warn(
+          {},
+          'dataplane: net.ipv4.ip_forward is 0: published ports answer the host itself but not other machines (Docker turns it on; Krater leaves that to the operator)',
+        );
+      }
+    }
+    return failed;
+  }
+
+  /** Older Krater versions ran one `port-proxy.js` process per published port (pid files in `<stateDir>/proxy`,
+   * marker `krater-proxy:<tag>:` in their arguments): they are stopped, their files removed. */
+  private async stopLegacyProxies(): Promise<void> {
+    const dir = join(this.stateDir, 'proxy');
+    const marker = `krater-proxy:${this.names.tag}:`;
+    for (const f of await listDir(dir)) {
+      const m = /^(.*)\.pid$/.exec(f);
+      if (m) await stopPidFile(join(dir, f), `${marker}${m[1]}`);
+    }
+    // Ones whose pid file is lost: found by their marker.
+    for (const d of await listDir('/proc')) {
+      if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+      if (await processMatches(Number(d), marker)) {
+        this.log.info({ pid: Number(d) }, 'dataplane: stopping a port proxy of an older version');
+        await killPid(Number(d));
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
   }
 
   // ------------------------------------------------------------------------------------------------ routers
@@ -951,7 +1068,9 @@ export class Dataplane {
     for (const leg of spec.legs) hostBatch.push(`link set dev ${leg.hostIf} mtu ${leg.mtu} master ${leg.bridge} up`);
     const keepInner = new Set([...matched.values()].flatMap((v) => (typeof v === 'string' ? [] : [v.ifindex])));
     const nsBatch: string[] = [];
-    for (const l of inner) if (l.ifname !== 'lo' && !keepInner.has(l.ifindex)) nsBatch.push(`link del dev ${l.ifname}`);
+    for (const l of inner)
+      if (l.ifname !== 'lo' && !keepInner.has(l.ifindex) && !spec.keepInner?.includes(l.ifname))
+        nsBatch.push(`link del dev ${l.ifname}`);
     await ipBatch(nsBatch, netns);
     await ipBatch(hostBatch);
     if ([...matched.values()].some((v) => typeof v === 'string'))
@@ -1166,7 +1285,7 @@ export class Dataplane {
     try {
       const s = JSON.parse(text) as StateFile;
       for (const [id, e] of Object.entries(s.endpoints ?? {}))
-        this.endpoints.set(id, { netns: e.netns, fp: e.fp, hostIfs: e.hostIfs ?? [] });
+        this.endpoints.set(id, { netns: e.netns, fp: e.fp, hostIfs: e.hostIfs ?? [], transit: e.transit, legFp: '' });
       this.pool = s.pool ?? [];
       for (const [id, f] of Object.entries(s.networks ?? {})) this.networkFp.set(id, f);
       for (const [id, r] of Object.entries(s.routers ?? {})) this.routers.set(id, r);
@@ -1187,7 +1306,10 @@ export class Dataplane {
     const s: StateFile = {
       version: 1,
       endpoints: Object.fromEntries(
-        [...this.endpoints].map(([id, r]) => [id, { netns: r.netns, fp: r.fp, hostIfs: r.hostIfs }]),
+        [...this.endpoints].map(([id, r]) => [
+          id,
+          { netns: r.netns, fp: r.fp, hostIfs: r.hostIfs, transit: r.transit },
+        ]),
       ),
       pool: [...this.pool],
       networks: Object.fromEntries(this.networkFp),
@@ -1198,15 +1320,13 @@ export class Dataplane {
   }
 
   private async purgeAll(): Promise<void> {
-    for (const sub of ['proxy', 'dns']) {
-      for (const f of await listDir(join(this.stateDir, sub))) {
-        const m = /^(.*)\.pid$/.exec(f);
-        if (!m) continue;
-        const marker =
-          sub === 'proxy' ? this.proxyMarker(m[1]) : `--addn-hosts=${join(this.stateDir, 'dns', `${m[1]}.hosts`)}`;
-        await stopPidFile(join(this.stateDir, sub, f), marker);
-      }
+    for (const f of await listDir(join(this.stateDir, 'dns'))) {
+      const m = /^(.*)\.pid$/.exec(f);
+      if (m)
+        await stopPidFile(join(this.stateDir, 'dns', f), `--addn-hosts=${join(this.stateDir, 'dns', `${m[1]}.hosts`)}`);
     }
+    this.reservations.releaseAll();
+    this.publishText = undefined;
     const survey = await this.survey();
     this.closePrepared();
     for (const ns of survey.netns) await this.deleteNetns(ns).catch(() => undefined);
@@ -1214,7 +1334,7 @@ export class Dataplane {
     if (links.length)
       await runRaw(['ip', '-force', '-batch', '-'], `${links.map((l) => `link del dev ${l}`).join('\n')}\n`);
     for (const t of survey.tables) await runRaw(['nft', 'delete', 'table', ...t.split(' ')]);
-    for (const sub of ['proxy', 'dns', 'endpoints', 'state.json'])
+    for (const sub of ['dns', 'endpoints', 'state.json'])
       await rm(join(this.stateDir, sub), { recursive: true, force: true });
     this.endpoints.clear();
     this.routers.clear();
@@ -1277,12 +1397,4 @@ async function listDir(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
-}
-
-function defaultProxyScript(): string {
-  const here = fileURLToPath(new URL('.', import.meta.url));
-  const sibling = join(here, 'port-proxy.js');
-  if (existsSync(sibling)) return sibling;
-  // Running from src/ (tests through vitest): the compiled proxy lives in dist/.
-  return join(here, '..', '..', 'dist', 'network', 'port-proxy.js');
 }

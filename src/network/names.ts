@@ -9,6 +9,7 @@
  * | host end of a router leg (qr-/qg-) | `kr<tag><port id 8>` |
  * | host end of a DNS namespace leg | `kd<tag><port id 8>` |
  * | host end of a pooled veth (not yet used) | `kp<tag><random 8>` |
+ * | host end of a publish leg (published ports) | `kt<tag><container id 8>` |
  * | endpoint namespace | `krater-<tag>-e-<random>` (the endpoint id is the alias of its `lo`) |
  * | router namespace | `krater-<tag>-r-<router id>` |
  * | DNS namespace | `krater-<tag>-d-<network id>` |
@@ -48,6 +49,13 @@ export class Names {
   dnsVeth(portId: string): string {
     return `kd${this.tag}${short(portId)}`;
   }
+  publishVeth(endpointId: string): string {
+    return `kt${this.tag}${short(endpointId)}`;
+  }
+  /** Prefix of every publish leg of this instance (the host NAT table masquerades on it). */
+  get publishVethPrefix(): string {
+    return `kt${this.tag}`;
+  }
   poolVeth(rand: string): string {
     return `kp${this.tag}${rand}`;
   }
@@ -65,7 +73,7 @@ export class Names {
   }
   /** Is this host interface name one of ours? */
   ownsLink(ifname: string): boolean {
-    return ifname.length >= 6 && ifname[0] === 'k' && 'bvrdp'.includes(ifname[1]) && ifname.slice(2, 6) === this.tag;
+    return ifname.length >= 6 && ifname[0] === 'k' && 'bvrdpt'.includes(ifname[1]) && ifname.slice(2, 6) === this.tag;
   }
   ownsNetns(name: string): boolean {
     return name.startsWith(this.netnsPrefix);
@@ -77,6 +85,8 @@ export const qrName = (portId: string): string => `qr-${portId.slice(0, 11)}`;
 export const qgName = (portId: string): string => `qg-${portId.slice(0, 11)}`;
 /** The DNS namespace's leg. */
 export const DNS_IFNAME = 'dns0';
+/** The namespace end of a publish leg. */
+export const PUBLISH_IFNAME = 'pub0';
 /** The inner end of a pooled veth before it gets its ifname. */
 export const POOL_IFNAME = 'pool0';
 /** The alias on an endpoint namespace's `lo` naming the endpoint: lets `apply` rediscover a lost state file. */

@@ -220,20 +220,29 @@ export function hostBridgeAddPort(table: string, hostIf: string, itf: DesiredInt
 }
 
 /** The host's guard: nothing is routed between our bridges and the host's other interfaces (the host may have
- * forwarding on for other reasons), and the host accepts from our bridges only replies, ICMP and ND. */
+ * forwarding on for other reasons), and the host accepts from our bridges only replies, ICMP and ND. Publish legs
+ * (`kt`) carry only published-port flows: from a leg, only replies are accepted or forwarded (a container cannot
+ * open a connection to the host or, through it, to another container's published port). */
 export function hostGuardTable(table: string, tag: string): string {
   const br = q(`kb${tag}*`);
+  const leg = q(`kt${tag}*`);
   return replaceTable(
     'inet',
     table,
     '  chain forward {\n    type filter hook forward priority filter - 10; policy accept;\n' +
       `    iifname ${br} oifname != ${br} drop\n` +
       `    oifname ${br} iifname != ${br} drop\n` +
+      `    iifname ${leg} ct state established,related accept\n` +
+      `    iifname ${leg} drop\n` +
+      `    oifname ${leg} ct status dnat accept\n` +
+      `    oifname ${leg} drop\n` +
       '  }\n' +
       '  chain input {\n    type filter hook input priority filter - 10; policy accept;\n' +
       `    iifname ${br} ct state established,related accept\n` +
       `    iifname ${br} meta l4proto { icmp, ipv6-icmp } accept\n` +
       `    iifname ${br} drop\n` +
+      `    iifname ${leg} ct state established,related accept\n` +
+      `    iifname ${leg} drop\n` +
       '  }\n',
   );
 }

@@ -73,8 +73,11 @@ export interface DesiredEndpoint {
   /** DNS servers for the container's resolv.conf (the networks' DNS addresses), search domains. */
   nameservers: string[];
   search: string[];
-  /** Published host ports (krater CLI `-p`): host address:port → container port. */
+  /** Published host ports (krater CLI `-p`): host address:port → container port (IPv4; 0.0.0.0 = every local
+   * address). A non-empty list gives the endpoint its publish leg. */
   published: { hostIp: string; hostPort: number; containerPort: number; protocol: 'tcp' | 'udp' }[];
+  /** Whether the ports are bound now (the container runs): Docker frees them when a container stops. */
+  publishing: boolean;
 }
 
 /** A Neutron router: a namespace with a leg in each attached subnet and a gateway leg on an external network. */

@@ -21,7 +21,6 @@ import type {
 
 const isRoot = process.getuid?.() === 0;
 const haveTools = ['/usr/sbin/ip', '/usr/sbin/nft', '/usr/sbin/dnsmasq', '/bin/busybox'].every(existsSync);
-const proxyBuilt = existsSync(new URL('../../dist/network/port-proxy.js', import.meta.url));
 
 const tag = `t${randomBytes(2).toString('hex').slice(0, 3)}`;
 const silent = {
@@ -110,6 +109,7 @@ function endpoint(
     nameservers: ['10.91.0.2'],
     search: ['krater.test'],
     published: [],
+    publishing: false,
     ...extra,
   };
 }
@@ -142,7 +142,9 @@ const e2 = endpoint(
     published: [
       { hostIp: '127.0.0.1', hostPort: publishedPort, containerPort: 80, protocol: 'tcp' },
       { hostIp: '127.0.0.1', hostPort: publishedPort + 1, containerPort: 7000, protocol: 'udp' },
+      { hostIp: '0.0.0.0', hostPort: publishedPort + 2, containerPort: 82, protocol: 'tcp' },
     ],
+    publishing: true,
   },
 );
 const openAll = [...egressAny, rule({ direction: 'ingress', ethertype: 'IPv4' })];
@@ -313,15 +315,36 @@ describe.skipIf(!isRoot || !haveTools)('network dataplane (real kernel)', () => 
     expect(seen).toContain('192.168.251.50');
   });
 
-  it.skipIf(!proxyBuilt)('publishes a port on 127.0.0.1', async () => {
-    let body = '';
-    for (let i = 0; i < 20 && !body; i++) {
-      body = await fetch(`http://127.0.0.1:${publishedPort}/`)
+  it('publishes ports on 127.0.0.1 and 0.0.0.0 in the kernel (no process), TCP and UDP', async () => {
+    const get = (port: number) =>
+      fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })
         .then((r) => r.text())
         .catch(() => '');
-      if (!body) await new Promise((r) => setTimeout(r, 100));
+    expect(await get(publishedPort)).toContain('hello from two');
+    // A service bound to the container's fixed address only is reached too (DNAT inside the namespace).
+    const ns2fixed = nsName(dp.endpointPaths(e2.id)!.netnsPath);
+    const www = join(stateDir, 'www');
+    servers.push(
+      spawn('ip', ['netns', 'exec', ns2fixed, 'busybox', 'httpd', '-f', '-p', '10.91.0.12:82', '-h', www], {
+        stdio: 'ignore',
+      }),
+    );
+    let fixed = '';
+    for (let i = 0; i < 20 && !fixed; i++) {
+      fixed = await get(publishedPort + 2);
+      if (!fixed) await new Promise((r) => setTimeout(r, 100));
     }
-    expect(body).toContain('hello from two');
+    expect(fixed).toContain('hello from two');
+    // The rules are in Krater's host table; no process serves the port.
+    const table = (await sh(['nft', 'list', 'table', 'ip', `krater-${tag}`])).out;
+    expect(table).toContain(`127.0.0.1 . tcp . ${publishedPort}`);
+    expect((await leftovers()).procs.filter((p) => !p.includes('dnsmasq'))).toEqual([]);
+    // The port stops answering when the container stops, and answers again when it starts.
+    await dp.setPublishing(e2.id, false);
+    expect(await get(publishedPort)).toBe('');
+    expect((await sh(['nft', 'list', 'table', 'ip', `krater-${tag}`])).out).not.toContain(`${publishedPort}`);
+    await dp.setPublishing(e2.id, true);
+    expect(await get(publishedPort)).toContain('hello from two');
     // UDP: an echo server inside the namespace, reached through the host socket.
     const ns2 = nsName(dp.endpointPaths(e2.id)!.netnsPath);
     const echo = spawn(
@@ -349,6 +372,47 @@ describe.skipIf(!isRoot || !haveTools)('network dataplane (real kernel)', () => 
     }
     client.close();
     expect(reply).toBe('ping-udp');
+  });
+
+  it('a host port another program holds is not taken over: binding fails and nothing is diverted', async () => {
+    const { createServer } = await import('node:net');
+    const holder = createServer((s) => s.end('host service\n'));
+    const hostPort = publishedPort + 3;
+    await new Promise<void>((r) => holder.listen(hostPort, '127.0.0.1', () => r()));
+    try {
+      const e = endpoint('taken', [itf(netA, ['10.91.0.31/24'], openAll)], {
+        published: [{ hostIp: '127.0.0.1', hostPort, containerPort: 80, protocol: 'tcp' }],
+      });
+      await dp.ensureEndpoint(e, [netA]);
+      await expect(dp.setPublishing(e.id, true)).rejects.toThrow(
+        /Bind for 127.0.0.1:\d+\/tcp failed: address already in use/,
+      );
+      const body = await fetch(`http://127.0.0.1:${hostPort}/`).then(
+        (r) => r.text(),
+        (err) => String(err),
+      );
+      expect(body).not.toContain('hello');
+      await dp.removeEndpoint(e.id);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('the publish leg carries only published flows: the container cannot open connections to the host through it', async () => {
+    const ns2 = nsName(dp.endpointPaths(e2.id)!.netnsPath);
+    const leg = JSON.parse((await sh(['ip', '-n', ns2, '-j', 'addr', 'show', 'dev', 'pub0'])).out)[0];
+    const mine = leg.addr_info.find((a: any) => a.family === 'inet').local as string;
+    const hostEnd = mine.replace(/\d+$/, (n) => String(Number(n) - 1));
+    const { createServer } = await import('node:net');
+    const probe = createServer((s) => s.end('host reached\n'));
+    await new Promise<void>((r) => probe.listen(0, '0.0.0.0', () => r()));
+    try {
+      const port = (probe.address() as { port: number }).port;
+      const r = await httpGet(ns2, hostEnd, port, 1);
+      expect(r.out).not.toContain('host reached');
+    } finally {
+      probe.close();
+    }
   });
 
   it('anti-spoofing: a changed MAC or source IP stops traffic', async () => {

@@ -1,6 +1,6 @@
 /**
  * Keystone's lockout (`lockout_failure_attempts`, `lockout_duration`) kept in the store (issue 10, item 10), on
- * SQLite and on PostgreSQL (migration 0011): N failures lock, the lock answers without the user id, it ends after the
+ * SQLite and on PostgreSQL (migration 0009): N failures lock, the lock answers without the user id, it ends after the
  * duration, a success resets the count, exempt users and lockout off never lock.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

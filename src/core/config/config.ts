@@ -42,6 +42,16 @@ export interface KraterConfig {
    */
   lockoutFailureAttempts: number;
   lockoutDurationSeconds: number;
+  /** Published host ports (`krater run -p`): where members may publish without `container:create:publish_any_host_port`
+   * (`KRATER_PUBLISH_HOST_IPS`, default 127.0.0.1; `KRATER_PUBLISH_PORTS`, default 1024-65535), and the IPv4 range the
+   * dataplane's publish legs take their point-to-point pairs from (`KRATER_PUBLISH_TRANSIT`, default 169.254.64.0/18). */
+  publish: PublishConfig;
+}
+
+export interface PublishConfig {
+  memberHostIps: string[];
+  memberPorts: { min: number; max: number };
+  transit: string;
 }
 
 export interface ConfigInput {
@@ -101,6 +111,7 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
     usernsRemap: usernsRemap(env.KRATER_USERNS_REMAP, networkingMode(env.KRATER_NETWORKING)),
     lockoutFailureAttempts: nonNegativeInt('KRATER_LOCKOUT_FAILURE_ATTEMPTS', env.KRATER_LOCKOUT_FAILURE_ATTEMPTS, 0),
     lockoutDurationSeconds: nonNegativeInt('KRATER_LOCKOUT_DURATION', env.KRATER_LOCKOUT_DURATION, 1800),
+    publish: publishConfig(env),
   };
 }
 
@@ -109,6 +120,27 @@ function nonNegativeInt(name: string, value: string | undefined, fallback: numbe
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new Error(`invalid ${name}: ${value} (expected a whole number ≥ 0)`);
   return n;
+}
+
+export function publishConfig(e: NodeJS.ProcessEnv = env): PublishConfig {
+  const ips = (e.KRATER_PUBLISH_HOST_IPS ?? '127.0.0.1')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const v4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+  for (const ip of ips)
+    if (!v4.test(ip)) throw new Error(`invalid KRATER_PUBLISH_HOST_IPS entry: ${ip} (IPv4 addresses, 0.0.0.0 = any)`);
+  const range = (e.KRATER_PUBLISH_PORTS ?? '1024-65535').trim();
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(range);
+  const min = Number(m?.[1]);
+  const max = Number(m?.[2] ?? m?.[1]);
+  if (!m || min < 1 || max > 65535 || min > max)
+    throw new Error(`invalid KRATER_PUBLISH_PORTS: ${range} (expected <min>-<max> within 1-65535)`);
+  const transit = (e.KRATER_PUBLISH_TRANSIT ?? '169.254.64.0/18').trim();
+  const t = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(transit);
+  if (!t || Number(t[2]) > 31 || !v4.test(t[1]))
+    throw new Error(`invalid KRATER_PUBLISH_TRANSIT: ${transit} (expected an IPv4 CIDR up to /31)`);
+  return { memberHostIps: ips, memberPorts: { min, max }, transit };
 }
 
 function runtimeMap(value: string | undefined): Record<string, string> {

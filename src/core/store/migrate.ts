@@ -6,8 +6,9 @@ import * as m0004 from './migrations/0004_images_registries.js';
 import * as m0005 from './migrations/0005_network.js';
 import * as m0006 from './migrations/0006_container_cpuset.js';
 import * as m0007 from './migrations/0007_agent_rpc.js';
-import * as m0011 from './migrations/0011_auth_failures.js';
-import * as m0012 from './migrations/0012_controller_queue.js';
+import * as m0008 from './migrations/0008_published_ports.js';
+import * as m0009 from './migrations/0009_auth_failures.js';
+import * as m0010 from './migrations/0010_controller_queue.js';
 
 /** Every migration, in order. Later issues append here; never edit one that has shipped. */
 const migrations: Record<string, Migration> = {
@@ -18,8 +19,9 @@ const migrations: Record<string, Migration> = {
   '0005_network': m0005,
   '0006_container_cpuset': m0006,
   '0007_agent_rpc': m0007,
-  '0011_auth_failures': m0011,
-  '0012_controller_queue': m0012,
+  '0008_published_ports': m0008,
+  '0009_auth_failures': m0009,
+  '0010_controller_queue': m0010,
 };
 
 class InCodeProvider implements MigrationProvider {

@@ -158,6 +158,8 @@ export interface ContainerRow {
   mounts: string | null;
   addresses: string | null;
   ports: string | null;
+  /** Published host ports (JSON list of {host_ip, host_port, container_port, protocol}); null for none. */
+  published_ports: string | null;
   availability_zone: string | null;
   host: string | null;
   status: string;
@@ -202,6 +204,16 @@ export interface AgentTaskRow {
   action_id: number | null;
   state: string;
   created_at: string;
+}
+/** One published port's claim on its host's address:port:protocol (unique per host, see migration 0008). */
+export interface ContainerPublishedPortRow {
+  container_uuid: string;
+  project_id: string;
+  host: string;
+  host_ip: string;
+  host_port: number;
+  protocol: string;
+  container_port: number;
 }
 export interface QuotaRow {
   /** `project:<id>` or `class:<name>`. */
@@ -253,6 +265,7 @@ export interface Database {
   container_actions: ContainerActionRow;
   container_action_events: ContainerActionEventRow;
   agent_tasks: AgentTaskRow;
+  container_published_ports: ContainerPublishedPortRow;
   quotas: QuotaRow;
   compute_services: ComputeServiceRow;
   compute_hosts: ComputeHostRow;

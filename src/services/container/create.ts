@@ -11,7 +11,7 @@ import {
   shlexSplit,
   versionCheck,
 } from './params.js';
-import { publishedPorts } from './publish.js';
+import { type PublishedPort, publishedPorts, toView } from './publish.js';
 import { Status } from './states.js';
 
 /** Body keys of `POST /v1/containers` and the microversion each appeared in (Zun's schema + version_check). */
@@ -58,6 +58,8 @@ export interface CreateRequest {
   requestedHost?: string;
   /** Fields that need an extra policy check (admin-only ones). */
   privilegedFields: string[];
+  /** Published host ports (from the `krater.publish` label, the CLI's wire form). */
+  published: PublishedPort[];
 }
 
 /** Validates a create request exactly as Zun does and builds the new container row (status Creating). */
@@ -187,8 +189,9 @@ export function parseCreate(
     exposedPorts = e as Record<string, object>;
   }
   const labels = expectStringMap('labels', args.labels);
+  let published: PublishedPort[];
   try {
-    publishedPorts(labels);
+    published = publishedPorts(labels);
   } catch (e) {
     throw invalid((e as Error).message);
   }
@@ -269,6 +272,7 @@ export function parseCreate(
     mounts: JSON.stringify(mounts),
     addresses: null,
     ports: null,
+    published_ports: published.length ? JSON.stringify(published.map(toView)) : null,
     availability_zone:
       args.availability_zone === undefined || args.availability_zone === null
         ? null
@@ -287,7 +291,7 @@ export function parseCreate(
     created_at: now,
     updated_at: null,
   };
-  return { row, run: parseBool('run', args.run), requestedHost, privilegedFields };
+  return { row, run: parseBool('run', args.run), requestedHost, privilegedFields, published };
 }
 
 function zunErrorBase64() {

@@ -48,6 +48,8 @@ export const containerPolicies: Record<string, string> = {
   'container:create:requested_destination': ADMIN_API,
   'container:create:image_pull_policy': ADMIN_API,
   'container:create:privileged': 'rule:zun:deny_everybody',
+  // Krater's: publishing outside KRATER_PUBLISH_HOST_IPS / KRATER_PUBLISH_PORTS (privileged ports, 0.0.0.0).
+  'container:create:publish_any_host_port': ADMIN_API,
   'container:delete_all_projects': ADMIN_API,
   'container:delete_force': ADMIN_API,
   'container:get_one_all_projects': ADMIN_API,

@@ -1,11 +1,20 @@
 import type { Kysely } from 'kysely';
+import { isUniqueViolation } from '../../core/store/db.js';
 import type { ContainerRow, Database } from '../../core/store/schema.js';
 import { containerChanges } from './changes.js';
 import { zunError } from './params.js';
+import { type PublishedPort, portsOverlap } from './publish.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export const QUOTA_DEFAULTS: Record<string, number> = { containers: 40, memory: 51200, cpu: 20, disk: 100 };
+/** `published_ports`: host ports a project may hold (Krater's, beyond Zun's resources). */
+export const QUOTA_DEFAULTS: Record<string, number> = {
+  containers: 40,
+  memory: 51200,
+  cpu: 20,
+  disk: 100,
+  published_ports: 100,
+};
 export const QUOTA_RESOURCES = Object.keys(QUOTA_DEFAULTS);
 
 /** Container data access shared by the API and the agent. */
@@ -50,8 +59,75 @@ export class ContainerRepo {
   }
 
   async remove(uuid: string): Promise<void> {
+    await this.db.deleteFrom('container_published_ports').where('container_uuid', '=', uuid).execute();
     await this.db.deleteFrom('containers').where('uuid', '=', uuid).execute();
     this.changed(uuid);
+  }
+
+  /**
+   * Claims the container's published ports on its host; 409 when another container holds the same
+   * address:port:protocol (or the port on 0.0.0.0 against an address, either way). The unique index refuses exact
+   * duplicates atomically; overlaps with 0.0.0.0 are checked after the insert, so of two concurrent creates each
+   * sees the other's claim (both may be refused, never both granted). Nothing stays claimed when it throws.
+   */
+  async claimPublishedPorts(
+    c: Pick<ContainerRow, 'uuid' | 'project_id' | 'host'>,
+    ports: PublishedPort[],
+  ): Promise<void> {
+    if (!ports.length || !c.host) return;
+    const host = c.host;
+    const taken = (p: PublishedPort) =>
+      zunError(
+        409,
+        'Conflict',
+        `Bind for ${p.hostIp}:${p.hostPort}/${p.protocol} failed: the port is already published by another container on host ${host}.`,
+      );
+    try {
+      for (const p of ports) {
+        try {
+          await this.db
+            .insertInto('container_published_ports')
+            .values({
+              container_uuid: c.uuid,
+              project_id: c.project_id,
+              host,
+              host_ip: p.hostIp,
+              host_port: p.hostPort,
+              protocol: p.protocol,
+              container_port: p.containerPort,
+            })
+            .execute();
+        } catch (err) {
+          if (isUniqueViolation(err)) throw taken(p);
+          throw err;
+        }
+      }
+      const others = await this.db
+        .selectFrom('container_published_ports')
+        .select(['host_ip', 'host_port', 'protocol', 'container_port'])
+        .where('host', '=', host)
+        .where('container_uuid', '!=', c.uuid)
+        .where(
+          'host_port',
+          'in',
+          ports.map((p) => p.hostPort),
+        )
+        .execute();
+      for (const p of ports) {
+        const o = others.find((r) =>
+          portsOverlap(p, {
+            hostIp: r.host_ip,
+            hostPort: r.host_port,
+            protocol: r.protocol as PublishedPort['protocol'],
+            containerPort: r.container_port,
+          }),
+        );
+        if (o) throw taken(p);
+      }
+    } catch (err) {
+      await this.db.deleteFrom('container_published_ports').where('container_uuid', '=', c.uuid).execute();
+      throw err;
+    }
   }
 
   /** Tells this process' waiters (changes.ts). */
@@ -161,7 +237,13 @@ export class ContainerRepo {
       .select(['cpu', 'memory', 'disk'])
       .where('project_id', '=', projectId)
       .execute();
+    const published = await this.db
+      .selectFrom('container_published_ports')
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .where('project_id', '=', projectId)
+      .executeTakeFirst();
     return {
+      published_ports: Number(published?.n ?? 0),
       containers: rows.length,
       cpu: Math.round(rows.reduce((s, r) => s + r.cpu, 0) * 1000) / 1000,
       memory: rows.reduce((s, r) => s + Number(r.memory), 0),

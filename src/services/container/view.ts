@@ -54,6 +54,8 @@ export function renderContainer(
     workdir: c.workdir,
     hostname: c.hostname,
     ports: json(c.ports),
+    // Krater's: the host ports published for the container (`krater run -p`), [] for none.
+    published_ports: json(c.published_ports) ?? [],
     addresses: json(c.addresses),
     image_driver: c.image_driver,
     security_groups: json(c.security_groups),

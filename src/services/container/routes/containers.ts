@@ -26,6 +26,7 @@ import {
   shlexSplit,
   zunError,
 } from '../params.js';
+import { outsideMemberPolicy, PUBLISH_ANY_RULE } from '../publish.js';
 import { findRegistry } from '../registries.js';
 import { chooseHost, loadCandidates } from '../scheduler.js';
 import { canDo, invalidStateMessage, Status, VALID_STATES } from '../states.js';
@@ -91,13 +92,30 @@ export function containerRoutes(app: App, zx: ZunContext): void {
       throw zunError(403, 'PolicyNotAuthorized', 'A project-scoped token is required to create containers.');
     const create = parseCreate(params(req), v, { userId: req.auth.userId, projectId: req.auth.projectId });
     for (const rule of create.privilegedFields) authorize(zx, req, rule, { project_id: req.auth.projectId });
+    if (create.published.length && !zx.networking)
+      throw invalid('Published ports need tenant networking (this Krater runs with KRATER_NETWORKING=none).');
+    const outside = outsideMemberPolicy(create.published, zx.core.config.publish);
+    if (outside.length && !allowed(zx, req, PUBLISH_ANY_RULE, { project_id: req.auth.projectId })) {
+      const { memberHostIps, memberPorts } = zx.core.config.publish;
+      throw zunError(
+        403,
+        'PolicyNotAuthorized',
+        `Policy doesn't allow ${PUBLISH_ANY_RULE} to be performed: ${outside.join(', ')} is outside the host addresses (${memberHostIps.join(', ')}) and ports (${memberPorts.min}-${memberPorts.max}) open to members.`,
+      );
+    }
     const args = params(req);
     if (args.registry !== undefined && args.registry !== null)
       create.row.registry_id = (
         await findRegistry(repo.db, String(args.registry), req.auth.projectId, req.auth.isAdmin)
       ).uuid;
     const row = create.row;
-    const quotaDelta = { containers: 1, cpu: row.cpu, memory: Number(row.memory), disk: row.disk ?? 0 };
+    const quotaDelta = {
+      containers: 1,
+      cpu: row.cpu,
+      memory: Number(row.memory),
+      disk: row.disk ?? 0,
+      published_ports: create.published.length,
+    };
     await repo.checkQuota(row.project_id, quotaDelta);
     // Scheduling is synchronous (scheduler.ts): the first host that passes Zun's filters and has room wins.
     if (create.requestedHost) {
@@ -140,6 +158,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     }
     // Concurrent creates all passed the first check: now that this row counts, check again (see checkQuota).
     try {
+      await repo.claimPublishedPorts(row, create.published);
       await repo.checkQuota(row.project_id, quotaDelta, { included: true });
     } catch (err) {
       await repo.remove(row.uuid);
