@@ -43,19 +43,6 @@ function filtersFor(route: Route, o: TenantObjects, a: Tenant): string[] {
   return out;
 }
 
-/**
- * Checks owned by other work items: each skips only its own case and names the item that fixes it, so the lead can
- * drop the entry once that fix is merged.
- */
-function knownIssue(method: string, target: string): string | undefined {
-  if (process.env.KRATER_ISOLATION_ALL === '1') return undefined; // run the known cases too
-  // TODO(issue 10 item 4): network_list with all_projects skips the all-projects policy check (leaks A's ports),
-  // and network_attach/detach answer 403 there where every other route answers 404. Remove once item 4 lands.
-  if (/\/containers\/[^/?]+\/network_(list|attach|detach)\?.*all_(projects|tenants)/.test(target))
-    return 'issue 10 item 4';
-  return undefined;
-}
-
 describe('tenant isolation over every route', () => {
   let k: Krater;
   let admin = '';
@@ -87,7 +74,6 @@ describe('tenant isolation over every route', () => {
     expect(o.skipped, 'every kind of object could be made').toEqual([]);
     const rng = seeded(4242);
     const violations: string[] = [];
-    const known = new Set<string>();
     const call = (method: string, target: string, body: unknown, service: Route['service']) =>
       rawRequest(k.port, method, target, {
         token: b.token,
@@ -149,11 +135,6 @@ describe('tenant isolation over every route', () => {
         probes.filter((p) => order(p) === phase),
         4,
         async (p) => {
-          const issue = knownIssue(p.route.method, p.mine);
-          if (issue) {
-            known.add(`${p.route.method} ${p.route.path} (${issue})`);
-            return;
-          }
           const label = `${p.route.method} ${p.mine}`;
           const r = await call(p.route.method, p.mine, p.body, p.route.service);
           if (r.status >= 500) violations.push(`${label}: ${r.status} ${r.text.slice(0, 200)}`);
@@ -198,9 +179,7 @@ describe('tenant isolation over every route', () => {
     const fip = await rawRequest(k.port, 'GET', `/network/v2.0/floatingips/${o.ids.floatingips}`, { token: a.token });
     if (fip.status !== 200) violations.push(`after B's calls, A's floating IP: ${fip.status}`);
 
-    process.stderr.write(
-      `[isolation] ${probes.length} probes; ${violations.length} violations; skipped as known: ${[...known].join('; ') || 'none'}\n`,
-    );
+    process.stderr.write(`[isolation] ${probes.length} probes; ${violations.length} violations\n`);
     expect(violations, `${violations.length} violations:\n${violations.join('\n')}`).toEqual([]);
   });
 });
