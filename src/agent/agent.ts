@@ -7,6 +7,10 @@ import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Selectable } from 'kysely';
+import type { AgentRpc, StreamSession } from '../compute/agent-port.js';
+import type { ContainerNetworking, NeutronClient } from '../compute/networking.js';
+import { ContainerRepo } from '../compute/repo.js';
+import { type RestartPolicy, restartDelayMs, Status, shouldRestart } from '../compute/states.js';
 import type { Store } from '../core/store/db.js';
 import type { AgentTaskRow as AgentTaskTable, ContainerRow } from '../core/store/schema.js';
 import { removeCgroupTree } from '../engine/cgroups.js';
@@ -16,14 +20,10 @@ import { importImageArchive, normalizeImageRef } from '../engine/image-import.js
 import type { UsernsMapping } from '../engine/oci-spec.js';
 import type { GlancePort } from '../images/glance-port.js';
 import { AgentImages } from '../images/host.js';
-import type { ContainerNetworking, NeutronClient } from '../services/container/networking.js';
-import { ContainerRepo } from '../services/container/repo.js';
-import { type RestartPolicy, restartDelayMs, Status, shouldRestart } from '../services/container/states.js';
 import { createEngine, type EngineSetup } from './engine-setup.js';
 import { LogIndexer, logTimestamp, readTimedLines } from './log-index.js';
 import { AgentNetwork, type DataplaneDriver } from './network.js';
-import type { AgentRpc } from './rpc.js';
-import { type StreamSession, StreamSessions } from './sessions.js';
+import { StreamSessions } from './sessions.js';
 
 type AgentTaskRow = Selectable<AgentTaskTable>;
 

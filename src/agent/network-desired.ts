@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { storedPorts } from '../compute/publish.js';
 import type { Database, NetSubnetRow } from '../core/store/schema.js';
 import type {
   DesiredEndpoint,
@@ -8,7 +9,6 @@ import type {
   DesiredState,
   FirewallRule,
 } from '../network/types.js';
-import { storedPorts } from '../services/container/publish.js';
 
 /** Neutron's default DNS domain (`[DEFAULT] dns_domain = openstacklocal`). */
 export const DNS_DOMAIN = 'openstacklocal';

@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyBaseLogger } from 'fastify';
+import type { ContainerNetworking, NeutronClient } from '../compute/networking.js';
 import type { Store } from '../core/store/db.js';
 import type { ContainerRow } from '../core/store/schema.js';
 import type { OciMount } from '../engine/oci-spec.js';
 import type { DesiredEndpoint, DesiredNetwork, DesiredState, EndpointPaths } from '../network/types.js';
-import type { ContainerNetworking, NeutronClient } from '../services/container/networking.js';
 import { computeDesired, DHCP_OWNER, dhcpDeviceId } from './network-desired.js';
 
 /** The kernel dataplane as the agent drives it (src/network/dataplane.ts implements it). */

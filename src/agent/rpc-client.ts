@@ -5,13 +5,12 @@
  */
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { WebSocket } from 'ws';
+import type { AgentRpc, StreamSession } from '../compute/agent-port.js';
 import type { ContainerRow } from '../core/store/schema.js';
 import { EngineError, type EngineErrorCode } from '../engine/engine.js';
 import type { HostImages, LocalImage } from '../images/host.js';
 import type { PullResult } from '../images/pull.js';
-import type { AgentRpc } from './rpc.js';
 import { RPC_PREFIX } from './rpc-server.js';
-import type { StreamSession } from './sessions.js';
 
 const CALL_TIMEOUT_MS = 120_000;
 

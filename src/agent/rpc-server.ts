@@ -12,11 +12,11 @@ import { hostname } from 'node:os';
 import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { WebSocketServer } from 'ws';
+import type { AgentRpc } from '../compute/agent-port.js';
+import type { ContainerRepo } from '../compute/repo.js';
 import type { ContainerRow } from '../core/store/schema.js';
 import { EngineError, toEngineError } from '../engine/engine.js';
 import type { RegistryCredentials } from '../images/registry.js';
-import type { ContainerRepo } from '../services/container/repo.js';
-import type { AgentRpc } from './rpc.js';
 import { refuseUpgrade, relaySession, upgradeUrl } from './sessions.js';
 
 export const RPC_PREFIX = '/rpc/v1';

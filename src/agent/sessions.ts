@@ -2,16 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { WebSocket } from 'ws';
+import type { StreamSession } from '../compute/agent-port.js';
 import type { Engine } from '../engine/engine.js';
-
-/** A live stream into a container: what a WebSocket relays. */
-export interface StreamSession {
-  stdin: Writable;
-  output: Readable;
-  /** Resolves when the process (exec) or the run (attach) is over. */
-  done: Promise<unknown>;
-  close(): void;
-}
 
 /** The URL of an upgrade request; undefined when its target does not parse (an absolute-form `http://[`, say). */
 export function upgradeUrl(req: IncomingMessage): URL | undefined {

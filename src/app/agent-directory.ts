@@ -1,6 +1,6 @@
 import { Agent } from '../agent/agent.js';
-import type { AgentDirectory, AgentRpc } from '../agent/rpc.js';
 import { RemoteAgent } from '../agent/rpc-client.js';
+import type { AgentDirectory, AgentRpc } from '../compute/agent-port.js';
 import type { Store } from '../core/store/db.js';
 
 /**

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, posix, resolve } from 'node:path';
 import type { Command } from 'commander';
 import WebSocket from 'ws';
-import { PUBLISH_LABEL, type PublishedPortView, parsePublishList } from '../services/container/publish.js';
+import { PUBLISH_LABEL, type PublishedPortView, parsePublishList } from '../compute/publish.js';
 import { CloudClient, CloudError, loadCloud } from './cloud-client.js';
 
 /**

@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePublishList } from '../../src/compute/publish.js';
+import { ContainerRepo } from '../../src/compute/repo.js';
 import { openStore, type Store } from '../../src/core/store/db.js';
-import { parsePublishList } from '../../src/services/container/publish.js';
-import { ContainerRepo } from '../../src/services/container/repo.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
 /** The published-port claims in both stores: 409 for the same socket or an overlap with 0.0.0.0 (also for

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { outsideMemberPolicy, parsePublishList, storedPorts, toView } from '../../src/compute/publish.js';
 import { publishConfig } from '../../src/core/config/config.js';
 import {
   bindingsOverlap,
@@ -9,7 +10,6 @@ import {
   transitPeer,
   transitRange,
 } from '../../src/network/publish-nat.js';
-import { outsideMemberPolicy, parsePublishList, storedPorts, toView } from '../../src/services/container/publish.js';
 
 describe('publish transit pairs', () => {
   it('splits the range into /31 pairs, host end even', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parsePublishSpec, publishedPorts } from '../../src/services/container/publish.js';
+import { parsePublishSpec, publishedPorts } from '../../src/compute/publish.js';
 
 describe('published ports (krater run -p)', () => {
   it('parses Docker forms', () => {

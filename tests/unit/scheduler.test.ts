@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseHost, type HostCandidate } from '../../src/services/container/scheduler.js';
+import { chooseHost, type HostCandidate } from '../../src/compute/scheduler.js';
 
 const host = (name: string, over: Partial<HostCandidate> = {}): HostCandidate => ({
   host: name,

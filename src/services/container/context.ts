@@ -1,5 +1,8 @@
 import type { FastifyRequest } from 'fastify';
-import type { AgentDirectory, AgentRpc } from '../../agent/rpc.js';
+import type { AgentDirectory, AgentRpc } from '../../compute/agent-port.js';
+import type { ContainerNetworking } from '../../compute/networking.js';
+import type { ContainerRepo } from '../../compute/repo.js';
+import { canDo, invalidStateMessage } from '../../compute/states.js';
 import { policyCredentials } from '../../core/auth/context.js';
 import type { ApiError } from '../../core/http/errors.js';
 import type { Version } from '../../core/http/microversion.js';
@@ -7,10 +10,7 @@ import type { CoreContext } from '../../core/http/server.js';
 import type { ContainerRow } from '../../core/store/schema.js';
 import { EngineError, type EngineErrorCode, toEngineError } from '../../engine/engine.js';
 import type { GlancePort } from '../../images/glance-port.js';
-import type { ContainerNetworking } from './networking.js';
 import { parseBool, zunError } from './params.js';
-import type { ContainerRepo } from './repo.js';
-import { canDo, invalidStateMessage } from './states.js';
 import { renderContainer } from './view.js';
 
 declare module 'fastify' {

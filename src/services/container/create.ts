@@ -1,4 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { type PublishedPort, publishedPorts, toView } from '../../compute/publish.js';
+import { Status } from '../../compute/states.js';
 import { atLeast, type Version } from '../../core/http/microversion.js';
 import type { ContainerRow } from '../../core/store/schema.js';
 import {
@@ -11,8 +13,6 @@ import {
   shlexSplit,
   versionCheck,
 } from './params.js';
-import { type PublishedPort, publishedPorts, toView } from './publish.js';
-import { Status } from './states.js';
 
 /** Body keys of `POST /v1/containers` and the microversion each appeared in (Zun's schema + version_check). */
 const CREATE_FIELDS: Record<string, [number, number]> = {

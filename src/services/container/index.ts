@@ -1,4 +1,6 @@
-import type { AgentDirectory } from '../../agent/rpc.js';
+import type { AgentDirectory } from '../../compute/agent-port.js';
+import { ContainerNetworking, type NeutronClient } from '../../compute/networking.js';
+import { ContainerRepo } from '../../compute/repo.js';
 import type { KraterConfig } from '../../core/config/config.js';
 import { ApiError, STATUS_TITLES } from '../../core/http/errors.js';
 import { fmt, type MicroversionSpec, negotiate } from '../../core/http/microversion.js';
@@ -7,9 +9,7 @@ import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
 import type { GlancePort } from '../../images/glance-port.js';
 import type { ZunContext } from './context.js';
-import { ContainerNetworking, type NeutronClient } from './networking.js';
 import { containerPolicies } from './policies.js';
-import { ContainerRepo } from './repo.js';
 import { adminRoutes } from './routes/admin.js';
 import { containerRoutes } from './routes/containers.js';
 import { eventRoutes } from './routes/events.js';

@@ -2,7 +2,9 @@ import { ApiError } from '../../core/http/errors.js';
 import { atLeast, fmt, type Version } from '../../core/http/microversion.js';
 
 /** Zun's exception classes become `container.<kebab-name>` error codes. */
-export const zunError = (status: number, klass: string, message: string) => new ApiError(status, message, klass);
+export { computeError as zunError } from '../../compute/errors.js';
+
+import { computeError as zunError } from '../../compute/errors.js';
 export const invalid = (message: string) => zunError(400, 'InvalidValue', message);
 export const schemaError = (message: string) => zunError(400, 'SchemaValidationError', message);
 

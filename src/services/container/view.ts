@@ -1,5 +1,5 @@
+import { statusDetail } from '../../compute/states.js';
 import type { ContainerRow } from '../../core/store/schema.js';
-import { statusDetail } from './states.js';
 
 const json = (s: string | null) => (s === null ? null : JSON.parse(s));
 

@@ -1,9 +1,9 @@
+import { QUOTA_DEFAULTS, QUOTA_RESOURCES } from '../../../compute/repo.js';
+import { type HostUse, hostUsage, NO_USE } from '../../../compute/scheduler.js';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import { authorize, type ZunContext } from '../context.js';
 import { invalid, parseBool, parseNumber, zunError } from '../params.js';
-import { QUOTA_DEFAULTS, QUOTA_RESOURCES } from '../repo.js';
-import { type HostUse, hostUsage, NO_USE } from '../scheduler.js';
 import { zunActionTime } from '../view.js';
 
 /** A compute service is up while its heartbeat is younger than this and it is not forced down. */

@@ -1,4 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { allocateForNewContainer } from '../../../compute/networking.js';
+import { outsideMemberPolicy, PUBLISH_ANY_RULE } from '../../../compute/publish.js';
+import { chooseHost, loadCandidates } from '../../../compute/scheduler.js';
+import { canDo, invalidStateMessage, Status, VALID_STATES } from '../../../compute/states.js';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
@@ -14,7 +18,6 @@ import {
   type ZunContext,
 } from '../context.js';
 import { parseCreate } from '../create.js';
-import { allocateForNewContainer } from '../networking.js';
 import { PAGING_PARAMS, pageOf, parsePaging } from '../paging.js';
 import {
   expectString,
@@ -26,10 +29,7 @@ import {
   shlexSplit,
   zunError,
 } from '../params.js';
-import { outsideMemberPolicy, PUBLISH_ANY_RULE } from '../publish.js';
 import { findRegistry } from '../registries.js';
-import { chooseHost, loadCandidates } from '../scheduler.js';
-import { canDo, invalidStateMessage, Status, VALID_STATES } from '../states.js';
 
 const LIST_FILTERS = [
   'name',

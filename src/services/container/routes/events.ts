@@ -1,11 +1,11 @@
 import { PassThrough } from 'node:stream';
 import type { Kysely } from 'kysely';
+import { containerChanges } from '../../../compute/changes.js';
+import { Status } from '../../../compute/states.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow, Database } from '../../../core/store/schema.js';
-import { containerChanges } from '../changes.js';
 import { authorize, loadContainer, view, type ZunContext } from '../context.js';
 import { parseBool, parseNumber, schemaError, zunError } from '../params.js';
-import { Status } from '../states.js';
 
 /**
  * Krater's extensions so clients need not poll (docs/container-extensions.md):

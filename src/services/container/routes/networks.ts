@@ -1,9 +1,14 @@
 import type { FastifyRequest } from 'fastify';
+import {
+  type ContainerNetworking,
+  mergeAddresses,
+  type NeutronActor,
+  parseAddresses,
+} from '../../../compute/networking.js';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
 import { checkState, loadContainer, type ZunContext } from '../context.js';
-import { type ContainerNetworking, mergeAddresses, type NeutronActor, parseAddresses } from '../networking.js';
 import { expectString, mergedParams, zunError } from '../params.js';
 
 type Req = FastifyRequest;

@@ -6,7 +6,7 @@
  * passes wins, in the order the hosts registered.
  */
 import type { Kysely } from 'kysely';
-import type { Database } from '../../core/store/schema.js';
+import type { Database } from '../core/store/schema.js';
 
 export const CPU_ALLOCATION_RATIO = 16;
 export const RAM_ALLOCATION_RATIO = 1.5;

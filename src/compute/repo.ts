@@ -1,8 +1,8 @@
 import type { Kysely } from 'kysely';
-import { isUniqueViolation } from '../../core/store/db.js';
-import type { ContainerRow, Database } from '../../core/store/schema.js';
+import { isUniqueViolation } from '../core/store/db.js';
+import type { ContainerRow, Database } from '../core/store/schema.js';
 import { containerChanges } from './changes.js';
-import { zunError } from './params.js';
+import { computeError as zunError } from './errors.js';
 import { type PublishedPort, portsOverlap } from './publish.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

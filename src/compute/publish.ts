@@ -4,7 +4,7 @@
  * `[hostIp:]hostPort:containerPort[/tcp|udp],…`, which is parsed here once, at create. The agent's dataplane binds
  * them in the kernel (nftables DNAT) while the container runs.
  */
-import type { PublishConfig } from '../../core/config/config.js';
+import type { PublishConfig } from '../core/config/config.js';
 
 export const PUBLISH_LABEL = 'krater.publish';
 /** Policy rule that lets a caller publish on any host address and port (admins by default). */

@@ -1,6 +1,6 @@
-import { ApiError } from '../../core/http/errors.js';
-import type { ContainerRow } from '../../core/store/schema.js';
-import { zunError } from './params.js';
+import { ApiError } from '../core/http/errors.js';
+import type { ContainerRow } from '../core/store/schema.js';
+import { computeError as zunError } from './errors.js';
 
 /** Who calls Neutron: the request's project (resolving names) or the service acting for a project (ports). */
 export interface NeutronActor {

@@ -1,6 +1,15 @@
+import type { Readable, Writable } from 'node:stream';
 import type { ContainerRow } from '../core/store/schema.js';
 import type { HostImages } from '../images/host.js';
-import type { StreamSession } from './sessions.js';
+
+/** A live stream into a container: what a WebSocket relays. */
+export interface StreamSession {
+  stdin: Writable;
+  output: Readable;
+  /** Resolves when the process (exec) or the run (attach) is over. */
+  done: Promise<unknown>;
+  close(): void;
+}
 
 /**
  * What the API asks of a host's agent. Long work (create, start, stop, delete, …) goes through `agent_tasks` in
