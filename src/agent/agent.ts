@@ -49,6 +49,8 @@ export interface AgentOptions {
   shimGrouping?: 'project' | 'none';
   /** Run (non-privileged) containers in user namespaces with this mapping. */
   userns?: UsernsMapping;
+  /** Registries pulled from over plain HTTP besides loopback (`KRATER_INSECURE_REGISTRIES`). */
+  insecureRegistries?: string[];
 }
 
 const HEARTBEAT_MS = 10_000;
@@ -81,6 +83,7 @@ export class Agent implements AgentRpc {
       dataDir: this.opts.dataDir,
       log: this.opts.log,
       glance: this.opts.glance,
+      insecureRegistries: this.opts.insecureRegistries,
     });
     return this.imagesHost;
   }
@@ -118,7 +121,7 @@ export class Agent implements AgentRpc {
   private logIndex = new LogIndexer({ warn: (obj, msg) => this.opts.log.warn(obj, msg) });
 
   constructor(private opts: AgentOptions) {
-    this.host = opts.host ?? process.env.KRATER_HOST ?? osHostname();
+    this.host = opts.host ?? osHostname();
     this.repo = new ContainerRepo(opts.store.db);
     // Unique per installation, so that several Krater instances (and tests) on one machine never share cgroups.
     this.cgroupParent = `/krater-${createHash('sha256').update(opts.dataDir).digest('hex').slice(0, 10)}`;

@@ -66,7 +66,7 @@ export async function startAgentProcess(
         // The API then reports the host as not up instead of timing out on a dead endpoint.
         await advertise(null, null).catch(() => undefined);
         await rpc.close();
-        await agent!.stop(config.agentShutdown);
+        await agent!.stop(config.agent.shutdown);
         await store.close();
       },
     };

@@ -10,6 +10,7 @@ import type { KraterConfig } from '../core/config/config.js';
 import { type App, buildServer, type ServiceModule } from '../core/http/server.js';
 import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore, type Store } from '../core/store/db.js';
+import { useGocodeDir } from '../engine/protos.js';
 import type { GlancePort } from '../images/glance-port.js';
 import { Dataplane } from '../network/dataplane.js';
 import { createContainerService } from '../services/container/index.js';
@@ -85,17 +86,20 @@ export function createAgent(
   glance: GlancePort,
   host?: string,
 ): Agent {
+  // containerd's API definitions are loaded once per process, from where the configuration says.
+  useGocodeDir(config.agent.gocodeDir);
   return new Agent({
     dataDir: config.dataDir,
     store,
     log,
     glance,
-    host,
+    host: host ?? config.agent.host,
     containerdAddress: config.containerdAddress,
     defaultImageArchive: config.defaultImageArchive,
-    runtimes: config.runtimes,
-    shimGrouping: config.shimGrouping,
-    userns: config.usernsRemap,
+    runtimes: config.agent.runtimes,
+    shimGrouping: config.agent.shimGrouping,
+    userns: config.agent.usernsRemap,
+    insecureRegistries: config.insecureRegistries,
     network: neutron && {
       dataplane: new Dataplane({
         tag: dataplaneTag(config.dataDir),
@@ -142,7 +146,7 @@ export async function startControlPlane(
       await agent.start();
       agents.agent = agent;
     }
-    const controllers = await startControllers(store, app.log, opts.controllers);
+    const controllers = await startControllers(store, app.log, opts.controllers, config.controllers);
     await app.listen({ host: config.bind, port: config.port });
     return {
       app,
@@ -154,7 +158,7 @@ export async function startControlPlane(
       async close() {
         await controllers.close();
         await app.close();
-        await agent?.stop(config.agentShutdown);
+        await agent?.stop(config.agent.shutdown);
         await store.close();
       },
     };

@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Controller, ControllerDeps, ControllerFactory } from '../controllers/controller.js';
 import { ControllerManager } from '../controllers/manager.js';
-import { type ControllerSettings, controllerSettings } from '../controllers/settings.js';
+import type { ControllerSettings } from '../core/config/controllers.js';
 import type { Store } from '../core/store/db.js';
 
 /**
@@ -16,7 +16,7 @@ export async function startControllers(
   store: Store,
   log: FastifyBaseLogger,
   extra: ((deps: ControllerDeps) => Controller[]) | undefined,
-  settings: ControllerSettings = controllerSettings(),
+  settings: ControllerSettings,
 ): Promise<ControllerManager> {
   const manager = new ControllerManager({ store, log: log.child({ component: 'controllers' }), settings });
   const deps: ControllerDeps = { store, log, enqueue: manager.enqueue };

@@ -68,7 +68,7 @@ async function serve(opts: Record<string, unknown>, mode: 'up' | 'api'): Promise
     if (stopping) return;
     stopping = true;
     cp.app.log.info({ signal }, 'shutting down');
-    exitIfStuck(config.agentShutdown);
+    exitIfStuck(config.agent.shutdown);
     await cp.close();
     process.exit(0);
   };
@@ -201,7 +201,7 @@ program
     const stop = async () => {
       if (stopping) return;
       stopping = true;
-      exitIfStuck(config.agentShutdown);
+      exitIfStuck(config.agent.shutdown);
       await proc.close();
       process.exit(0);
     };

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { FastifyBaseLogger } from 'fastify';
+import type { ControllerSettings } from '../core/config/controllers.js';
 import type { Store } from '../core/store/db.js';
 import type { Controller } from './controller.js';
 import { type Claim, queueKey, WorkQueue } from './queue.js';
-import type { ControllerSettings } from './settings.js';
 
 export interface ManagerOptions {
   store: Store;

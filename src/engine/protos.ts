@@ -17,13 +17,19 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 
-/** Base directory of the Debian Go source tree (override with KRATER_GOCODE_DIR). */
-export function gocodeDir(): string {
-  return process.env.KRATER_GOCODE_DIR ?? '/usr/share/gocode/src';
+let gocodeDir = '/usr/share/gocode/src';
+
+/**
+ * Where the Debian Go source tree is (configured as KRATER_GOCODE_DIR). The definitions are loaded once per process,
+ * so this is process-wide and must be set before the first engine call.
+ */
+export function useGocodeDir(dir: string): void {
+  if (cached && dir !== gocodeDir) throw new Error(`containerd API protos already loaded from ${gocodeDir}`);
+  gocodeDir = dir;
 }
 
 /** Include paths for the containerd API protos and what they import. */
-export function protoIncludeDirs(base = gocodeDir()): string[] {
+function protoIncludeDirs(base = gocodeDir): string[] {
   return [
     base,
     join(base, 'github.com/gogo/protobuf'), // gogoproto/gogo.proto

@@ -64,6 +64,8 @@ export interface HostImagesOptions {
   log: FastifyBaseLogger;
   /** The image service: images of `image_driver` glance, and where commits go. */
   glance: GlancePort;
+  /** Registries pulled from over plain HTTP besides loopback. */
+  insecureRegistries?: string[];
 }
 
 /** A message for a container's status_reason from a failed pull. */
@@ -82,7 +84,7 @@ export class AgentImages implements HostImages {
   private readonly tmpDir: string;
 
   constructor(private readonly opts: HostImagesOptions) {
-    this.puller = new ImagePuller(opts.client);
+    this.puller = new ImagePuller(opts.client, { registry: { insecure: opts.insecureRegistries } });
     this.secrets = SecretBox.forDataDir(opts.dataDir);
     this.glance = opts.glance;
     this.tmpDir = join(opts.dataDir, 'agent', 'tmp');

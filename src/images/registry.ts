@@ -52,20 +52,8 @@ const IDLE_TIMEOUT_MS = 30_000;
 
 const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1)(?::\d+)?$/;
 
-/** Registries spoken to over plain HTTP: loopback always, plus `KRATER_INSECURE_REGISTRIES` (comma separated). */
-export function insecureRegistries(env: NodeJS.ProcessEnv = process.env): string[] {
-  return (env.KRATER_INSECURE_REGISTRIES ?? '')
-    .split(/[\s,]+/)
-    .map((s) =>
-      s
-        .trim()
-        .replace(/^https?:\/\//, '')
-        .replace(/\/+$/, ''),
-    )
-    .filter(Boolean);
-}
-
-export function isInsecureRegistry(host: string, extra: string[] = insecureRegistries()): boolean {
+/** Registries spoken to over plain HTTP: loopback always, plus `extra` (the configured `KRATER_INSECURE_REGISTRIES`). */
+export function isInsecureRegistry(host: string, extra: string[]): boolean {
   if (LOOPBACK.test(host)) return true;
   const bare = host.replace(/:\d+$/, '');
   return extra.some((e) => e === host || (!e.includes(':') && e === bare));
@@ -177,7 +165,7 @@ export class RegistryClient {
   readonly retryDelayMs: number;
 
   constructor(private readonly opts: RegistryClientOptions = {}) {
-    this.insecure = opts.insecure ?? insecureRegistries();
+    this.insecure = opts.insecure ?? [];
     this.maxRetries = opts.maxRetries ?? 5;
     this.retryDelayMs = opts.retryDelayMs ?? 200;
   }

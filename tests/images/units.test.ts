@@ -5,10 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { humanSize } from '../../src/cli/images.js';
+import { insecureRegistries } from '../../src/core/config/images.js';
 import { TarArchive } from '../../src/engine/tar-archive.js';
 import { SecretBox } from '../../src/images/credentials.js';
 import { familiarName, hasExplicitDomain, parseReference, registryApiHost } from '../../src/images/reference.js';
-import { insecureRegistries, isInsecureRegistry, parseChallenge } from '../../src/images/registry.js';
+import { isInsecureRegistry, parseChallenge } from '../../src/images/registry.js';
 import { tarBuffer } from '../../src/images/tar-writer.js';
 import { splitRepoTag } from '../../src/services/container/routes/images.js';
 

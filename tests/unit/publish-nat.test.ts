@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { outsideMemberPolicy, parsePublishList, storedPorts, toView } from '../../src/compute/publish.js';
-import { publishConfig } from '../../src/core/config/config.js';
+import { publishConfig } from '../../src/core/config/publish.js';
 import {
   bindingsOverlap,
   chooseTransit,

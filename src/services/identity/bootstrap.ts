@@ -42,7 +42,7 @@ export async function bootstrapIdentity(
     .where('name', '=', 'admin')
     .executeTakeFirst();
   if (!existing) {
-    generatedPassword = process.env.KRATER_ADMIN_PASSWORD || randomBytes(18).toString('base64url');
+    generatedPassword = config.bootstrapAdminPassword ?? randomBytes(18).toString('base64url');
     const hash = await hashPassword(generatedPassword);
     await repo.write(async (trx) => {
       const now = new Date().toISOString();

@@ -1,47 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import { policyCredentials } from '../../core/auth/context.js';
+import type { ImageSettings } from '../../core/config/images.js';
 import { ApiError } from '../../core/http/errors.js';
 import type { CoreContext } from '../../core/http/server.js';
 import type { ImageRow } from '../../core/store/schema.js';
 import type { ImageDataStore } from './data-store.js';
 import type { ImageRepo } from './repo.js';
-
-/** Limits of the image service; each has an environment variable. */
-export interface ImageSettings {
-  /** Largest accepted upload (Glance's `image_size_cap`); KRATER_IMAGE_MAX_UPLOAD_BYTES, default 10 GiB. */
-  maxUploadBytes: number;
-  /** Image storage per project (Glance's `user_storage_quota`); KRATER_IMAGE_QUOTA_BYTES, default unlimited. */
-  quotaBytes: number | null;
-  /** Glance's `image_property_quota` and `image_tag_quota`. */
-  maxProperties: number;
-  maxTags: number;
-  /** Glance's `limit_param_default` and `api_limit_max`. */
-  defaultLimit: number;
-  maxLimit: number;
-}
-
-function envBytes(name: string, fallback: number | null, env: NodeJS.ProcessEnv): number | null {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const t = raw.trim().toLowerCase();
-  if (t === 'unlimited' || t === '-1') return null;
-  const m = /^(\d+)\s*([kmgt]i?b?|b)?$/.exec(t);
-  if (!m) throw new Error(`${name}: not a byte count: ${raw}`);
-  const unit = m[2]?.[0] ?? 'b';
-  const mult = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit] ?? 1;
-  return Number(m[1]) * mult;
-}
-
-export function imageSettings(env: NodeJS.ProcessEnv = process.env): ImageSettings {
-  return {
-    maxUploadBytes: envBytes('KRATER_IMAGE_MAX_UPLOAD_BYTES', 10 * 1024 ** 3, env) ?? Number.MAX_SAFE_INTEGER,
-    quotaBytes: envBytes('KRATER_IMAGE_QUOTA_BYTES', null, env),
-    maxProperties: 128,
-    maxTags: 128,
-    defaultLimit: 25,
-    maxLimit: 1000,
-  };
-}
 
 /** What the image service's route modules share. */
 export interface ImageContext {

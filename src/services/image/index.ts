@@ -1,12 +1,13 @@
 import { join } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { KraterConfig } from '../../core/config/config.js';
+import type { ImageSettings } from '../../core/config/images.js';
 import { type NormalizedError, STATUS_TITLES } from '../../core/http/errors.js';
 import type { App, RenderedError, ServiceModule } from '../../core/http/server.js';
 import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
 import type { GlancePort } from '../../images/glance-port.js';
-import { type ImageContext, type ImageSettings, imageSettings } from './context.js';
+import type { ImageContext } from './context.js';
 import { FilesystemImageStore, type ImageDataStore } from './data-store.js';
 import { InProcessGlance } from './in-process.js';
 import { imagePolicies } from './policies.js';
@@ -106,7 +107,7 @@ export function createImageService(
 ): ImageService {
   policy.registerDefaults(imagePolicies);
   const repo = new ImageRepo(store.db);
-  const settings = imageSettings();
+  const settings = config.image;
   const dataStore = data ?? new FilesystemImageStore(join(config.dataDir, 'images'));
   const base = `${config.publicUrl}${IMAGE_PREFIX}`;
   const module: ServiceModule = {

@@ -6,11 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { AuthContext } from '../../core/auth/context.js';
+import type { NetworkSettings } from '../../core/config/network.js';
 import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
 import type { Database } from '../../core/store/schema.js';
 import { policyDenied } from './errors.js';
-import type { NetworkSettings } from './settings.js';
 
 /** Who calls: a request's token, or Krater itself (the Zun facade) acting for a project. */
 export interface NeutronActor {

@@ -15,7 +15,6 @@ import { extensionRoutes } from './routes/extensions.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { resourceRoutes } from './routes/resources.js';
 import { Neutron } from './service.js';
-import { networkSettings } from './settings.js';
 
 export type { NeutronApi } from './api.js';
 export type { NeutronActor } from './context.js';
@@ -75,7 +74,7 @@ export function createNetworkService(
   opts: { onChange?: () => void } = {},
 ): { module: ServiceModule; api: NeutronApi } {
   policy.registerDefaults(networkPolicies);
-  const nx = new NetContext(store, policy, networkSettings(), opts.onChange);
+  const nx = new NetContext(store, policy, config.network, opts.onChange);
   const neutron = new Neutron(nx);
   const base = `${config.publicUrl}${NETWORK_PREFIX}`;
   const module: ServiceModule = {

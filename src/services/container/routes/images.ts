@@ -374,6 +374,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
         const domain = repo.slice(0, slash);
         const term = repo.slice(slash + 1);
         const client = new RegistryClient({
+          insecure: zx.core.config.insecureRegistries,
           credentials: (d) => credentialsFor(projectRegs.find((r) => r.domain === d)),
         });
         const names = await client.catalog(domain);

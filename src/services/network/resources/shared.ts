@@ -1,13 +1,14 @@
 /**
  * Pieces the resource modules share: tags, standard-attribute bumps, quota checks, the resource handler shape.
  */
+
+import type { QuotaResource } from '../../../core/config/network.js';
 import type { ApiError } from '../../../core/http/errors.js';
 import type { Database } from '../../../core/store/schema.js';
 import type { Db, NetContext, NeutronActor, Trx } from '../context.js';
 import { nowTs } from '../context.js';
 import { overQuota } from '../errors.js';
 import type { CustomFilter, View } from '../list-query.js';
-import type { QuotaResource } from '../settings.js';
 
 /** One Neutron collection, as the generic routes and the programmatic API drive it. */
 export interface ResourceHandler {

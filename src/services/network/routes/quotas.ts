@@ -3,12 +3,12 @@
  * default), usage counted from the resource tables. Only admins change quotas or read another project's.
  */
 import { Type } from '@sinclair/typebox';
+import { QUOTA_RESOURCES, type QuotaResource } from '../../../core/config/network.js';
 import type { App } from '../../../core/http/server.js';
 import { int } from '../attributes.js';
 import { actorFromAuth, type NetContext, type NeutronActor, target } from '../context.js';
 import { badRequest, nerr } from '../errors.js';
 import { quotaLimit, quotaUsage } from '../resources/shared.js';
-import { QUOTA_RESOURCES, type QuotaResource } from '../settings.js';
 
 const ProjectParams = Type.Object({ project: Type.String({ maxLength: 255 }) });
 const AnyBody = Type.Unknown();

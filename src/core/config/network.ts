@@ -1,13 +1,12 @@
 /**
- * The network service's knobs. Like the image service's limits they come from the environment, so the shared
- * configuration stays untouched:
+ * The network service's knobs:
  *
  * - KRATER_NETWORK_DEFAULT=0 turns off the per-project default network (`ensureDefaultNetwork`);
  * - KRATER_NETWORK_DEFAULT_NAME (`default`) and KRATER_NETWORK_DEFAULT_CIDR (`10.0.0.0/24`) shape it;
  * - KRATER_NETWORK_MTU (1500): MTU of new networks;
  * - KRATER_NETWORK_QUOTA_<RESOURCE> (e.g. KRATER_NETWORK_QUOTA_PORT=500; -1 = unlimited): default quotas.
  */
-import { parseCidr } from './ipam.js';
+import { type Env, parseIpv4Cidr, unset } from './values.js';
 
 export const QUOTA_RESOURCES = [
   'network',
@@ -41,20 +40,20 @@ export interface NetworkSettings {
   quotas: Record<QuotaResource, number>;
 }
 
-export function networkSettings(env: NodeJS.ProcessEnv = process.env): NetworkSettings {
+export function networkSettings(env: Env): NetworkSettings {
   const flag = (env.KRATER_NETWORK_DEFAULT ?? '1').trim().toLowerCase();
   const cidr = env.KRATER_NETWORK_DEFAULT_CIDR ?? '10.0.0.0/24';
-  const parsed = parseCidr(cidr);
-  if (!parsed || parsed.hostBits || parsed.version !== 4)
-    throw new Error(`KRATER_NETWORK_DEFAULT_CIDR: not an IPv4 network CIDR: ${cidr}`);
+  const parsed = parseIpv4Cidr(cidr);
+  if (!parsed || parsed.hostBits) throw new Error(`KRATER_NETWORK_DEFAULT_CIDR: not an IPv4 network CIDR: ${cidr}`);
   const mtu = Number(env.KRATER_NETWORK_MTU ?? 1500);
   if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new Error(`KRATER_NETWORK_MTU: invalid MTU ${mtu}`);
   const quotas = { ...DEFAULT_QUOTAS };
   for (const r of QUOTA_RESOURCES) {
-    const raw = env[`KRATER_NETWORK_QUOTA_${r.toUpperCase()}`];
-    if (raw === undefined || raw.trim() === '') continue;
+    const name = `KRATER_NETWORK_QUOTA_${r.toUpperCase()}`;
+    const raw = env[name];
+    if (unset(raw)) continue;
     const n = Number(raw);
-    if (!Number.isInteger(n) || n < -1) throw new Error(`KRATER_NETWORK_QUOTA_${r.toUpperCase()}: invalid ${raw}`);
+    if (!Number.isInteger(n) || n < -1) throw new Error(`${name}: invalid ${raw}`);
     quotas[r] = n;
   }
   return {
