@@ -193,7 +193,6 @@ function codeOf(err: unknown): grpc.status | undefined {
 export const isNotFound = (err: unknown): boolean => codeOf(err) === grpc.status.NOT_FOUND;
 export const isAlreadyExists = (err: unknown): boolean => codeOf(err) === grpc.status.ALREADY_EXISTS;
 export const isUnavailable = (err: unknown): boolean => codeOf(err) === grpc.status.UNAVAILABLE;
-export const isFailedPrecondition = (err: unknown): boolean => codeOf(err) === grpc.status.FAILED_PRECONDITION;
 
 /** Timestamp → Date; containerd's zero time (year 1) and missing values give undefined. */
 export function toDate(ts: Timestamp | null | undefined): Date | undefined {

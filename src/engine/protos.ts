@@ -117,8 +117,6 @@ export interface AnyMessage {
 
 /** JSON-valued Any type URLs (containerd's typeurl registers the OCI types as JSON). */
 export const OCI_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
-export const OCI_PROCESS_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
-export const OCI_RESOURCES_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 
 /** Pack a JSON-encoded Any (runtime spec, process spec, resources). */
 export function jsonAny(typeUrl: string, value: unknown): AnyMessage {

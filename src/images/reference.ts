@@ -82,13 +82,3 @@ export function familiarName(name: string): string {
   if (name.startsWith('docker.io/')) return name.slice('docker.io/'.length);
   return name;
 }
-
-/** The repository part of a normalised name (no tag or digest): `docker.io/library/busybox`. */
-export function repositoryOf(name: string): string {
-  let rest = name;
-  const at = rest.indexOf('@');
-  if (at >= 0) rest = rest.slice(0, at);
-  const colon = rest.lastIndexOf(':');
-  if (colon > rest.lastIndexOf('/')) rest = rest.slice(0, colon);
-  return rest;
-}

@@ -169,10 +169,6 @@ export function lastAddress(c: Cidr): bigint {
   return c.network | ((1n << BigInt(bits(c.version) - c.prefix)) - 1n);
 }
 
-export function cidrSize(c: Cidr): bigint {
-  return 1n << BigInt(bits(c.version) - c.prefix);
-}
-
 export function contains(c: Cidr, ip: Ip): boolean {
   return ip.version === c.version && ip.value >= c.network && ip.value <= lastAddress(c);
 }
