@@ -8,7 +8,7 @@ export interface Grant {
   target_id: string;
 }
 
-/** Role assignment writes and the reads the token-less lists need. Filtered reads: `IdentityRepo.assignments`. */
+/** Role assignment writes and the reads behind the assignment and project lists. Filtered reads: `IdentityRepo.assignments`. */
 export class AssignmentRepo {
   constructor(private readonly repo: IdentityRepo) {}
 
