@@ -23,6 +23,8 @@ import { HostAgents } from './agent-directory.js';
 import { startControllers } from './controllers.js';
 import { prepareDataDir } from './data-dir.js';
 
+export type { BootstrapResult };
+
 export interface ControlPlane {
   app: App;
   store: Store;

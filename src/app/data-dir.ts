@@ -11,9 +11,14 @@ import { ADMIN_PASSWORD_FILE } from '../services/identity/bootstrap.js';
 export function prepareDataDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
-  const password = join(dir, ADMIN_PASSWORD_FILE);
+  const password = adminPasswordPath(dir);
   if (existsSync(password)) chmodSync(password, 0o600);
   narrowTree(join(dir, 'keys'));
+}
+
+/** Where the generated admin password is kept (0600), for the CLI to name it without reading it. */
+export function adminPasswordPath(dataDir: string): string {
+  return join(dataDir, ADMIN_PASSWORD_FILE);
 }
 
 function narrowTree(dir: string): void {

@@ -1,11 +1,10 @@
 import cluster from 'node:cluster';
-import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { startAgentProcess } from '../app/agent-process.js';
 import { writeCloudEntry } from '../app/clouds-yaml.js';
-import { startControlPlane, tokenKeyRepository } from '../app/control-plane.js';
+import { type BootstrapResult, startControlPlane, tokenKeyRepository } from '../app/control-plane.js';
+import { adminPasswordPath } from '../app/data-dir.js';
 import { type ConfigInput, resolveConfig } from '../core/config/config.js';
-import { ADMIN_PASSWORD_FILE, type BootstrapResult } from '../services/identity/bootstrap.js';
 import { registerDockerCommands } from './docker.js';
 import { registerImageCommands } from './images.js';
 
@@ -146,7 +145,7 @@ function announce(
   if (boot.generatedPassword) {
     // Never the password itself: stdout ends up in log files and journals.
     out.write(
-      `Bootstrapped: user "admin" in project "admin"; its password is in ${join(config.dataDir, ADMIN_PASSWORD_FILE)} (mode 0600)\n`,
+      `Bootstrapped: user "admin" in project "admin"; its password is in ${adminPasswordPath(config.dataDir)} (mode 0600)\n`,
     );
   }
   if (config.cloudsYaml)

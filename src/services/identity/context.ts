@@ -4,10 +4,11 @@ import { forbidden } from '../../core/http/errors.js';
 import type { CoreContext } from '../../core/http/server.js';
 import type { Target } from '../../core/policy/engine.js';
 import type { IdentityRepo } from './repo.js';
+import type { IdentityRepos } from './repos/index.js';
 import type { TokenService } from './tokens.js';
 
-/** What identity's route modules share. */
-export interface IdentityContext {
+/** What identity's route modules share: the core, the cached reads (`repo`) and the repositories by resource. */
+export interface IdentityContext extends IdentityRepos {
   core: CoreContext;
   repo: IdentityRepo;
   tokens: TokenService;

@@ -9,6 +9,7 @@ import type { IdentityContext } from './context.js';
 import { Lockout } from './lockout.js';
 import { identityPolicies } from './policies.js';
 import { IdentityRepo } from './repo.js';
+import { identityRepos } from './repos/index.js';
 import { appCredRoutes } from './routes/app-creds.js';
 import { authRoutes } from './routes/auth.js';
 import { catalogRoutes } from './routes/catalog.js';
@@ -60,7 +61,7 @@ export function createIdentity(
     }),
     authenticateHeader: () => `Keystone uri="${root}/v3"`,
     async register(app: App, core) {
-      const ix: IdentityContext = { core, repo, tokens, base: `${root}/v3` };
+      const ix: IdentityContext = { core, repo, tokens, base: `${root}/v3`, ...identityRepos(repo) };
       // Keystone reads its filters with Flask's `request.args.to_dict()`: of a repeated parameter, the first value.
       app.addHook('onRequest', async (req) => {
         const q = req.query as Record<string, unknown>;

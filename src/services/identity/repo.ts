@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { conflict } from '../../core/http/errors.js';
 import { isUniqueViolation, type Store } from '../../core/store/db.js';
+import { writeWithRevision } from '../../core/store/revision.js';
 import type {
   AppCredRow,
   AssignmentRow,
@@ -80,18 +81,7 @@ export class IdentityRepo {
   ): Promise<T> {
     let result: T;
     try {
-      result = await this.db.transaction().execute(async (trx) => {
-        const r = await fn(trx);
-        const rev = randomUUID();
-        const updated = await trx
-          .updateTable('meta')
-          .set({ value: rev })
-          .where('key', '=', REVISION_KEY)
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) === 0)
-          await trx.insertInto('meta').values({ key: REVISION_KEY, value: rev }).execute();
-        return r;
-      });
+      result = await writeWithRevision(this.db, REVISION_KEY, fn);
     } catch (err) {
       if (isUniqueViolation(err)) throw conflict(duplicateMessage, 'Conflict');
       throw err;

@@ -9,6 +9,7 @@ import type { AuthContext } from '../../core/auth/context.js';
 import type { NetworkSettings } from '../../core/config/network.js';
 import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
+import { writeWithRevision } from '../../core/store/revision.js';
 import type { Database } from '../../core/store/schema.js';
 import { policyDenied } from './errors.js';
 
@@ -64,22 +65,7 @@ export class NetContext {
     let result!: T;
     for (let attempt = 0; ; attempt++) {
       try {
-        result = await this.db.transaction().execute(async (trx) => {
-          const r = await fn(trx);
-          const rev = randomUUID();
-          const updated = await trx
-            .updateTable('meta')
-            .set({ value: rev })
-            .where('key', '=', REVISION_KEY)
-            .executeTakeFirst();
-          if (Number(updated.numUpdatedRows) === 0)
-            await trx
-              .insertInto('meta')
-              .values({ key: REVISION_KEY, value: rev })
-              .onConflict((oc) => oc.column('key').doUpdateSet({ value: rev }))
-              .execute();
-          return r;
-        });
+        result = await writeWithRevision(this.db, REVISION_KEY, fn);
         break;
       } catch (err) {
         if (isBusy(err) && attempt < 20) {

@@ -35,7 +35,7 @@ const AppCredCreate = Type.Object({
 });
 
 export function appCredRoutes(app: App, ix: IdentityContext): void {
-  const { repo } = ix;
+  const { repo, appCreds } = ix;
   const base = (userId: string) => `users/${userId}/application_credentials`;
 
   app.post('/v3/users/:user_id/application_credentials', { schema: { body: AppCredCreate } }, async (req, reply) => {
@@ -54,7 +54,7 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
           'ForbiddenAction',
         );
     }
-    const { application_credential: b } = req.body as { application_credential: Record<string, any> };
+    const { application_credential: b } = req.body;
     let expiresAt: number | null = null;
     if (b.expires_at) {
       expiresAt = parseClientTime(b.expires_at);
@@ -74,7 +74,7 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
     let roles = held;
     if (b.roles && b.roles.length > 0) {
       roles = [];
-      for (const ref of b.roles as Array<{ id?: string; name?: string }>) {
+      for (const ref of b.roles) {
         const match = held.find((r) => (ref.id && r.id === ref.id) || (!ref.id && ref.name && r.name === ref.name));
         if (!match)
           throw forbidden(
@@ -87,24 +87,20 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
     const secret: string = b.secret ?? randomBytes(48).toString('base64url');
     const id = newId();
     const secretHash = await hashPassword(secret);
-    await repo.write(
-      (trx) =>
-        trx
-          .insertInto('application_credentials')
-          .values({
-            id,
-            name: b.name,
-            user_id,
-            project_id: projectId,
-            secret_hash: secretHash,
-            description: b.description ?? null,
-            expires_at: expiresAt === null ? null : String(expiresAt),
-            unrestricted: b.unrestricted ? 1 : 0,
-            roles: JSON.stringify(roles.map((r) => ({ id: r.id, name: r.name, domain_id: r.domain_id }))),
-            access_rules: JSON.stringify(b.access_rules ?? []),
-            created_at: new Date().toISOString(),
-          })
-          .execute(),
+    await appCreds.create(
+      {
+        id,
+        name: b.name,
+        user_id,
+        project_id: projectId,
+        secret_hash: secretHash,
+        description: b.description ?? null,
+        expires_at: expiresAt === null ? null : String(expiresAt),
+        unrestricted: b.unrestricted ? 1 : 0,
+        roles: JSON.stringify(roles.map((r) => ({ id: r.id, name: r.name, domain_id: r.domain_id }))),
+        access_rules: JSON.stringify(b.access_rules ?? []),
+        created_at: new Date().toISOString(),
+      },
       `Conflict occurred attempting to store application_credential - Duplicate entry found with name ${b.name}.`,
     );
     reply.code(201);
@@ -115,10 +111,9 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
     const { user_id } = req.params as { user_id: string };
     authorize(ix, req, 'identity:list_application_credentials', { user_id });
     const q = req.query as Record<string, string>;
-    let sel = repo.db.selectFrom('application_credentials').selectAll().where('user_id', '=', user_id).orderBy('name');
-    if (q.name !== undefined) sel = sel.where('name', '=', q.name);
+    const list = await appCreds.listOfUser(user_id, q.name);
     return {
-      application_credentials: (await sel.execute()).map((a) => renderAppCred(ix, a)),
+      application_credentials: list.map((a) => renderAppCred(ix, a)),
       links: listLinks(ix, base(user_id)),
     };
   });
@@ -139,7 +134,7 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
       user_id: (req.params as { user_id: string }).user_id,
     });
     const a = await getOwn(req.params);
-    await repo.write((trx) => trx.deleteFrom('application_credentials').where('id', '=', a.id).execute());
+    await appCreds.delete(a.id);
     await repo.revoke(
       { app_cred_id: a.id, user_id: null, audit_id: null, project_id: null, domain_id: null },
       ix.tokens.ttlMs,
@@ -149,13 +144,8 @@ export function appCredRoutes(app: App, ix: IdentityContext): void {
   app.get('/v3/users/:user_id/access_rules', async (req) => {
     const { user_id } = req.params as { user_id: string };
     authorize(ix, req, 'identity:list_access_rules', { user_id });
-    const creds = await repo.db
-      .selectFrom('application_credentials')
-      .select('access_rules')
-      .where('user_id', '=', user_id)
-      .execute();
     return {
-      access_rules: creds.flatMap((c) => JSON.parse(c.access_rules)),
+      access_rules: await appCreds.accessRulesOfUser(user_id),
       links: listLinks(ix, `users/${user_id}/access_rules`),
     };
   });

@@ -83,23 +83,11 @@ export function authRoutes(app: App, ix: IdentityContext): void {
   }));
 
   app.get('/v3/auth/projects', async (req) => {
-    const ids = await ix.repo.db
-      .selectFrom('assignments')
-      .select('target_id')
-      .where('type', '=', 'UserProject')
-      .where('actor_id', '=', req.auth.userId)
-      .execute();
+    const ids = await ix.assignments.targetIds('UserProject', [req.auth.userId]);
     const groups = await ix.repo.groupIdsOfUser(req.auth.userId);
-    const viaGroups = groups.length
-      ? await ix.repo.db
-          .selectFrom('assignments')
-          .select('target_id')
-          .where('type', '=', 'GroupProject')
-          .where('actor_id', 'in', groups)
-          .execute()
-      : [];
+    const viaGroups = await ix.assignments.targetIds('GroupProject', groups);
     const projects = [];
-    for (const id of new Set([...ids, ...viaGroups].map((r) => r.target_id))) {
+    for (const id of new Set([...ids, ...viaGroups])) {
       const p = await ix.repo.project(id);
       if (p?.enabled && (await ix.repo.domain(p.domain_id))?.enabled) projects.push(renderProject(ix, p));
     }
@@ -107,14 +95,9 @@ export function authRoutes(app: App, ix: IdentityContext): void {
   });
 
   app.get('/v3/auth/domains', async (req) => {
-    const ids = await ix.repo.db
-      .selectFrom('assignments')
-      .select('target_id')
-      .where('type', '=', 'UserDomain')
-      .where('actor_id', '=', req.auth.userId)
-      .execute();
+    const ids = await ix.assignments.targetIds('UserDomain', [req.auth.userId]);
     const domains = [];
-    for (const id of new Set(ids.map((r) => r.target_id))) {
+    for (const id of new Set(ids)) {
       const d = await ix.repo.domain(id);
       if (d?.enabled) domains.push(renderDomain(ix, d));
     }

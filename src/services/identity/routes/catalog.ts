@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 import { badRequest, conflict, notFound } from '../../../core/http/errors.js';
 import type { App } from '../../../core/http/server.js';
 import { authorize, type IdentityContext, listLinks, queryBool } from '../context.js';
@@ -49,7 +49,7 @@ const RegionBody = Type.Object({
 });
 
 export function catalogRoutes(app: App, ix: IdentityContext): void {
-  const { repo } = ix;
+  const { repo, catalog } = ix;
   const getService = async (id: string) => {
     const s = (await repo.services()).find((x) => x.id === id);
     if (!s) throw notFound(`Could not find service: ${id}.`, 'ServiceNotFound');
@@ -81,48 +81,34 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
   });
   app.post('/v3/services', { schema: { body: ServiceBody(true) } }, async (req, reply) => {
     authorize(ix, req, 'identity:create_service');
-    const { service: b } = req.body as { service: Record<string, any> };
+    const { service: b } = req.body;
     const id = newId();
-    await repo.write((trx) =>
-      trx
-        .insertInto('services')
-        .values({
-          id,
-          type: b.type,
-          name: b.name ?? '',
-          description: b.description ?? '',
-          enabled: b.enabled === false ? 0 : 1,
-        })
-        .execute(),
-    );
+    await catalog.createService({
+      id,
+      type: b.type,
+      name: b.name ?? '',
+      description: b.description ?? '',
+      enabled: b.enabled === false ? 0 : 1,
+    });
     reply.code(201);
     return { service: renderService(ix, await getService(id)) };
   });
   app.patch('/v3/services/:id', { schema: { params: Id, body: ServiceBody(false) } }, async (req) => {
     authorize(ix, req, 'identity:update_service');
     const s = await getService((req.params as { id: string }).id);
-    const { service: b } = req.body as { service: Record<string, any> };
-    await repo.write((trx) =>
-      trx
-        .updateTable('services')
-        .set({
-          type: b.type ?? s.type,
-          name: b.name ?? s.name,
-          description: b.description ?? s.description,
-          enabled: b.enabled === undefined ? s.enabled : b.enabled ? 1 : 0,
-        })
-        .where('id', '=', s.id)
-        .execute(),
-    );
+    const { service: b } = req.body;
+    await catalog.updateService(s.id, {
+      type: b.type ?? s.type,
+      name: b.name ?? s.name,
+      description: b.description ?? s.description,
+      enabled: b.enabled === undefined ? s.enabled : b.enabled ? 1 : 0,
+    });
     return { service: renderService(ix, await getService(s.id)) };
   });
   app.delete('/v3/services/:id', { schema: { params: Id } }, async (req, reply) => {
     authorize(ix, req, 'identity:delete_service');
     const s = await getService((req.params as { id: string }).id);
-    await repo.write(async (trx) => {
-      await trx.deleteFrom('endpoints').where('service_id', '=', s.id).execute();
-      await trx.deleteFrom('services').where('id', '=', s.id).execute();
-    });
+    await catalog.deleteService(s.id);
     reply.code(204).send();
   });
 
@@ -143,65 +129,52 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:get_endpoint');
     return { endpoint: renderEndpoint(ix, await getEndpoint((req.params as { id: string }).id)) };
   });
-  const checkEndpointRefs = async (b: Record<string, any>) => {
+  const checkEndpointRefs = async (b: Static<ReturnType<typeof EndpointBody>>['endpoint']) => {
     if (b.service_id !== undefined) await getService(b.service_id);
     const region = b.region_id ?? b.region;
     if (region) {
       // Keystone creates a region named by an endpoint on the fly.
       if (!(await repo.regions()).some((r) => r.id === region))
-        await repo.write((trx) =>
-          trx.insertInto('regions').values({ id: region, description: '', parent_region_id: null }).execute(),
-        );
+        await catalog.createRegion({ id: region, description: '', parent_region_id: null });
     }
     if (b.url !== undefined && !/^[a-z][a-z0-9+.-]*:\/\//i.test(b.url))
       throw badRequest(`Invalid input for field 'url': '${b.url}' is not a valid URL.`, 'ValidationError');
-    return region as string | undefined;
+    return region ?? undefined;
   };
   app.post('/v3/endpoints', { schema: { body: EndpointBody(true) } }, async (req, reply) => {
     authorize(ix, req, 'identity:create_endpoint');
-    const { endpoint: b } = req.body as { endpoint: Record<string, any> };
+    const { endpoint: b } = req.body;
     const region = await checkEndpointRefs(b);
     const id = newId();
-    await repo.write((trx) =>
-      trx
-        .insertInto('endpoints')
-        .values({
-          id,
-          service_id: b.service_id,
-          interface: b.interface,
-          url: b.url,
-          region_id: region ?? null,
-          enabled: b.enabled === false ? 0 : 1,
-        })
-        .execute(),
-    );
+    await catalog.createEndpoint({
+      id,
+      service_id: b.service_id,
+      interface: b.interface,
+      url: b.url,
+      region_id: region ?? null,
+      enabled: b.enabled === false ? 0 : 1,
+    });
     reply.code(201);
     return { endpoint: renderEndpoint(ix, await getEndpoint(id)) };
   });
   app.patch('/v3/endpoints/:id', { schema: { params: Id, body: EndpointBody(false) } }, async (req) => {
     authorize(ix, req, 'identity:update_endpoint');
     const e = await getEndpoint((req.params as { id: string }).id);
-    const { endpoint: b } = req.body as { endpoint: Record<string, any> };
+    const { endpoint: b } = req.body;
     const region = await checkEndpointRefs(b);
-    await repo.write((trx) =>
-      trx
-        .updateTable('endpoints')
-        .set({
-          service_id: b.service_id ?? e.service_id,
-          interface: b.interface ?? e.interface,
-          url: b.url ?? e.url,
-          region_id: region ?? e.region_id,
-          enabled: b.enabled === undefined ? e.enabled : b.enabled ? 1 : 0,
-        })
-        .where('id', '=', e.id)
-        .execute(),
-    );
+    await catalog.updateEndpoint(e.id, {
+      service_id: b.service_id ?? e.service_id,
+      interface: b.interface ?? e.interface,
+      url: b.url ?? e.url,
+      region_id: region ?? e.region_id,
+      enabled: b.enabled === undefined ? e.enabled : b.enabled ? 1 : 0,
+    });
     return { endpoint: renderEndpoint(ix, await getEndpoint(e.id)) };
   });
   app.delete('/v3/endpoints/:id', { schema: { params: Id } }, async (req, reply) => {
     authorize(ix, req, 'identity:delete_endpoint');
     const e = await getEndpoint((req.params as { id: string }).id);
-    await repo.write((trx) => trx.deleteFrom('endpoints').where('id', '=', e.id).execute());
+    await catalog.deleteEndpoint(e.id);
     reply.code(204).send();
   });
 
@@ -218,48 +191,38 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:get_region');
     return { region: renderRegion(ix, await getRegion((req.params as { id: string }).id)) };
   });
-  const createRegion = async (id: string, b: Record<string, any>) => {
+  const createRegion = async (id: string, b: Static<typeof RegionBody>['region']) => {
     if (b.parent_region_id) await getRegion(b.parent_region_id);
-    await repo.write(
-      (trx) =>
-        trx
-          .insertInto('regions')
-          .values({ id, description: b.description ?? '', parent_region_id: b.parent_region_id ?? null })
-          .execute(),
+    await catalog.createRegion(
+      { id, description: b.description ?? '', parent_region_id: b.parent_region_id ?? null },
       `Duplicate ID, ${id}.`,
     );
     return { region: renderRegion(ix, await getRegion(id)) };
   };
   app.post('/v3/regions', { schema: { body: RegionBody } }, async (req, reply) => {
     authorize(ix, req, 'identity:create_region');
-    const { region: b } = req.body as { region: Record<string, any> };
+    const { region: b } = req.body;
     reply.code(201);
     return createRegion(b.id ?? newId(), b);
   });
   app.put('/v3/regions/:id', { schema: { params: Id, body: RegionBody } }, async (req, reply) => {
     authorize(ix, req, 'identity:create_region');
-    const { region: b } = req.body as { region: Record<string, any> };
+    const { region: b } = req.body;
     reply.code(201);
     return createRegion((req.params as { id: string }).id, b);
   });
   app.patch('/v3/regions/:id', { schema: { params: Id, body: RegionBody } }, async (req) => {
     authorize(ix, req, 'identity:update_region');
     const r = await getRegion((req.params as { id: string }).id);
-    const { region: b } = req.body as { region: Record<string, any> };
+    const { region: b } = req.body;
     if (b.parent_region_id) {
       await getRegion(b.parent_region_id);
       if (b.parent_region_id === r.id) throw badRequest('A region cannot be its own parent.', 'ValidationError');
     }
-    await repo.write((trx) =>
-      trx
-        .updateTable('regions')
-        .set({
-          description: b.description ?? r.description,
-          parent_region_id: b.parent_region_id === undefined ? r.parent_region_id : b.parent_region_id,
-        })
-        .where('id', '=', r.id)
-        .execute(),
-    );
+    await catalog.updateRegion(r.id, {
+      description: b.description ?? r.description,
+      parent_region_id: b.parent_region_id === undefined ? r.parent_region_id : b.parent_region_id,
+    });
     return { region: renderRegion(ix, await getRegion(r.id)) };
   });
   app.delete('/v3/regions/:id', { schema: { params: Id } }, async (req, reply) => {
@@ -268,7 +231,7 @@ export function catalogRoutes(app: App, ix: IdentityContext): void {
     if ((await repo.regions()).some((x) => x.parent_region_id === r.id)) throw forbiddenChild(r.id);
     if ((await repo.endpoints()).some((e) => e.region_id === r.id))
       throw conflict(`Region ${r.id} is in use by endpoints.`, 'Conflict');
-    await repo.write((trx) => trx.deleteFrom('regions').where('id', '=', r.id).execute());
+    await catalog.deleteRegion(r.id);
     reply.code(204).send();
   });
 }

@@ -2,11 +2,10 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { badRequest, forbidden, notFound } from '../../../core/http/errors.js';
 import type { App } from '../../../core/http/server.js';
-import type { ProjectRow } from '../../../core/store/schema.js';
 import { authorize, type IdentityContext, listLinks, queryBool } from '../context.js';
 import { newId } from '../ids.js';
 import { renderDomain, renderProject } from '../render.js';
-import { Id, ListQuery, Name, OptText, splitExtra } from './schemas.js';
+import { Id, ListQuery, Name, OptText, splitExtra, type WithExtra } from './schemas.js';
 
 const DomainCreate = Type.Object({
   domain: Type.Object(
@@ -62,17 +61,12 @@ const PROJECT_FIELDS = [
 ];
 
 export function domainProjectRoutes(app: App, ix: IdentityContext): void {
-  const { repo } = ix;
+  const { repo, domains, projects, assignments } = ix;
 
   const getDomain = async (id: string) => {
     const d = await repo.domain(id);
     if (!d) throw notFound(`Could not find domain: ${id}.`, 'DomainNotFound');
     return d;
-  };
-  const getProject = async (id: string) => {
-    const p = await repo.project(id);
-    if (!p) throw notFound(`Could not find project: ${id}.`, 'ProjectNotFound');
-    return p;
   };
   /**
    * Loads a project for `action`. A missing project is checked against a target holding only its id, so a caller
@@ -90,10 +84,8 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
   app.get('/v3/domains', { schema: { querystring: ListQuery } }, async (req) => {
     authorize(ix, req, 'identity:list_domains');
     const q = req.query as Record<string, string>;
-    let sel = repo.db.selectFrom('domains').selectAll().orderBy('name');
-    if (q.name !== undefined) sel = sel.where('name', '=', q.name);
-    if (q.enabled !== undefined) sel = sel.where('enabled', '=', queryBool(q.enabled) ? 1 : 0);
-    return { domains: (await sel.execute()).map((d) => renderDomain(ix, d)), links: listLinks(ix, 'domains') };
+    const list = await domains.list({ name: q.name, enabled: queryBool(q.enabled) });
+    return { domains: list.map((d) => renderDomain(ix, d)), links: listLinks(ix, 'domains') };
   });
   app.get('/v3/domains/:id', { schema: { params: Id } }, async (req) => {
     const d = await getDomain((req.params as { id: string }).id);
@@ -102,20 +94,16 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
   });
   app.post('/v3/domains', { schema: { body: DomainCreate } }, async (req, reply) => {
     authorize(ix, req, 'identity:create_domain');
-    const { domain: b } = req.body as { domain: Record<string, any> };
+    const { domain: b } = req.body;
     const id = typeof b.id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(b.id) ? b.id : newId();
-    await repo.write(
-      (trx) =>
-        trx
-          .insertInto('domains')
-          .values({
-            id,
-            name: b.name,
-            description: b.description ?? '',
-            enabled: b.enabled === false ? 0 : 1,
-            extra: JSON.stringify(splitExtra(b, DOMAIN_FIELDS)),
-          })
-          .execute(),
+    await domains.create(
+      {
+        id,
+        name: b.name,
+        description: b.description ?? '',
+        enabled: b.enabled === false ? 0 : 1,
+        extra: JSON.stringify(splitExtra(b, DOMAIN_FIELDS)),
+      },
       `Duplicate entry found with name ${b.name} at domain.`,
     );
     reply.code(201);
@@ -124,21 +112,17 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
   app.patch('/v3/domains/:id', { schema: { params: Id, body: DomainUpdate } }, async (req) => {
     const d = await getDomain((req.params as { id: string }).id);
     authorize(ix, req, 'identity:update_domain', { target: { domain: { id: d.id } } });
-    const { domain: b } = req.body as { domain: Record<string, any> };
+    const b: WithExtra<typeof DomainUpdate.properties.domain> = req.body.domain;
     if (b.id !== undefined && b.id !== d.id)
       throw badRequest("Invalid input for field 'id': the id of a domain cannot be changed.", 'ValidationError');
-    await repo.write(
-      (trx) =>
-        trx
-          .updateTable('domains')
-          .set({
-            name: b.name ?? d.name,
-            description: b.description ?? d.description,
-            enabled: b.enabled === undefined ? d.enabled : b.enabled ? 1 : 0,
-            extra: JSON.stringify({ ...JSON.parse(d.extra), ...splitExtra(b, DOMAIN_FIELDS) }),
-          })
-          .where('id', '=', d.id)
-          .execute(),
+    await domains.update(
+      d.id,
+      {
+        name: b.name ?? d.name,
+        description: b.description ?? d.description,
+        enabled: b.enabled === undefined ? d.enabled : b.enabled ? 1 : 0,
+        extra: JSON.stringify({ ...JSON.parse(d.extra), ...splitExtra(b, DOMAIN_FIELDS) }),
+      },
       `Duplicate entry found with name ${b.name} at domain.`,
     );
     if (b.enabled === false && d.enabled)
@@ -153,52 +137,21 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:delete_domain', { target: { domain: { id: d.id } } });
     if (d.enabled)
       throw forbidden('Cannot delete a domain that is enabled, please disable it first.', 'ForbiddenAction');
-    await repo.write(async (trx) => {
-      const projects = (await trx.selectFrom('projects').select('id').where('domain_id', '=', d.id).execute()).map(
-        (r) => r.id,
-      );
-      const users = (await trx.selectFrom('users').select('id').where('domain_id', '=', d.id).execute()).map(
-        (r) => r.id,
-      );
-      const groups = (await trx.selectFrom('groups').select('id').where('domain_id', '=', d.id).execute()).map(
-        (r) => r.id,
-      );
-      const targets = [d.id, ...projects];
-      const actors = [...users, ...groups];
-      await trx.deleteFrom('assignments').where('target_id', 'in', targets).execute();
-      if (actors.length) await trx.deleteFrom('assignments').where('actor_id', 'in', actors).execute();
-      await trx.deleteFrom('roles').where('domain_key', '=', d.id).execute();
-      await trx.deleteFrom('projects').where('domain_id', '=', d.id).execute();
-      await trx.deleteFrom('groups').where('domain_id', '=', d.id).execute();
-      await trx.deleteFrom('users').where('domain_id', '=', d.id).execute();
-      await trx.deleteFrom('domains').where('id', '=', d.id).execute();
-    });
+    await domains.deleteWithContents(d.id);
     reply.code(204).send();
   });
 
   // ---- projects
-  const listProjects = async (q: Record<string, string>, onlyIds?: string[]) => {
-    let sel = repo.db.selectFrom('projects').selectAll().orderBy('name');
-    if (q.name !== undefined) sel = sel.where('name', '=', q.name);
-    if (q.domain_id !== undefined) sel = sel.where('domain_id', '=', q.domain_id);
-    if (q.enabled !== undefined) sel = sel.where('enabled', '=', queryBool(q.enabled) ? 1 : 0);
-    if (q.parent_id !== undefined)
-      sel = sel.where((eb) =>
-        eb.or([
-          eb('parent_id', '=', q.parent_id),
-          eb.and([eb('parent_id', 'is', null), eb('domain_id', '=', q.parent_id)]),
-        ]),
-      );
+  const listProjects = async (q: Record<string, string>, ids?: string[]) => {
     if (q.is_domain !== undefined && queryBool(q.is_domain)) return [];
-    if (onlyIds) {
-      if (onlyIds.length === 0) return [];
-      sel = sel.where('id', 'in', onlyIds);
-    }
-    let rows: ProjectRow[] = await sel.execute();
-    if (q.tags) {
-      const wanted = q.tags.split(',');
-      rows = rows.filter((p) => wanted.every((t) => (JSON.parse(p.tags) as string[]).includes(t)));
-    }
+    const rows = await projects.list({
+      name: q.name,
+      domainId: q.domain_id,
+      enabled: queryBool(q.enabled),
+      parentId: q.parent_id,
+      tags: q.tags ? q.tags.split(',') : undefined,
+      ids,
+    });
     return rows.map((p) => renderProject(ix, p));
   };
   app.get('/v3/projects', { schema: { querystring: ListQuery } }, async (req) => {
@@ -210,10 +163,9 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:list_user_projects', { user_id });
     if (!(await repo.user(user_id))) throw notFound(`Could not find user: ${user_id}.`, 'UserNotFound');
     const groups = await repo.groupIdsOfUser(user_id);
-    const direct = await repo.assignments({ types: ['UserProject'], actor_id: user_id });
-    const viaGroups = [];
-    for (const g of groups) viaGroups.push(...(await repo.assignments({ types: ['GroupProject'], actor_id: g })));
-    const ids = [...new Set([...direct, ...viaGroups].map((a) => a.target_id))];
+    const direct = await assignments.targetIds('UserProject', [user_id]);
+    const viaGroups = await assignments.targetIds('GroupProject', groups);
+    const ids = [...new Set([...direct, ...viaGroups])];
     return {
       projects: await listProjects(req.query as Record<string, string>, ids),
       links: listLinks(ix, `users/${user_id}/projects`),
@@ -224,9 +176,9 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     return { project: renderProject(ix, p) };
   });
   app.post('/v3/projects', { schema: { body: ProjectCreate } }, async (req, reply) => {
-    const { project: b } = req.body as { project: Record<string, any> };
+    const { project: b } = req.body;
     if (b.is_domain) throw badRequest('Projects acting as domains are not supported.', 'ValidationError');
-    let domainId: string = b.domain_id ?? undefined;
+    let domainId: string | undefined = b.domain_id ?? undefined;
     let parentId: string | null = null;
     if (b.parent_id) {
       const parent = await repo.project(b.parent_id);
@@ -244,22 +196,18 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
     authorize(ix, req, 'identity:create_project', { target: { project: { domain_id: domainId } } });
     if (!(await repo.domain(domainId))) throw notFound(`Could not find domain: ${domainId}.`, 'DomainNotFound');
     const id = newId();
-    await repo.write(
-      (trx) =>
-        trx
-          .insertInto('projects')
-          .values({
-            id,
-            name: b.name,
-            domain_id: domainId,
-            parent_id: parentId,
-            description: b.description ?? '',
-            enabled: b.enabled === false ? 0 : 1,
-            tags: JSON.stringify(b.tags ?? []),
-            options: JSON.stringify(b.options ?? {}),
-            extra: JSON.stringify(splitExtra(b, PROJECT_FIELDS)),
-          })
-          .execute(),
+    await projects.create(
+      {
+        id,
+        name: b.name,
+        domain_id: domainId,
+        parent_id: parentId,
+        description: b.description ?? '',
+        enabled: b.enabled === false ? 0 : 1,
+        tags: JSON.stringify(b.tags ?? []),
+        options: JSON.stringify(b.options ?? {}),
+        extra: JSON.stringify(splitExtra(b, PROJECT_FIELDS)),
+      },
       `Conflict occurred attempting to store project - it is not permitted to have two projects with either the same name or same id in the same domain: name is ${b.name}, project id ${id}.`,
     );
     reply.code(201);
@@ -267,7 +215,7 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
   });
   app.patch('/v3/projects/:id', { schema: { params: Id, body: ProjectUpdate } }, async (req) => {
     const p = await authorizedProject(req, 'identity:update_project');
-    const { project: b } = req.body as { project: Record<string, any> };
+    const b: WithExtra<typeof ProjectUpdate.properties.project> = req.body.project;
     if (b.domain_id !== undefined && b.domain_id !== p.domain_id)
       throw badRequest(
         "Invalid input for field 'domain_id': the domain of a project cannot be changed.",
@@ -275,20 +223,16 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
       );
     if (b.is_domain === true)
       throw badRequest("Invalid input for field 'is_domain': a project cannot become a domain.", 'ValidationError');
-    await repo.write(
-      (trx) =>
-        trx
-          .updateTable('projects')
-          .set({
-            name: b.name ?? p.name,
-            description: b.description ?? p.description,
-            enabled: b.enabled === undefined ? p.enabled : b.enabled ? 1 : 0,
-            tags: b.tags ? JSON.stringify(b.tags) : p.tags,
-            options: b.options ? JSON.stringify({ ...JSON.parse(p.options), ...b.options }) : p.options,
-            extra: JSON.stringify({ ...JSON.parse(p.extra), ...splitExtra(b, PROJECT_FIELDS) }),
-          })
-          .where('id', '=', p.id)
-          .execute(),
+    await projects.update(
+      p.id,
+      {
+        name: b.name ?? p.name,
+        description: b.description ?? p.description,
+        enabled: b.enabled === undefined ? p.enabled : b.enabled ? 1 : 0,
+        tags: b.tags ? JSON.stringify(b.tags) : p.tags,
+        options: b.options ? JSON.stringify({ ...JSON.parse(p.options), ...b.options }) : p.options,
+        extra: JSON.stringify({ ...JSON.parse(p.extra), ...splitExtra(b, PROJECT_FIELDS) }),
+      },
       `Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain: ${b.name}.`,
     );
     if (b.enabled === false && p.enabled)
@@ -300,18 +244,12 @@ export function domainProjectRoutes(app: App, ix: IdentityContext): void {
   });
   app.delete('/v3/projects/:id', { schema: { params: Id } }, async (req, reply) => {
     const p = await authorizedProject(req, 'identity:delete_project');
-    const child = await repo.db.selectFrom('projects').select('id').where('parent_id', '=', p.id).executeTakeFirst();
-    if (child)
+    if (await projects.hasChildren(p.id))
       throw forbidden(
         `Cannot delete the project ${p.id} since it is not a leaf in the hierarchy. Use the cascade option if you want to delete a whole subtree.`,
         'ForbiddenNotSecurity',
       );
-    await repo.write(async (trx) => {
-      await trx.deleteFrom('assignments').where('target_id', '=', p.id).execute();
-      await trx.deleteFrom('application_credentials').where('project_id', '=', p.id).execute();
-      await trx.updateTable('users').set({ default_project_id: null }).where('default_project_id', '=', p.id).execute();
-      await trx.deleteFrom('projects').where('id', '=', p.id).execute();
-    });
+    await projects.delete(p.id);
     await repo.revoke(
       { project_id: p.id, audit_id: null, user_id: null, domain_id: null, app_cred_id: null },
       ix.tokens.ttlMs,

@@ -6,7 +6,7 @@ import type { AssignmentRow, RoleRow } from '../../../core/store/schema.js';
 import { authorize, type IdentityContext, listLinks, queryBool } from '../context.js';
 import { newId } from '../ids.js';
 import { renderRole } from '../render.js';
-import { Id, ListQuery, Name, OptText } from './schemas.js';
+import { Id, ListQuery, Name, OptText, type WithExtra } from './schemas.js';
 
 const RoleCreate = Type.Object({
   role: Type.Object(
@@ -34,7 +34,7 @@ type ActorKind = 'users' | 'groups';
 type TargetKind = 'projects' | 'domains';
 
 export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
-  const { repo } = ix;
+  const { repo, roles: roleRepo, groups, assignments } = ix;
   const getRole = async (id: string) => {
     const r = await repo.role(id);
     if (!r) throw notFound(`Could not find role: ${id}.`, 'RoleNotFound');
@@ -56,22 +56,18 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
   });
   app.post('/v3/roles', { schema: { body: RoleCreate } }, async (req, reply) => {
     authorize(ix, req, 'identity:create_role');
-    const { role: b } = req.body as { role: Record<string, any> };
+    const { role: b } = req.body;
     if (b.domain_id && !(await repo.domain(b.domain_id)))
       throw notFound(`Could not find domain: ${b.domain_id}.`, 'DomainNotFound');
     const id = newId();
-    await repo.write(
-      (trx) =>
-        trx
-          .insertInto('roles')
-          .values({
-            id,
-            name: b.name,
-            domain_key: b.domain_id ?? '',
-            description: b.description ?? null,
-            options: JSON.stringify(b.options ?? {}),
-          })
-          .execute(),
+    await roleRepo.create(
+      {
+        id,
+        name: b.name,
+        domain_key: b.domain_id ?? '',
+        description: b.description ?? null,
+        options: JSON.stringify(b.options ?? {}),
+      },
       `Conflict occurred attempting to store role - Duplicate entry found with name ${b.name}.`,
     );
     reply.code(201);
@@ -80,23 +76,19 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
   app.patch('/v3/roles/:id', { schema: { params: Id, body: RoleUpdate } }, async (req) => {
     authorize(ix, req, 'identity:update_role');
     const r = await getRole((req.params as { id: string }).id);
-    const { role: b } = req.body as { role: Record<string, any> };
+    const b: WithExtra<typeof RoleUpdate.properties.role> = req.body.role;
     if (b.domain_id !== undefined && (b.domain_id ?? '') !== r.domain_key)
       throw badRequest(
         "Invalid input for field 'domain_id': the domain of a role cannot be changed.",
         'ValidationError',
       );
-    await repo.write(
-      (trx) =>
-        trx
-          .updateTable('roles')
-          .set({
-            name: b.name ?? r.name,
-            description: b.description === undefined ? r.description : b.description,
-            options: b.options ? JSON.stringify(b.options) : r.options,
-          })
-          .where('id', '=', r.id)
-          .execute(),
+    await roleRepo.update(
+      r.id,
+      {
+        name: b.name ?? r.name,
+        description: b.description === undefined ? r.description : b.description,
+        options: b.options ? JSON.stringify(b.options) : r.options,
+      },
       `Conflict occurred attempting to store role - Duplicate entry found with name ${b.name}.`,
     );
     return { role: renderRole(ix, (await repo.role(r.id))!) };
@@ -106,14 +98,7 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     const r = await getRole((req.params as { id: string }).id);
     if (JSON.parse(r.options).immutable)
       throw forbidden(`Role ${r.id} is immutable and cannot be deleted.`, 'ResourceDeleteForbidden');
-    await repo.write(async (trx) => {
-      await trx.deleteFrom('assignments').where('role_id', '=', r.id).execute();
-      await trx
-        .deleteFrom('implied_roles')
-        .where((eb) => eb.or([eb('prior_role_id', '=', r.id), eb('implied_role_id', '=', r.id)]))
-        .execute();
-      await trx.deleteFrom('roles').where('id', '=', r.id).execute();
-    });
+    await roleRepo.delete(r.id);
     reply.code(204).send();
   });
 
@@ -135,10 +120,7 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     // Refuse cycles: the implied role must not already (transitively) imply the prior role.
     if ((await repo.expandImplied([implied.id])).some(([id]) => id === prior.id))
       throw forbidden(`Implying ${implied.name} from ${prior.name} would create a cycle.`, 'ForbiddenAction');
-    if (!(await hasRule(prior.id, implied.id)))
-      await repo.write((trx) =>
-        trx.insertInto('implied_roles').values({ prior_role_id: prior.id, implied_role_id: implied.id }).execute(),
-      );
+    if (!(await hasRule(prior.id, implied.id))) await roleRepo.addImplication(prior.id, implied.id);
     reply.code(201);
     return {
       role_inference: inference(prior, implied),
@@ -167,13 +149,7 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     const { prior, implied } = await impliedPair(req.params);
     if (!(await hasRule(prior.id, implied.id)))
       throw notFound(`${prior.id} does not imply ${implied.id}.`, 'ImpliedRoleNotFound');
-    await repo.write((trx) =>
-      trx
-        .deleteFrom('implied_roles')
-        .where('prior_role_id', '=', prior.id)
-        .where('implied_role_id', '=', implied.id)
-        .execute(),
-    );
+    await roleRepo.removeImplication(prior.id, implied.id);
     reply.code(204).send();
   });
   app.get('/v3/roles/:id/implies', async (req) => {
@@ -263,13 +239,7 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
         authorize(ix, req, action('create'));
         const g = await parse(req.params);
         const role = await getRole((req.params as { role: string }).role);
-        if (!(await exists(g, role.id)))
-          await repo.write((trx) =>
-            trx
-              .insertInto('assignments')
-              .values({ ...g, role_id: role.id, inherited: 0 })
-              .execute(),
-          );
+        if (!(await exists(g, role.id))) await assignments.grant(g, role.id);
         reply.code(204).send();
       });
       // HEAD and GET both check one grant (Keystone answers 204 to either).
@@ -289,23 +259,10 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
         const role = await getRole((req.params as { role: string }).role);
         if (!(await exists(g, role.id)))
           throw notFound(`Could not find role assignment with role: ${role.id}.`, 'RoleAssignmentNotFound');
-        await repo.write((trx) =>
-          trx
-            .deleteFrom('assignments')
-            .where('type', '=', g.type)
-            .where('actor_id', '=', g.actor_id)
-            .where('target_id', '=', g.target_id)
-            .where('role_id', '=', role.id)
-            .execute(),
-        );
+        await assignments.revoke(g, role.id);
         // Roles are read at validation, but Keystone also revokes the affected tokens: a role removed and re-added
         // must not revive tokens issued before the removal.
-        const users =
-          actorKind === 'users'
-            ? [g.actor_id]
-            : (
-                await repo.db.selectFrom('group_members').select('user_id').where('group_id', '=', g.actor_id).execute()
-              ).map((m) => m.user_id);
+        const users = actorKind === 'users' ? [g.actor_id] : await groups.memberIds(g.actor_id);
         for (const u of users) {
           await repo.revoke(
             {
@@ -334,11 +291,7 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     const includeNames = queryBool(q.include_names) === true;
     if (q['scope.OS-INHERIT:inherited_to'] !== undefined)
       return { role_assignments: [], links: listLinks(ix, 'role_assignments') };
-    const rows: AssignmentRow[] = await repo.db
-      .selectFrom('assignments')
-      .selectAll()
-      .where('inherited', '=', 0)
-      .execute();
+    const rows = await assignments.direct();
     type Out = {
       row: AssignmentRow;
       userId?: string;
@@ -351,12 +304,8 @@ export function roleAssignmentRoutes(app: App, ix: IdentityContext): void {
     for (const row of rows) {
       const isUser = row.type.startsWith('User');
       if (effective && !isUser) {
-        const members = await repo.db
-          .selectFrom('group_members')
-          .select('user_id')
-          .where('group_id', '=', row.actor_id)
-          .execute();
-        for (const m of members) out.push({ row, userId: m.user_id, roleId: row.role_id, viaGroup: row.actor_id });
+        for (const userId of await groups.memberIds(row.actor_id))
+          out.push({ row, userId, roleId: row.role_id, viaGroup: row.actor_id });
       } else
         out.push({
           row,

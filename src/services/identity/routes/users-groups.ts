@@ -6,7 +6,7 @@ import type { App } from '../../../core/http/server.js';
 import { authorize, type IdentityContext, listLinks, queryBool } from '../context.js';
 import { newId } from '../ids.js';
 import { renderGroup, renderUser } from '../render.js';
-import { Id, ListQuery, Name, OptText, splitExtra } from './schemas.js';
+import { Id, ListQuery, Name, OptText, splitExtra, type WithExtra } from './schemas.js';
 
 const Password = Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 4096 }), Type.Null()]));
 const UserCreate = Type.Object({
@@ -67,7 +67,7 @@ const USER_FIELDS = [
 ];
 
 export function userGroupRoutes(app: App, ix: IdentityContext): void {
-  const { repo } = ix;
+  const { repo, users, groups } = ix;
   const getUser = async (id: string) => {
     const u = await repo.user(id);
     if (!u) throw notFound(`Could not find user: ${id}.`, 'UserNotFound');
@@ -95,11 +95,8 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   app.get('/v3/users', { schema: { querystring: ListQuery } }, async (req) => {
     authorize(ix, req, 'identity:list_users');
     const q = req.query as Record<string, string>;
-    let sel = repo.db.selectFrom('users').selectAll().orderBy('name');
-    if (q.name !== undefined) sel = sel.where('name', '=', q.name);
-    if (q.domain_id !== undefined) sel = sel.where('domain_id', '=', q.domain_id);
-    if (q.enabled !== undefined) sel = sel.where('enabled', '=', queryBool(q.enabled) ? 1 : 0);
-    return { users: (await sel.execute()).map((u) => renderUser(ix, u)), links: listLinks(ix, 'users') };
+    const list = await users.list({ name: q.name, domainId: q.domain_id, enabled: queryBool(q.enabled) });
+    return { users: list.map((u) => renderUser(ix, u)), links: listLinks(ix, 'users') };
   });
   app.get('/v3/users/:id', { schema: { params: Id } }, async (req) => {
     const { id } = req.params as { id: string };
@@ -107,32 +104,28 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     return { user: renderUser(ix, await getUser(id)) };
   });
   app.post('/v3/users', { schema: { body: UserCreate } }, async (req, reply) => {
-    const { user: b } = req.body as { user: Record<string, any> };
+    const { user: b } = req.body;
     const domainId: string = b.domain_id ?? req.auth.projectDomainId ?? req.auth.domainId ?? 'default';
     authorize(ix, req, 'identity:create_user', { target: { user: { domain_id: domainId } } });
     if (!(await repo.domain(domainId))) throw notFound(`Could not find domain: ${domainId}.`, 'DomainNotFound');
     await checkDefaultProject(b.default_project_id);
     const id = newId();
     const hash = typeof b.password === 'string' ? await hashPassword(b.password) : null;
-    await repo.write(
-      (trx) =>
-        trx
-          .insertInto('users')
-          .values({
-            id,
-            name: b.name,
-            domain_id: domainId,
-            password_hash: hash,
-            enabled: b.enabled === false ? 0 : 1,
-            default_project_id: b.default_project_id ?? null,
-            password_expires_at: null,
-            description: b.description ?? null,
-            email: b.email ?? null,
-            options: JSON.stringify(b.options ?? {}),
-            extra: JSON.stringify(splitExtra(b, USER_FIELDS)),
-            created_at: new Date().toISOString(),
-          })
-          .execute(),
+    await users.create(
+      {
+        id,
+        name: b.name,
+        domain_id: domainId,
+        password_hash: hash,
+        enabled: b.enabled === false ? 0 : 1,
+        default_project_id: b.default_project_id ?? null,
+        password_expires_at: null,
+        description: b.description ?? null,
+        email: b.email ?? null,
+        options: JSON.stringify(b.options ?? {}),
+        extra: JSON.stringify(splitExtra(b, USER_FIELDS)),
+        created_at: new Date().toISOString(),
+      },
       `Conflict occurred attempting to store user - Duplicate entry found with name ${b.name} at domain ID ${domainId}.`,
     );
     reply.code(201);
@@ -140,7 +133,7 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   });
   app.patch('/v3/users/:id', { schema: { params: Id, body: UserUpdate } }, async (req) => {
     const u = await authorizedUser(req, 'identity:update_user');
-    const { user: b } = req.body as { user: Record<string, any> };
+    const b: WithExtra<typeof UserUpdate.properties.user> = req.body.user;
     if (b.domain_id !== undefined && b.domain_id !== u.domain_id)
       throw badRequest(
         "Invalid input for field 'domain_id': the domain of a user cannot be changed.",
@@ -149,22 +142,18 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     await checkDefaultProject(b.default_project_id);
     const hash =
       typeof b.password === 'string' ? await hashPassword(b.password) : b.password === null ? null : u.password_hash;
-    await repo.write(
-      (trx) =>
-        trx
-          .updateTable('users')
-          .set({
-            name: b.name ?? u.name,
-            password_hash: hash,
-            enabled: b.enabled === undefined ? u.enabled : b.enabled ? 1 : 0,
-            default_project_id: b.default_project_id === undefined ? u.default_project_id : b.default_project_id,
-            description: b.description === undefined ? u.description : b.description,
-            email: b.email === undefined ? u.email : b.email,
-            options: b.options ? JSON.stringify({ ...JSON.parse(u.options), ...b.options }) : u.options,
-            extra: JSON.stringify({ ...JSON.parse(u.extra), ...splitExtra(b, USER_FIELDS) }),
-          })
-          .where('id', '=', u.id)
-          .execute(),
+    await users.update(
+      u.id,
+      {
+        name: b.name ?? u.name,
+        password_hash: hash,
+        enabled: b.enabled === undefined ? u.enabled : b.enabled ? 1 : 0,
+        default_project_id: b.default_project_id === undefined ? u.default_project_id : b.default_project_id,
+        description: b.description === undefined ? u.description : b.description,
+        email: b.email === undefined ? u.email : b.email,
+        options: b.options ? JSON.stringify({ ...JSON.parse(u.options), ...b.options }) : u.options,
+        extra: JSON.stringify({ ...JSON.parse(u.extra), ...splitExtra(b, USER_FIELDS) }),
+      },
       `Conflict occurred attempting to store user - Duplicate entry found with name ${b.name} at domain ID ${u.domain_id}.`,
     );
     // An administrator enabling a user or setting its password lifts a lockout (Keystone: reset failed_auth_count).
@@ -178,12 +167,7 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   });
   app.delete('/v3/users/:id', { schema: { params: Id } }, async (req, reply) => {
     const u = await authorizedUser(req, 'identity:delete_user');
-    await repo.write(async (trx) => {
-      await trx.deleteFrom('assignments').where('actor_id', '=', u.id).execute();
-      await trx.deleteFrom('group_members').where('user_id', '=', u.id).execute();
-      await trx.deleteFrom('application_credentials').where('user_id', '=', u.id).execute();
-      await trx.deleteFrom('users').where('id', '=', u.id).execute();
-    });
+    await users.delete(u.id);
     await repo.revoke(
       { user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
       ix.tokens.ttlMs,
@@ -194,11 +178,11 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     const { id } = req.params as { id: string };
     authorize(ix, req, 'identity:change_password', { user_id: id });
     const u = await getUser(id);
-    const { user: b } = req.body as { user: { original_password: string; password: string } };
+    const { user: b } = req.body;
     if (!(await verifyPassword(b.original_password, u.password_hash)))
       throw unauthorized('The original password is incorrect.');
     const hash = await hashPassword(b.password);
-    await repo.write((trx) => trx.updateTable('users').set({ password_hash: hash }).where('id', '=', u.id).execute());
+    await users.update(u.id, { password_hash: hash });
     await repo.revoke(
       { user_id: u.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
       ix.tokens.ttlMs,
@@ -209,21 +193,16 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
     const { id } = req.params as { id: string };
     authorize(ix, req, 'identity:list_groups_for_user', { user_id: id });
     await getUser(id);
-    const ids = await repo.groupIdsOfUser(id);
-    const groups = ids.length
-      ? await repo.db.selectFrom('groups').selectAll().where('id', 'in', ids).orderBy('name').execute()
-      : [];
-    return { groups: groups.map((g) => renderGroup(ix, g)), links: listLinks(ix, `users/${id}/groups`) };
+    const list = await users.groups(id);
+    return { groups: list.map((g) => renderGroup(ix, g)), links: listLinks(ix, `users/${id}/groups`) };
   });
 
   // ---- groups
   app.get('/v3/groups', { schema: { querystring: ListQuery } }, async (req) => {
     authorize(ix, req, 'identity:list_groups');
     const q = req.query as Record<string, string>;
-    let sel = repo.db.selectFrom('groups').selectAll().orderBy('name');
-    if (q.name !== undefined) sel = sel.where('name', '=', q.name);
-    if (q.domain_id !== undefined) sel = sel.where('domain_id', '=', q.domain_id);
-    return { groups: (await sel.execute()).map((g) => renderGroup(ix, g)), links: listLinks(ix, 'groups') };
+    const list = await groups.list({ name: q.name, domainId: q.domain_id });
+    return { groups: list.map((g) => renderGroup(ix, g)), links: listLinks(ix, 'groups') };
   });
   app.get('/v3/groups/:id', { schema: { params: Id } }, async (req) => {
     authorize(ix, req, 'identity:get_group');
@@ -231,16 +210,12 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   });
   app.post('/v3/groups', { schema: { body: GroupCreate } }, async (req, reply) => {
     authorize(ix, req, 'identity:create_group');
-    const { group: b } = req.body as { group: Record<string, any> };
+    const { group: b } = req.body;
     const domainId: string = b.domain_id ?? req.auth.projectDomainId ?? req.auth.domainId ?? 'default';
     if (!(await repo.domain(domainId))) throw notFound(`Could not find domain: ${domainId}.`, 'DomainNotFound');
     const id = newId();
-    await repo.write(
-      (trx) =>
-        trx
-          .insertInto('groups')
-          .values({ id, name: b.name, domain_id: domainId, description: b.description ?? '' })
-          .execute(),
+    await groups.create(
+      { id, name: b.name, domain_id: domainId, description: b.description ?? '' },
       `Conflict occurred attempting to store group - Duplicate entry found with name ${b.name} at domain ID ${domainId}.`,
     );
     reply.code(201);
@@ -249,19 +224,15 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   app.patch('/v3/groups/:id', { schema: { params: Id, body: GroupUpdate } }, async (req) => {
     authorize(ix, req, 'identity:update_group');
     const g = await getGroup((req.params as { id: string }).id);
-    const { group: b } = req.body as { group: Record<string, any> };
+    const b: WithExtra<typeof GroupUpdate.properties.group> = req.body.group;
     if (b.domain_id !== undefined && b.domain_id !== g.domain_id)
       throw badRequest(
         "Invalid input for field 'domain_id': the domain of a group cannot be changed.",
         'ValidationError',
       );
-    await repo.write(
-      (trx) =>
-        trx
-          .updateTable('groups')
-          .set({ name: b.name ?? g.name, description: b.description ?? g.description })
-          .where('id', '=', g.id)
-          .execute(),
+    await groups.update(
+      g.id,
+      { name: b.name ?? g.name, description: b.description ?? g.description },
       `Conflict occurred attempting to store group - Duplicate entry found with name ${b.name} at domain ID ${g.domain_id}.`,
     );
     return { group: renderGroup(ix, (await repo.group(g.id))!) };
@@ -269,15 +240,11 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   app.delete('/v3/groups/:id', { schema: { params: Id } }, async (req, reply) => {
     authorize(ix, req, 'identity:delete_group');
     const g = await getGroup((req.params as { id: string }).id);
-    const members = await repo.db.selectFrom('group_members').select('user_id').where('group_id', '=', g.id).execute();
-    await repo.write(async (trx) => {
-      await trx.deleteFrom('assignments').where('actor_id', '=', g.id).execute();
-      await trx.deleteFrom('group_members').where('group_id', '=', g.id).execute();
-      await trx.deleteFrom('groups').where('id', '=', g.id).execute();
-    });
-    for (const m of members)
+    const members = await groups.memberIds(g.id);
+    await groups.delete(g.id);
+    for (const userId of members)
       await repo.revoke(
-        { user_id: m.user_id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
+        { user_id: userId, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
         ix.tokens.ttlMs,
       );
     reply.code(204).send();
@@ -285,14 +252,8 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   app.get('/v3/groups/:id/users', { schema: { params: Id } }, async (req) => {
     authorize(ix, req, 'identity:list_users_in_group');
     const g = await getGroup((req.params as { id: string }).id);
-    const users = await repo.db
-      .selectFrom('users')
-      .innerJoin('group_members', 'group_members.user_id', 'users.id')
-      .selectAll('users')
-      .where('group_members.group_id', '=', g.id)
-      .orderBy('users.name')
-      .execute();
-    return { users: users.map((u) => renderUser(ix, u)), links: listLinks(ix, `groups/${g.id}/users`) };
+    const members = await groups.members(g.id);
+    return { users: members.map((u) => renderUser(ix, u)), links: listLinks(ix, `groups/${g.id}/users`) };
   });
   const membership = async (params: unknown) => {
     const { id, user_id } = params as { id: string; user_id: string };
@@ -301,41 +262,20 @@ export function userGroupRoutes(app: App, ix: IdentityContext): void {
   app.put('/v3/groups/:id/users/:user_id', async (req, reply) => {
     authorize(ix, req, 'identity:add_user_to_group');
     const { group, user } = await membership(req.params);
-    const exists = await repo.db
-      .selectFrom('group_members')
-      .select('user_id')
-      .where('group_id', '=', group.id)
-      .where('user_id', '=', user.id)
-      .executeTakeFirst();
-    if (!exists)
-      await repo.write((trx) =>
-        trx.insertInto('group_members').values({ group_id: group.id, user_id: user.id }).execute(),
-      );
+    if (!(await groups.hasMember(group.id, user.id))) await groups.addMember(group.id, user.id);
     reply.code(204).send();
   });
   app.head('/v3/groups/:id/users/:user_id', async (req, reply) => {
     authorize(ix, req, 'identity:check_user_in_group');
     const { group, user } = await membership(req.params);
-    const exists = await repo.db
-      .selectFrom('group_members')
-      .select('user_id')
-      .where('group_id', '=', group.id)
-      .where('user_id', '=', user.id)
-      .executeTakeFirst();
-    if (!exists) throw notFound(`User '${user.id}' not found in group '${group.id}'.`, 'NotFound');
+    if (!(await groups.hasMember(group.id, user.id)))
+      throw notFound(`User '${user.id}' not found in group '${group.id}'.`, 'NotFound');
     reply.code(204).send();
   });
   app.delete('/v3/groups/:id/users/:user_id', async (req, reply) => {
     authorize(ix, req, 'identity:remove_user_from_group');
     const { group, user } = await membership(req.params);
-    const res = await repo.write((trx) =>
-      trx
-        .deleteFrom('group_members')
-        .where('group_id', '=', group.id)
-        .where('user_id', '=', user.id)
-        .executeTakeFirst(),
-    );
-    if (Number(res.numDeletedRows) === 0)
+    if (!(await groups.removeMember(group.id, user.id)))
       throw notFound(`User '${user.id}' not found in group '${group.id}'.`, 'NotFound');
     await repo.revoke(
       { user_id: user.id, audit_id: null, project_id: null, domain_id: null, app_cred_id: null },
