@@ -46,6 +46,17 @@ export interface KraterConfig {
    * (`KRATER_PUBLISH_HOST_IPS`, default 127.0.0.1; `KRATER_PUBLISH_PORTS`, default 1024-65535), and the IPv4 range the
    * dataplane's publish legs take their point-to-point pairs from (`KRATER_PUBLISH_TRANSIT`, default 169.254.64.0/18). */
   publish: PublishConfig;
+  /** Whether `publicUrl` was configured (flag or environment) rather than derived from bind and port. */
+  publicUrlConfigured: boolean;
+  /**
+   * The master key sealing the secrets replicas share in the store (`KRATER_MASTER_KEY_FILE`, or the key itself in
+   * `KRATER_MASTER_KEY`); neither: `<dataDir>/keys/master.key`, made on first start (core/secrets/master-key.ts).
+   */
+  masterKeyFile?: string;
+  masterKey?: string;
+  /** Where the Glance file backend keeps image data (`KRATER_IMAGE_DIR`, default `<dataDir>/images`); a shared
+   * filesystem when several API replicas serve images. */
+  imageDir: string;
 }
 
 export interface PublishConfig {
@@ -83,7 +94,8 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port: ${input.port}`);
   const database = input.database ?? env.KRATER_DATABASE ?? `sqlite:${join(dataDir, 'krater.db')}`;
   const host = bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind.includes(':') ? `[${bind}]` : bind;
-  const publicUrl = (input.publicUrl ?? env.KRATER_PUBLIC_URL ?? `http://${host}:${port}`).replace(/\/+$/, '');
+  const configuredUrl = input.publicUrl ?? env.KRATER_PUBLIC_URL;
+  const publicUrl = (configuredUrl ?? `http://${host}:${port}`).replace(/\/+$/, '');
   const tokenTtlSeconds = Number(input.tokenTtl ?? env.KRATER_TOKEN_TTL ?? 3600);
   if (!Number.isInteger(tokenTtlSeconds) || tokenTtlSeconds <= 0)
     throw new Error(`invalid token TTL: ${input.tokenTtl}`);
@@ -112,6 +124,10 @@ export function resolveConfig(input: ConfigInput): KraterConfig {
     lockoutFailureAttempts: nonNegativeInt('KRATER_LOCKOUT_FAILURE_ATTEMPTS', env.KRATER_LOCKOUT_FAILURE_ATTEMPTS, 0),
     lockoutDurationSeconds: nonNegativeInt('KRATER_LOCKOUT_DURATION', env.KRATER_LOCKOUT_DURATION, 1800),
     publish: publishConfig(env),
+    publicUrlConfigured: !!configuredUrl,
+    masterKeyFile: env.KRATER_MASTER_KEY_FILE || undefined,
+    masterKey: env.KRATER_MASTER_KEY || undefined,
+    imageDir: resolve(env.KRATER_IMAGE_DIR || join(dataDir, 'images')),
   };
 }
 
