@@ -10,7 +10,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +73,7 @@ class Replica {
   proc!: ChildProcess;
   out = '';
   port = 0;
+  extraEnv: Record<string, string> = {};
   constructor(readonly dataDir: string) {}
   get baseUrl(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -83,7 +84,7 @@ class Replica {
     args.push('--database', db.url, '--public-url', lbUrl, '--log-level', 'warn', '--no-clouds-yaml');
     this.proc = spawn(process.execPath, [join(REPO_ROOT, 'bin/krater.js'), ...args], {
       cwd: REPO_ROOT,
-      env: { ...cleanEnv(), HOME: this.dataDir, ...replicaEnv() },
+      env: { ...cleanEnv(), HOME: this.dataDir, ...replicaEnv(), ...this.extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     for (const s of [this.proc.stdout!, this.proc.stderr!])
@@ -231,7 +232,14 @@ describe('two krater api replicas on one store', () => {
     // The secrets are in the store, sealed; the replicas wrote no token keys into their data dirs.
     const rows = await db.query(`SELECT name, sealed FROM sealed_secrets`);
     expect(rows.map((r: any) => r.name)).toContain('token_keys');
-    for (const r of [r1, r2]) expect(readdirSync(join(r.dataDir, 'keys'))).not.toContain('token');
+    for (const r of [r1, r2]) expect(existsSync(join(r.dataDir, 'keys', 'token'))).toBe(false);
+  });
+
+  it('a replica given another master key refuses to start, and says why', async () => {
+    const r3 = new Replica(join(work, 'r3'));
+    r3.extraEnv = { KRATER_MASTER_KEY: randomBytes(32).toString('base64') };
+    await expect(r3.start()).rejects.toThrow(/sealed under master key \w+, but this process has master key \w+/);
+    expect(r3.out).toMatch(/start every replica with the same master key/);
   });
 
   it('a token issued by one replica works on the other, also after token-keys rotate', async () => {
