@@ -117,7 +117,12 @@ describe('token keys in the store', () => {
     await two.setup();
     await Promise.all([one.rotate(), two.rotate()]);
     await one.refresh();
-    expect(one.current().map((k) => k.index).sort()).toEqual([0, 2, 3]);
+    expect(
+      one
+        .current()
+        .map((k) => k.index)
+        .sort((a, b) => a - b),
+    ).toEqual([0, 2, 3]);
   });
 
   it('imports the keys an older install left in the data dir, once', async () => {
