@@ -15,6 +15,7 @@ import { ImageRepo } from '../services/image/repo.js';
 import { createNetworkService } from '../services/network/index.js';
 import { createAgent } from './control-plane.js';
 import { prepareDataDir } from './data-dir.js';
+import { agentRegistryKey } from './shared-secrets.js';
 
 export interface AgentProcess {
   agent: Agent;
@@ -70,6 +71,8 @@ export async function startAgentProcess(
       },
       credentials: () => ({ host: agent!.host, secret }),
     });
+    const registryKey = await agentRegistryKey(config, store);
+    app.log.info({ registryKey }, 'registry passwords open with the key from the store or the data dir');
     agent = createAgent(config, store, app.log, neutron, glance, opts.host);
     await agent.start();
     const host = agent.host;

@@ -7,12 +7,14 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { useSharedRegistryKey } from '../../src/app/shared-secrets.js';
 import { KeyRepository } from '../../src/core/auth/keys.js';
 import { StoredTokenKeys } from '../../src/core/auth/stored-keys.js';
 import { decodeToken, encodeToken, primaryKey, type TokenPayload } from '../../src/core/auth/token-format.js';
 import { loadMasterKey, MasterKeyError, seal, unseal } from '../../src/core/secrets/master-key.js';
 import { SealedSecrets } from '../../src/core/secrets/sealed-store.js';
 import { openStore, type Store } from '../../src/core/store/db.js';
+import { SecretBox } from '../../src/images/credentials.js';
 
 const dirs: string[] = [];
 const stores: Store[] = [];
@@ -149,5 +151,25 @@ describe('token keys in the store', () => {
     await expect(keys.setup()).rejects.toThrow(MasterKeyError);
     await expect(keys.setup()).rejects.toThrow(/start every replica with the same master key/);
     expect(readFileSync(join(dir, 'keys', 'master.key'), 'utf8')).not.toBe('');
+  });
+});
+
+describe('registry-password key in the store', () => {
+  it('is imported once from an older install, so the passwords it encrypted still open on any replica', async () => {
+    const dir = tempDir();
+    const old = SecretBox.forDataDir(dir).encrypt('registry-password');
+    const s = await store(dir);
+    const secrets = new SealedSecrets(s.db, loadMasterKey({ dataDir: dir }));
+    await useSharedRegistryKey(secrets, dir);
+    // Another replica's data dir has no key file: the shared key opens the password all the same.
+    const elsewhere = SecretBox.forDataDir(tempDir());
+    expect(elsewhere.decrypt(old)).toBe('registry-password');
+    expect(SecretBox.forDataDir(dir).decrypt(elsewhere.encrypt('again'))).toBe('again');
+    const row = await s.db
+      .selectFrom('sealed_secrets')
+      .select('sealed')
+      .where('name', '=', 'registry_key')
+      .executeTakeFirst();
+    expect(row!.sealed).not.toContain(readFileSync(join(dir, 'keys', 'registry.key')).toString('base64'));
   });
 });
