@@ -45,6 +45,8 @@ export interface AuthRequest {
 
 /** How often tokens naming a key id this process does not know may make it re-read the keys from the store. */
 const UNKNOWN_KEY_RELOAD_MS = 1000;
+/** Keys older than this are re-read before a validation, so a key pruned by a rotation elsewhere stops working here. */
+const KEY_MAX_AGE_MS = 30_000;
 
 /** Issues, validates and revokes tokens; gives every service its request context (in-process keystonemiddleware). */
 export class TokenService implements TokenValidator {
@@ -274,6 +276,7 @@ export class TokenService implements TokenValidator {
   /** Full validation; throws TokenError when the token must be treated as nonexistent. */
   async validate(token: string, opts: { allowExpired?: boolean } = {}): Promise<ValidToken> {
     let payload: TokenPayload;
+    if (Date.now() - this.lastKeyReload > KEY_MAX_AGE_MS) await this.reloadKeys();
     try {
       payload = decodeToken(token, this.keySource.current());
     } catch (err) {
