@@ -332,6 +332,12 @@ describe('two krater api replicas on one store', () => {
     expect(createHash('md5').update(data).digest('hex')).toBe(g.checksum);
     expect(readdirSync(join(work, 'images'))).toContain(imageId);
     expect(readdirSync(join(work, 'agent'))).not.toContain('images');
+    // The agent's own credentials (host + advertised secret) open the image data routes, and no other route.
+    const [{ rpc_secret: secret }] = await db.query(`SELECT rpc_secret FROM compute_hosts WHERE hostname = '${host}'`);
+    const creds = { 'x-krater-agent-host': host, 'x-krater-agent-secret': secret };
+    expect((await fetch(`${r1.baseUrl}/image/v2/images/${imageId}/file`, { headers: creds })).status).toBe(200);
+    expect((await r1.http('GET', '/image/v2/images', { headers: creds })).status).toBe(401);
+    expect((await r1.http('GET', '/container/v1/containers', { headers: { ...creds, ...ZUN() } })).status).toBe(401);
 
     const fromGlance = await api('POST', '/containers?run=true', {
       image: 'sharedcommit:v1',
