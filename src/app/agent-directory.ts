@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Agent } from '../agent/agent.js';
 import { RemoteAgent } from '../agent/rpc-client.js';
 import type { AgentDirectory, AgentRpc } from '../compute/agent-port.js';
@@ -31,6 +32,19 @@ export class HostAgents implements AgentDirectory {
     const rpc = new RemoteAgent(host, row.rpc_url, row.rpc_secret);
     this.remotes.set(host, rpc);
     return rpc;
+  }
+
+  /** Whether `secret` is the one the agent of `host` advertised (its image API calls carry it). */
+  async checkSecret(host: string, secret: string): Promise<boolean> {
+    if (host.length > 255 || secret.length > 512) return false;
+    const row = await this.store.db
+      .selectFrom('compute_hosts')
+      .select('rpc_secret')
+      .where('hostname', '=', host)
+      .executeTakeFirst();
+    if (!row?.rpc_secret) return false;
+    const digest = (s: string) => createHash('sha256').update(s).digest();
+    return timingSafeEqual(digest(row.rpc_secret), digest(secret));
   }
 
   wake(host: string): void {

@@ -6,10 +6,16 @@ import { ContainerRepo } from '../compute/repo.js';
 import type { KraterConfig } from '../core/config/config.js';
 import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore } from '../core/store/db.js';
+import { HttpGlance } from '../images/glance-http.js';
+import { catalogEndpoint } from '../services/identity/catalog.js';
+import { IdentityRepo } from '../services/identity/repo.js';
+import { RecordsOnlyImageStore } from '../services/image/data-store.js';
 import { InProcessGlance } from '../services/image/in-process.js';
+import { ImageRepo } from '../services/image/repo.js';
 import { createNetworkService } from '../services/network/index.js';
 import { createAgent } from './control-plane.js';
 import { prepareDataDir } from './data-dir.js';
+import { agentRegistryKey } from './shared-secrets.js';
 
 export interface AgentProcess {
   agent: Agent;
@@ -25,7 +31,14 @@ export interface AgentProcess {
  */
 export async function startAgentProcess(
   config: KraterConfig,
-  opts: { host?: string; bind: string; port: number; advertiseUrl?: string },
+  opts: {
+    host?: string;
+    bind: string;
+    port: number;
+    advertiseUrl?: string;
+    /** The image API's root (`…/image`); default: the internal image endpoint of the catalog in the store. */
+    imageApiUrl?: string;
+  },
 ): Promise<AgentProcess> {
   prepareDataDir(config.dataDir);
   const store = await openStore(config.database);
@@ -41,12 +54,28 @@ export async function startAgentProcess(
       config.networking === 'kernel'
         ? createNetworkService(config, store, new PolicyEngine(config.policyFile)).api
         : undefined;
-    // As the API's Glance does: the image records in the store, the data under `<data-dir>/images`.
-    const glance = InProcessGlance.onDataDir(store.db, config.dataDir);
+    // Image records from the store; image data only through the image API (any replica), never the API's backend.
+    const secret = randomBytes(32).toString('base64url');
+    let advertised!: () => void;
+    const ready = new Promise<void>((resolve) => {
+      advertised = resolve;
+    });
+    const identity = new IdentityRepo(store);
+    const glance = new HttpGlance(new InProcessGlance(new ImageRepo(store.db), new RecordsOnlyImageStore()), {
+      ready,
+      baseUrl: async () => {
+        const url = opts.imageApiUrl ?? (await catalogEndpoint(identity, 'image', 'internal'));
+        if (!url)
+          throw new Error('the catalog has no image endpoint: start `krater api` first, or give --image-api-url');
+        return url;
+      },
+      credentials: () => ({ host: agent!.host, secret }),
+    });
+    const registryKey = await agentRegistryKey(config, store);
+    app.log.info({ registryKey }, 'registry passwords open with the key from the store or the data dir');
     agent = createAgent(config, store, app.log, neutron, glance, opts.host);
     await agent.start();
     const host = agent.host;
-    const secret = randomBytes(32).toString('base64url');
     const rpc = await startAgentRpcServer({
       agent,
       repo: new ContainerRepo(store.db),
@@ -59,6 +88,7 @@ export async function startAgentProcess(
     const advertise = (url: string | null, s: string | null) =>
       store.db.updateTable('compute_hosts').set({ rpc_url: url, rpc_secret: s }).where('hostname', '=', host).execute();
     await advertise(rpc.url, secret);
+    advertised();
     return {
       agent: agent,
       rpcUrl: rpc.url,

@@ -5,7 +5,7 @@ import { Agent } from '../agent/agent.js';
 import { ContainerNetworking } from '../compute/networking.js';
 import type { Controller, ControllerDeps } from '../controllers/controller.js';
 import type { ControllerManager } from '../controllers/manager.js';
-import { KeyRepository } from '../core/auth/keys.js';
+import type { TokenKeySource } from '../core/auth/stored-keys.js';
 import type { KraterConfig } from '../core/config/config.js';
 import { type App, buildServer, type ServiceModule } from '../core/http/server.js';
 import { PolicyEngine } from '../core/policy/engine.js';
@@ -22,6 +22,7 @@ import { createNetworkService, type NeutronApi } from '../services/network/index
 import { HostAgents } from './agent-directory.js';
 import { startControllers } from './controllers.js';
 import { prepareDataDir } from './data-dir.js';
+import { openTokenKeys } from './shared-secrets.js';
 
 export type { BootstrapResult };
 
@@ -37,10 +38,6 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
-export function tokenKeyRepository(config: KraterConfig): KeyRepository {
-  return new KeyRepository(join(config.dataDir, 'keys', 'token'));
-}
-
 function catalogEntries(config: KraterConfig, services: ServiceModule[]) {
   return services
     .filter((s) => s.catalog)
@@ -51,9 +48,7 @@ function catalogEntries(config: KraterConfig, services: ServiceModule[]) {
     }));
 }
 
-function createServices(config: KraterConfig, store: Store) {
-  const keys = tokenKeyRepository(config);
-  keys.setup();
+function createServices(config: KraterConfig, store: Store, keys: TokenKeySource) {
   const policy = new PolicyEngine(config.policyFile);
   const identity = createIdentity(config, store, keys, policy);
   const agents = new HostAgents(store);
@@ -62,7 +57,9 @@ function createServices(config: KraterConfig, store: Store) {
     onChange: () => agents.agent?.network?.requestApply(),
   });
   const neutron = config.networking === 'kernel' ? network.api : undefined;
-  const images = createImageService(config, store, policy);
+  const images = createImageService(config, store, policy, {
+    agentCredentials: (host, secret) => agents.checkSecret(host, secret),
+  });
   const containers = createContainerService(config, store, policy, agents, images.port, neutron);
   const services: ServiceModule[] = [
     identity.module,
@@ -116,12 +113,14 @@ export function createAgent(
 }
 
 /** Migrates and bootstraps the store without serving (the cluster primary does this before forking workers). */
-export async function bootstrapOnly(config: KraterConfig): Promise<BootstrapResult> {
+export async function bootstrapOnly(config: KraterConfig, mode: 'up' | 'api'): Promise<BootstrapResult> {
   prepareDataDir(config.dataDir);
   const store = await openStore(config.database);
   try {
-    const { identity, services } = createServices(config, store);
-    return await bootstrapIdentity(identity.repo, config, catalogEntries(config, services));
+    const { identity, services } = createServices(config, store, await openTokenKeys(config, store));
+    return await bootstrapIdentity(identity.repo, config, catalogEntries(config, services), {
+      catalogFollowsBind: mode === 'up',
+    });
   } finally {
     await store.close();
   }
@@ -139,8 +138,14 @@ export async function startControlPlane(
   prepareDataDir(config.dataDir);
   const store = await openStore(config.database);
   try {
-    const { policy, identity, services, agents, neutron, glance } = createServices(config, store);
-    const bootstrap = await bootstrapIdentity(identity.repo, config, catalogEntries(config, services));
+    const { policy, identity, services, agents, neutron, glance } = createServices(
+      config,
+      store,
+      await openTokenKeys(config, store),
+    );
+    const bootstrap = await bootstrapIdentity(identity.repo, config, catalogEntries(config, services), {
+      catalogFollowsBind: !!opts.withAgent,
+    });
     const app = await buildServer({ core: { config, store, policy, tokens: identity.tokens }, services });
     let agent: Agent | undefined;
     if (opts.withAgent) {

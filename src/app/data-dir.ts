@@ -4,9 +4,9 @@ import { ADMIN_PASSWORD_FILE } from '../services/identity/bootstrap.js';
 
 /**
  * Creates the data directory owner-only (0700) and narrows what an older install left wider: the directory, its
- * `keys/` tree (token and registry keys) and the admin password. The store's files are narrowed where the store is
- * opened (core/store/db.ts). With `KRATER_USERNS_REMAP` the agent adds o+x to the directory again (search only), so
- * a container's remapped root can reach its rootfs.
+ * `keys/` tree (the master key; token and registry keys of older installs) and the admin password. The store's
+ * files are narrowed where the store is opened (core/store/db.ts). With `KRATER_USERNS_REMAP` the agent adds o+x to
+ * the directory again (search only), so a container's remapped root can reach its rootfs.
  */
 export function prepareDataDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });

@@ -2,8 +2,9 @@ import cluster from 'node:cluster';
 import { Command, Option } from 'commander';
 import { startAgentProcess } from '../app/agent-process.js';
 import { writeCloudEntry } from '../app/clouds-yaml.js';
-import { type BootstrapResult, startControlPlane, tokenKeyRepository } from '../app/control-plane.js';
+import { type BootstrapResult, startControlPlane } from '../app/control-plane.js';
 import { adminPasswordPath } from '../app/data-dir.js';
+import { rotateTokenKeys } from '../app/shared-secrets.js';
 import { type ConfigInput, resolveConfig } from '../core/config/config.js';
 import { registerDockerCommands } from './docker.js';
 import { registerImageCommands } from './images.js';
@@ -94,7 +95,7 @@ function exitIfStuck(shutdown: 'keep' | 'purge'): void {
  */
 async function supervise(config: ReturnType<typeof resolveConfig>, workers: number, mode: 'up' | 'api'): Promise<void> {
   const { bootstrapOnly } = await import('../app/control-plane.js');
-  const boot = await bootstrapOnly(config);
+  const boot = await bootstrapOnly(config, mode);
   announce(config, boot, mode, workers);
   let stopping = false;
   for (let i = 0; i < workers; i++) cluster.fork();
@@ -148,6 +149,10 @@ function announce(
       `Bootstrapped: user "admin" in project "admin"; its password is in ${adminPasswordPath(config.dataDir)} (mode 0600)\n`,
     );
   }
+  if (boot.catalogKeptAt)
+    process.stderr.write(
+      `krater: the catalog stays at ${boot.catalogKeptAt} (no --public-url given to this replica); start every replica of a deployment with the same --public-url\n`,
+    );
   if (config.cloudsYaml)
     out.write(`  clouds.yaml: cloud "krater" in ${config.cloudsYaml} — try: openstack --os-cloud krater token issue\n`);
 }
@@ -174,6 +179,12 @@ program
       'KRATER_AGENT_URL',
     ),
   )
+  .addOption(
+    new Option(
+      '--image-api-url <url>',
+      "the image API's root (…/image) for image data (default: the catalog's internal image endpoint)",
+    ).env('KRATER_IMAGE_API_URL'),
+  )
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace').env('KRATER_LOG_LEVEL'))
   .addOption(
     new Option('--containerd <socket>', 'use this containerd instead of a private one').env('KRATER_CONTAINERD'),
@@ -192,6 +203,7 @@ program
       bind: opts.bind,
       port,
       advertiseUrl: opts.advertiseUrl,
+      imageApiUrl: opts.imageApiUrl,
     });
     process.stdout.write(
       `Krater agent for host ${proc.agent.host} (store: ${config.database.startsWith('postgres') ? 'postgresql' : 'sqlite'}, data: ${config.dataDir}); RPC at ${proc.rpcUrl}\n`,
@@ -208,22 +220,19 @@ program
     process.on('SIGTERM', () => void stop());
   });
 
-const keys = program.command('token-keys').description('manage the token encryption keys');
+const keys = program.command('token-keys').description('manage the token encryption keys (kept in the store)');
 keys
   .command('rotate')
   .description(
-    'promote the staged key to primary, stage a new key and prune the oldest (restart or wait for replicas to pick it up)',
+    'promote the staged key to primary, stage a new key and prune the oldest; every replica sees it within seconds',
   )
   .addOption(new Option('--data-dir <dir>', 'state directory').env('KRATER_DATA_DIR'))
-  .action((opts) => {
-    const repo = tokenKeyRepository(resolveConfig({ dataDir: opts.dataDir, cloudsYaml: false }));
-    repo.rotate();
+  .addOption(new Option('--database <url>', 'store URL: sqlite:<path> or postgres://…').env('KRATER_DATABASE'))
+  .action(async (opts) => {
+    const config = resolveConfig({ dataDir: opts.dataDir, database: opts.database, cloudsYaml: false });
+    const keys = await rotateTokenKeys(config);
     process.stdout.write(
-      `rotated token keys in ${repo.dir}: ${repo
-        .load()
-        .map((k) => k.index)
-        .sort((a, b) => a - b)
-        .join(', ')}\n`,
+      `rotated the token keys in the store: ${keys.map((k) => `${k.index}${k.index === 0 ? ' (staged)' : ''}=${k.id}`).join(', ')}\n`,
     );
   });
 

@@ -1,22 +1,38 @@
 /**
- * Registry passwords at rest: AES-256-GCM with a key kept in `<data-dir>/keys/registry.key` (32 random bytes,
- * mode 0600, created on first use). The API encrypts what users send to `/v1/registries`; the agent decrypts when
- * it pulls for a container that names a registry. Stored form: `v1:<iv>:<tag>:<ciphertext>`, base64 parts.
+ * Registry passwords at rest: AES-256-GCM with one 32-byte key. The API encrypts what users send to
+ * `/v1/registries`; the agent decrypts when it pulls for a container that names a registry. The key is the one the
+ * replicas share through the store (sealed under the master key; installed at start with `SecretBox.useSharedKey`),
+ * or, in a process without it (a `krater agent` not given the master key), `<data-dir>/keys/registry.key` (32 random
+ * bytes, mode 0600, created on first use). Stored form: `v1:<iv>:<tag>:<ciphertext>`, base64 parts.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+
+/** Where a process without the shared key keeps its own (and where an older install kept the shared one). */
+export function registryKeyFile(dataDir: string): string {
+  return join(dataDir, 'keys', 'registry.key');
+}
 
 export class SecretBox {
   private key: Buffer | undefined;
 
   constructor(readonly keyFile: string) {}
 
+  private static shared: Buffer | undefined;
+
+  /** The key every box of this process uses from now on (the store's, shared by all replicas and agents). */
+  static useSharedKey(key: Buffer): void {
+    if (key.length !== 32) throw new Error(`the shared registry key is ${key.length} bytes, not 32`);
+    SecretBox.shared = key;
+  }
+
   static forDataDir(dataDir: string): SecretBox {
-    return new SecretBox(join(dataDir, 'keys', 'registry.key'));
+    return new SecretBox(registryKeyFile(dataDir));
   }
 
   private loadKey(): Buffer {
+    if (SecretBox.shared) return SecretBox.shared;
     if (this.key) return this.key;
     let key: Buffer;
     try {

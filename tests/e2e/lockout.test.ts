@@ -85,8 +85,9 @@ describe('lockout off (the default)', () => {
 
   it('a restart narrows a data dir and store left readable by an older install (item 5)', async () => {
     const db = join(plain.dataDir, 'krater.db');
-    const keys = join(plain.dataDir, 'keys', 'token');
+    const keys = join(plain.dataDir, 'keys');
     const secrets = [join(plain.dataDir, 'admin-password'), ...readdirSync(keys).map((f) => join(keys, f))];
+    expect(readdirSync(keys)).toContain('master.key');
     await plain.stop();
     for (const d of [plain.dataDir, keys]) chmodSync(d, 0o755);
     for (const f of [db, ...secrets]) chmodSync(f, 0o644);

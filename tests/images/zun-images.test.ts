@@ -122,7 +122,9 @@ describe.skipIf(!!skip)('Zun images, registries and commit', () => {
     expect(created.headers.get('location')).toContain(`/v1/registries/${r.uuid}`);
     // Never stored in clear.
     expect(readFileSync(join(k.dataDir, 'krater.db')).includes(Buffer.from('c4rol'))).toBe(false);
-    expect(existsSync(join(k.dataDir, 'keys', 'registry.key'))).toBe(true);
+    // Its key is in the store, sealed under the master key (shared by every replica), not in a file of its own.
+    expect(existsSync(join(k.dataDir, 'keys', 'registry.key'))).toBe(false);
+    expect(existsSync(join(k.dataDir, 'keys', 'master.key'))).toBe(true);
 
     expect((await api('GET', '/registries')).json).toMatchObject({
       registries: [expect.objectContaining({ uuid: r.uuid, password: '***' })],

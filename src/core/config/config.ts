@@ -56,6 +56,17 @@ export interface KraterConfig {
   insecureRegistries: string[];
   /** The control-plane controllers' concurrency, lease, polling, back-off and extra modules. */
   controllers: ControllerSettings;
+  /** Whether `publicUrl` was configured (flag or environment) rather than derived from bind and port. */
+  publicUrlConfigured: boolean;
+  /**
+   * The master key sealing the secrets replicas share in the store (`KRATER_MASTER_KEY_FILE`, or the key itself in
+   * `KRATER_MASTER_KEY`); neither: `<dataDir>/keys/master.key`, made on first start (core/secrets/master-key.ts).
+   */
+  masterKeyFile?: string;
+  masterKey?: string;
+  /** Where the Glance file backend keeps image data (`KRATER_IMAGE_DIR`, default `<dataDir>/images`); a shared
+   * filesystem when several API replicas serve images. */
+  imageDir: string;
 }
 
 export interface ConfigInput {
@@ -86,7 +97,8 @@ export function resolveConfig(input: ConfigInput, env: Env = process.env): Krate
     throw new Error(`invalid port: ${input.port ?? env.KRATER_PORT}`);
   const database = input.database ?? env.KRATER_DATABASE ?? `sqlite:${join(dataDir, 'krater.db')}`;
   const host = bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind.includes(':') ? `[${bind}]` : bind;
-  const publicUrl = (input.publicUrl ?? env.KRATER_PUBLIC_URL ?? `http://${host}:${port}`).replace(/\/+$/, '');
+  const configuredUrl = input.publicUrl ?? env.KRATER_PUBLIC_URL;
+  const publicUrl = (configuredUrl ?? `http://${host}:${port}`).replace(/\/+$/, '');
   const tokenTtlSeconds = Number(input.tokenTtl ?? env.KRATER_TOKEN_TTL ?? 3600);
   if (!Number.isInteger(tokenTtlSeconds) || tokenTtlSeconds <= 0)
     throw new Error(`invalid token TTL: ${input.tokenTtl ?? env.KRATER_TOKEN_TTL}`);
@@ -118,5 +130,9 @@ export function resolveConfig(input: ConfigInput, env: Env = process.env): Krate
     image: imageSettings(env),
     insecureRegistries: insecureRegistries(env),
     controllers: controllerSettings(env),
+    publicUrlConfigured: !!configuredUrl,
+    masterKeyFile: env.KRATER_MASTER_KEY_FILE || undefined,
+    masterKey: env.KRATER_MASTER_KEY || undefined,
+    imageDir: resolve(env.KRATER_IMAGE_DIR || join(dataDir, 'images')),
   };
 }

@@ -23,6 +23,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Routes reachable without a token (version documents, token issue). */
     public?: boolean;
+    /** Routes a host agent may call with its own credentials instead of a token (see ServiceModule.authenticateAgent). */
+    agentAccess?: boolean;
     /** Query parameters this route accepts repeated (`?image=a&image=b`); a service may refuse others. */
     repeatableQuery?: string[];
   }
@@ -53,6 +55,12 @@ export interface ServiceModule {
   /** How a 401 is announced (`WWW-Authenticate`). */
   authenticateHeader?(core: CoreContext): string;
   register(app: App, core: CoreContext): Promise<void>;
+  /**
+   * Credentials other than a token, for routes marked `agentAccess`: a host agent names itself and shows the secret
+   * it advertised in the store (the same pair the API uses to call it). Returns the caller's context, or undefined
+   * (then the request is a 401 as without a token).
+   */
+  authenticateAgent?(req: FastifyRequest): Promise<AuthContext | undefined>;
   /** Rewrites a request URL under this prefix before routing (Neutron accepts a `.json` suffix on any path). */
   rewriteUrl?(url: string): string;
 }
@@ -68,6 +76,7 @@ const REDACT = [
   'req.headers["x-subject-token"]',
   'req.headers.authorization',
   'req.headers.cookie',
+  'req.headers["x-krater-agent-secret"]',
 ];
 
 /** The service whose prefix `url` lies under (the first path segment decides), if any. */
@@ -233,6 +242,17 @@ export async function buildServer(opts: BuildOptions): Promise<App> {
         s.addHook('onRequest', async (req) => {
           if (req.routeOptions.config?.public) return;
           const token = req.headers['x-auth-token'] ?? req.headers['x-storage-token'];
+          if (
+            (typeof token !== 'string' || token === '') &&
+            req.routeOptions.config?.agentAccess &&
+            service.authenticateAgent
+          ) {
+            const agent = await service.authenticateAgent(req);
+            if (agent) {
+              req.auth = agent;
+              return;
+            }
+          }
           if (typeof token !== 'string' || token === '') throw unauthorized();
           req.auth = await core.tokens.validateForRequest(token);
         });

@@ -561,3 +561,14 @@ export interface ControllerQueueRow {
 export interface Database {
   controller_queue: ControllerQueueRow;
 }
+
+/** A secret shared by the replicas, sealed under the master key (`core/secrets/sealed-store.ts`). */
+export interface SealedSecretRow {
+  name: string;
+  sealed: string;
+  updated_at: string;
+}
+
+export interface Database {
+  sealed_secrets: SealedSecretRow;
+}

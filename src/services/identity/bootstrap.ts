@@ -17,6 +17,9 @@ export interface BootstrapResult {
   /** Set only on the first start: the generated admin password, to print once. */
   generatedPassword?: string;
   adminPassword: string;
+  /** The catalog's URL when this process left it as it was although its own URL differs (a `krater api` replica
+   * started without `--public-url`). */
+  catalogKeptAt?: string;
 }
 
 export const ADMIN_PASSWORD_FILE = 'admin-password';
@@ -26,12 +29,15 @@ const ROLE_CHAIN = ['admin', 'manager', 'member', 'reader'];
 /**
  * First start: domain Default, projects admin and service, user admin (generated password in a 0600 file), the
  * roles and their implications, admin's assignments, region and catalog. Every start: the catalog follows the
- * current public URL and the set of services Krater serves. Idempotent.
+ * set of services Krater serves and the deployment's public URL — the configured one (`--public-url`, the same on
+ * every replica), or, for `krater up` (`catalogFollowsBind`), the one derived from bind and port. A `krater api`
+ * replica without a configured URL never moves an existing catalog to itself. Idempotent.
  */
 export async function bootstrapIdentity(
   repo: IdentityRepo,
   config: KraterConfig,
   services: CatalogEntry[],
+  opts: { catalogFollowsBind?: boolean } = {},
 ): Promise<BootstrapResult> {
   const passwordFile = join(config.dataDir, ADMIN_PASSWORD_FILE);
   let generatedPassword: string | undefined;
@@ -142,15 +148,26 @@ export async function bootstrapIdentity(
     writeFileSync(passwordFile, `${generatedPassword}\n`, { mode: 0o600 });
     chmodSync(passwordFile, 0o600);
   }
-  await reconcileCatalog(repo, config, services);
+  const authoritative = config.publicUrlConfigured || !!opts.catalogFollowsBind;
+  const catalogKeptAt = await reconcileCatalog(repo, config, services, authoritative);
   const adminPassword =
     generatedPassword ?? (existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : '');
-  return { generatedPassword, adminPassword };
+  return { generatedPassword, adminPassword, catalogKeptAt };
 }
 
-/** Krater's own services: one service per type with public/internal/admin endpoints at the current URL. */
-async function reconcileCatalog(repo: IdentityRepo, config: KraterConfig, services: CatalogEntry[]): Promise<void> {
+/**
+ * Krater's own services: one service per type with public/internal/admin endpoints at the current URL. Not
+ * `authoritative`: existing endpoints stay where they are (the URL they keep is returned when it differs).
+ */
+async function reconcileCatalog(
+  repo: IdentityRepo,
+  config: KraterConfig,
+  services: CatalogEntry[],
+  authoritative: boolean,
+): Promise<string | undefined> {
+  let keptAt: string | undefined;
   await repo.write(async (trx) => {
+    keptAt = undefined;
     if (!(await trx.selectFrom('regions').select('id').where('id', '=', config.region).executeTakeFirst())) {
       await trx.insertInto('regions').values({ id: config.region, description: '', parent_region_id: null }).execute();
     }
@@ -196,7 +213,9 @@ async function reconcileCatalog(repo: IdentityRepo, config: KraterConfig, servic
               enabled: 1,
             })
             .execute();
-        else if (ep.url !== entry.url || ep.region_id !== config.region)
+        else if (!authoritative) {
+          if (ep.url !== entry.url && entry.type === 'identity') keptAt = ep.url;
+        } else if (ep.url !== entry.url || ep.region_id !== config.region)
           await trx
             .updateTable('endpoints')
             .set({ url: entry.url, region_id: config.region })
@@ -213,4 +232,5 @@ async function reconcileCatalog(repo: IdentityRepo, config: KraterConfig, servic
     if (Number(updated.numUpdatedRows) === 0)
       await trx.insertInto('meta').values({ key: 'managed_services', value }).execute();
   });
+  return keptAt;
 }

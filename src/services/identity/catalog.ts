@@ -17,3 +17,17 @@ export async function buildCatalog(repo: IdentityRepo): Promise<unknown[]> {
   repo.catalogCache = catalog;
   return catalog;
 }
+
+/** The URL of the catalog's `iface` endpoint of service `type` (how an agent finds the image API), if any. */
+export async function catalogEndpoint(
+  repo: IdentityRepo,
+  type: string,
+  iface: 'public' | 'internal' | 'admin',
+): Promise<string | undefined> {
+  await repo.sync();
+  const catalog = (await buildCatalog(repo)) as Array<{
+    type: string;
+    endpoints: Array<{ interface: string; url: string }>;
+  }>;
+  return catalog.find((s) => s.type === type)?.endpoints.find((e) => e.interface === iface)?.url;
+}

@@ -1,4 +1,4 @@
-import type { KeyRepository } from '../../core/auth/keys.js';
+import type { TokenKeySource } from '../../core/auth/stored-keys.js';
 import type { KraterConfig } from '../../core/config/config.js';
 import { STATUS_TITLES } from '../../core/http/errors.js';
 import type { App, ServiceModule } from '../../core/http/server.js';
@@ -41,7 +41,7 @@ export interface Identity {
 export function createIdentity(
   config: KraterConfig,
   store: Store,
-  keys: KeyRepository,
+  keys: TokenKeySource,
   policy: PolicyEngine,
 ): Identity {
   policy.registerDefaults(identityPolicies);

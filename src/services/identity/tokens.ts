@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AuthContext, TokenValidator } from '../../core/auth/context.js';
-import type { KeyRepository, TokenKey } from '../../core/auth/keys.js';
 import { hashPassword, verifyPassword } from '../../core/auth/password.js';
+import type { TokenKeySource } from '../../core/auth/stored-keys.js';
 import {
   decodeToken,
   encodeToken,
@@ -43,24 +43,40 @@ export interface AuthRequest {
   scope?: unknown;
 }
 
+/** How often tokens naming a key id this process does not know may make it re-read the keys from the store. */
+const UNKNOWN_KEY_RELOAD_MS = 1000;
+/** Keys older than this are re-read before a validation, so a key pruned by a rotation elsewhere stops working here. */
+const KEY_MAX_AGE_MS = 30_000;
+
 /** Issues, validates and revokes tokens; gives every service its request context (in-process keystonemiddleware). */
 export class TokenService implements TokenValidator {
-  private keys: TokenKey[];
-  private lastKeyReload = 0;
+  private lastKeyReload = Date.now();
+  private reloading: Promise<void> | undefined;
   constructor(
     private repo: IdentityRepo,
-    private keyRepo: KeyRepository,
+    private keySource: TokenKeySource,
     readonly ttlMs: number,
     private catalog: () => Promise<unknown[]>,
     readonly lockout: Lockout = new Lockout(repo.db, { failureAttempts: 0, durationMs: 0 }),
-  ) {
-    this.keys = keyRepo.load();
-  }
+  ) {}
 
-  /** Re-reads the key repository, e.g. after `krater token-keys rotate` ran on this host. */
-  reloadKeys(): void {
-    this.keys = this.keyRepo.load();
-    this.lastKeyReload = Date.now();
+  /**
+   * Re-reads the keys from the store (a rotation on another replica, or `krater token-keys rotate`), at most once per
+   * UNKNOWN_KEY_RELOAD_MS: callers within the interval wait for the next read, so a flood of tokens naming unknown
+   * key ids costs one store read per interval and a genuine new key is never refused.
+   */
+  private reloadKeys(): Promise<void> {
+    this.reloading ??= (async () => {
+      const wait = this.lastKeyReload + UNKNOWN_KEY_RELOAD_MS - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.lastKeyReload = Date.now();
+      try {
+        await this.keySource.refresh();
+      } finally {
+        this.reloading = undefined;
+      }
+    })();
+    return this.reloading;
   }
 
   // ---------------------------------------------------------------- issue
@@ -128,7 +144,10 @@ export class TokenService implements TokenValidator {
       await this.resolveScope(auth.scope, user, payload);
     }
     const valid = await this.check(payload, 'issue');
-    return { token: encodeToken(payload, primaryKey(this.keys)), valid };
+    // The primary key as of now (one row): a replica that missed a rotation would sign with a key the others may
+    // already have pruned. Negligible next to the password hash an issue checks.
+    await this.keySource.refresh();
+    return { token: encodeToken(payload, primaryKey(this.keySource.current())), valid };
   }
 
   private async checkPassword(
@@ -257,14 +276,14 @@ export class TokenService implements TokenValidator {
   /** Full validation; throws TokenError when the token must be treated as nonexistent. */
   async validate(token: string, opts: { allowExpired?: boolean } = {}): Promise<ValidToken> {
     let payload: TokenPayload;
+    if (Date.now() - this.lastKeyReload > KEY_MAX_AGE_MS) await this.reloadKeys();
     try {
-      payload = decodeToken(token, this.keys);
+      payload = decodeToken(token, this.keySource.current());
     } catch (err) {
-      // Another replica may have rotated keys: reload once in a while and retry.
-      if (err instanceof TokenError && /unknown key/.test(err.message) && Date.now() - this.lastKeyReload > 5000) {
-        this.reloadKeys();
-        payload = decodeToken(token, this.keys);
-      } else throw err;
+      // Another replica may have rotated keys: re-read them and retry once.
+      if (!(err instanceof TokenError) || !/unknown key/.test(err.message)) throw err;
+      await this.reloadKeys();
+      payload = decodeToken(token, this.keySource.current());
     }
     if (!opts.allowExpired && payload.expiresAt <= Date.now()) throw new TokenError('token expired');
     await this.repo.sync();

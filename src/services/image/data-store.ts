@@ -142,3 +142,23 @@ export class FilesystemImageStore implements ImageDataStore {
     }
   }
 }
+
+/**
+ * The data side of a process that must not touch image data itself (a separate `krater agent`: its data goes through
+ * the image API, see images/glance-http.ts). Every call fails, so a wiring mistake shows at once.
+ */
+export class RecordsOnlyImageStore implements ImageDataStore {
+  readonly name = 'none';
+  private refuse(): never {
+    throw new Error('image data is reached through the image API in this process');
+  }
+  async begin(): Promise<ImageDataWriter> {
+    this.refuse();
+  }
+  async open(): Promise<Readable | null> {
+    this.refuse();
+  }
+  async delete(): Promise<void> {
+    this.refuse();
+  }
+}

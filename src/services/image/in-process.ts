@@ -1,13 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Kysely } from 'kysely';
-import type { Database, ImageRow } from '../../core/store/schema.js';
+import type { ImageRow } from '../../core/store/schema.js';
 import type { GlanceData, GlanceImage, GlanceLookup, GlancePort, GlanceViewer } from '../../images/glance-port.js';
-import { FilesystemImageStore, type ImageDataStore } from './data-store.js';
+import type { ImageDataStore } from './data-store.js';
 import { renderImage } from './render.js';
-import { ImageRepo, nowIso } from './repo.js';
+import { type ImageRepo, nowIso } from './repo.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -32,11 +30,6 @@ export class InProcessGlance implements GlancePort {
     private readonly repo: ImageRepo,
     private readonly data: ImageDataStore,
   ) {}
-
-  /** A port over the store and the filesystem data of `<dataDir>/images` (what `krater agent` opens). */
-  static onDataDir(db: Kysely<Database>, dataDir: string): InProcessGlance {
-    return new InProcessGlance(new ImageRepo(db), new FilesystemImageStore(join(dataDir, 'images')));
-  }
 
   private async visible(row: ImageRow, viewer: GlanceViewer): Promise<boolean> {
     return (await this.repo.visibleTo(row, viewer)).visible;

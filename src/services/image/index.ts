@@ -1,11 +1,12 @@
-import { join } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AuthContext } from '../../core/auth/context.js';
 import type { KraterConfig } from '../../core/config/config.js';
 import type { ImageSettings } from '../../core/config/images.js';
 import { type NormalizedError, STATUS_TITLES } from '../../core/http/errors.js';
 import type { App, RenderedError, ServiceModule } from '../../core/http/server.js';
 import type { PolicyEngine } from '../../core/policy/engine.js';
 import type { Store } from '../../core/store/db.js';
+import { AGENT_HOST_HEADER, AGENT_SECRET_HEADER } from '../../images/glance-http.js';
 import type { GlancePort } from '../../images/glance-port.js';
 import type { ImageContext } from './context.js';
 import { FilesystemImageStore, type ImageDataStore } from './data-store.js';
@@ -89,6 +90,29 @@ export async function recoverStalledUploads(
   return recovered;
 }
 
+/**
+ * What a host agent is on the routes open to it (its containers' image data, its commits): the admin of Glance's
+ * policy, as Zun's compute service is with its service credentials; never a member of any project.
+ */
+function agentContext(host: string): AuthContext {
+  const now = Date.now();
+  return {
+    token: '',
+    userId: `krater-agent:${host}`,
+    userName: `krater-agent:${host}`,
+    userDomainId: 'default',
+    userDomainName: 'Default',
+    systemScope: 'all',
+    roles: ['admin', 'service'],
+    roleIds: [],
+    isAdmin: true,
+    methods: ['agent'],
+    auditIds: [],
+    issuedAt: now,
+    expiresAt: now,
+  };
+}
+
 export interface ImageService {
   module: ServiceModule;
   repo: ImageRepo;
@@ -98,17 +122,22 @@ export interface ImageService {
   port: GlancePort;
 }
 
-/** The Glance v2 facade under `/image`: image records in the store, image data in `<data-dir>/images/`. */
+/** The Glance v2 facade under `/image`: image records in the store, image data in a pluggable `ImageDataStore` (the file backend on `KRATER_IMAGE_DIR`, default `<data-dir>/images/`). */
 export function createImageService(
   config: KraterConfig,
   store: Store,
   policy: PolicyEngine,
-  data?: ImageDataStore,
+  opts: {
+    data?: ImageDataStore;
+    /** Checks a host agent's name and secret (routes marked `agentAccess`: an agent's image data and commits). */
+    agentCredentials?: (host: string, secret: string) => Promise<boolean>;
+  } = {},
 ): ImageService {
+  const data = opts.data;
   policy.registerDefaults(imagePolicies);
   const repo = new ImageRepo(store.db);
   const settings = config.image;
-  const dataStore = data ?? new FilesystemImageStore(join(config.dataDir, 'images'));
+  const dataStore = data ?? new FilesystemImageStore(config.imageDir);
   const base = `${config.publicUrl}${IMAGE_PREFIX}`;
   const module: ServiceModule = {
     name: 'glance',
@@ -116,6 +145,14 @@ export function createImageService(
     catalog: { type: 'image', name: 'glance', suffix: '' },
     renderError: renderGlanceError,
     authenticateHeader: () => `Keystone uri="${config.publicUrl}/identity/v3"`,
+    async authenticateAgent(req) {
+      const host = req.headers[AGENT_HOST_HEADER];
+      const secret = req.headers[AGENT_SECRET_HEADER];
+      if (typeof host !== 'string' || typeof secret !== 'string' || !host || !secret || !opts.agentCredentials)
+        return undefined;
+      if (!(await opts.agentCredentials(host, secret))) return undefined;
+      return agentContext(host);
+    },
     async register(app: App, core) {
       // Uploads a dead process left behind: images back to `queued`, partial files removed.
       const recover = async () => {

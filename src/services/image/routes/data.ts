@@ -121,6 +121,7 @@ export function dataRoutes(app: App, ix: ImageContext): void {
     '/v2/images/:id/file',
     {
       schema: { params: ImageId },
+      config: { agentAccess: true },
       preParsing: requireOctetStream,
       bodyLimit: Math.min(ix.settings.maxUploadBytes, Number.MAX_SAFE_INTEGER),
     },
@@ -187,7 +188,7 @@ export function dataRoutes(app: App, ix: ImageContext): void {
     },
   );
 
-  app.get('/v2/images/:id/file', { schema: { params: ImageId } }, async (req, reply) => {
+  app.get('/v2/images/:id/file', { schema: { params: ImageId }, config: { agentAccess: true } }, async (req, reply) => {
     const { id } = req.params as { id: string };
     const { row, memberId } = await visibleImage(ix, req, id);
     authorize(ix, req, 'download_image', imageTarget(row, memberId));

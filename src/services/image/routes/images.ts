@@ -171,7 +171,7 @@ export function imageRoutes(app: App, ix: ImageContext): void {
   });
 
   // ---- show
-  app.get('/v2/images/:id', { schema: { params: ImageId } }, async (req) => {
+  app.get('/v2/images/:id', { schema: { params: ImageId }, config: { agentAccess: true } }, async (req) => {
     const { id } = req.params as { id: string };
     const { row, memberId } = await visibleImage(ix, req, id);
     authorize(ix, req, 'get_image', imageTarget(row, memberId));
@@ -211,7 +211,7 @@ export function imageRoutes(app: App, ix: ImageContext): void {
   );
 
   // ---- delete
-  app.delete('/v2/images/:id', { schema: { params: ImageId } }, async (req, reply) => {
+  app.delete('/v2/images/:id', { schema: { params: ImageId }, config: { agentAccess: true } }, async (req, reply) => {
     const { id } = req.params as { id: string };
     const { row, memberId } = await visibleImage(ix, req, id);
     authorize(ix, req, 'delete_image', imageTarget(row, memberId));
