@@ -3,6 +3,7 @@ import { isUniqueViolation } from '../core/store/db.js';
 import type { ContainerRow, Database } from '../core/store/schema.js';
 import { containerChanges } from './changes.js';
 import { computeError as zunError } from './errors.js';
+import { memoryMiB } from './model.js';
 import { type PublishedPort, portsOverlap } from './publish.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -246,7 +247,7 @@ export class ContainerRepo {
       published_ports: Number(published?.n ?? 0),
       containers: rows.length,
       cpu: Math.round(rows.reduce((s, r) => s + r.cpu, 0) * 1000) / 1000,
-      memory: rows.reduce((s, r) => s + Number(r.memory), 0),
+      memory: rows.reduce((s, r) => s + memoryMiB(r), 0),
       disk: rows.reduce((s, r) => s + (r.disk ?? 0), 0),
     };
   }

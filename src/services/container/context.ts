@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { AgentDirectory, AgentRpc } from '../../compute/agent-port.js';
+import { decodeContainer } from '../../compute/model.js';
 import type { ContainerNetworking } from '../../compute/networking.js';
 import type { ContainerRepo } from '../../compute/repo.js';
 import { canDo, invalidStateMessage } from '../../compute/states.js';
@@ -73,9 +74,9 @@ export function fieldAllowed(
   return zx.core.policy.ruleText(rule) === undefined || allowed(zx, req, rule, target);
 }
 
-export function view(zx: ZunContext, req: FastifyRequest, c: ContainerRow) {
-  return renderContainer(c, zx.base, (field) =>
-    fieldAllowed(zx, req, `container:get_one:${field}`, c as unknown as Record<string, unknown>),
+export function view(zx: ZunContext, req: FastifyRequest, row: ContainerRow) {
+  return renderContainer(decodeContainer(row), zx.base, (field) =>
+    fieldAllowed(zx, req, `container:get_one:${field}`, row as unknown as Record<string, unknown>),
   );
 }
 

@@ -1,0 +1,148 @@
+/**
+ * The container as the domain sees it: the store row decoded once (`decodeContainer`) — limits as numbers with
+ * their units, the JSON text columns as values. Code that reasons about a container reads this; the row stays
+ * what is written to the store (and what the agent port still takes).
+ */
+import type { ContainerRow } from '../core/store/schema.js';
+import type { Addresses, NetRequest } from './networking.js';
+import { type PublishedPort, storedPorts } from './publish.js';
+import type { RestartPolicy, Status } from './states.js';
+
+/** What a container may use. Memory is stored as a decimal string of MiB (Zun's field is a string). */
+export interface Limits {
+  cpu: number;
+  memoryMiB: number;
+  /** GiB; null: no disk limit asked for. */
+  diskGiB: number | null;
+}
+
+/** Zun's healthcheck as stored: `test` is a shell command, times in seconds (0 = the default). */
+export interface Healthcheck {
+  test: string | null;
+  interval: number;
+  retries: number;
+  timeout: number;
+}
+
+export interface Container {
+  uuid: string;
+  name: string;
+  projectId: string;
+  userId: string;
+  image: string;
+  imageDriver: string;
+  imagePullPolicy: string | null;
+  command: string[] | null;
+  entrypoint: string[] | null;
+  limits: Limits;
+  workdir: string | null;
+  hostname: string | null;
+  environment: Record<string, string>;
+  labels: Record<string, string>;
+  restartPolicy: RestartPolicy | null;
+  healthcheck: Healthcheck | null;
+  interactive: boolean;
+  tty: boolean;
+  autoRemove: boolean;
+  autoHeal: boolean;
+  privileged: boolean;
+  runtime: string | null;
+  cpuPolicy: string;
+  registryId: string | null;
+  exposedPorts: Record<string, object> | null;
+  securityGroups: string[] | null;
+  nets: NetRequest[];
+  mounts: unknown[];
+  addresses: Addresses | null;
+  /** Ports of the container's Neutron ports as Zun renders them (`ports`). */
+  ports: unknown[] | null;
+  publishedPorts: PublishedPort[];
+  availabilityZone: string | null;
+  host: string | null;
+  status: Status;
+  statusReason: string | null;
+  taskState: string | null;
+  health: string | null;
+  exitCode: number | null;
+  restartCount: number;
+  desired: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  createdAt: string;
+  updatedAt: string | null;
+  /** The row it was decoded from: what policy targets and the agent port take. */
+  readonly row: ContainerRow;
+}
+
+/** A JSON text column; a value that does not parse (never written by Krater) reads as `fallback`. */
+function json<T>(text: string | null | undefined, fallback: T): T {
+  if (text === null || text === undefined || text === '') return fallback;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+/** MiB from the stored string (`"512"`); what a row written by Krater always holds. */
+export const memoryMiB = (row: Pick<ContainerRow, 'memory'>): number => Number(row.memory ?? 0) || 0;
+
+/** The one place a container row is decoded. */
+export function decodeContainer(row: ContainerRow): Container {
+  return {
+    uuid: row.uuid,
+    name: row.name,
+    projectId: row.project_id,
+    userId: row.user_id,
+    image: row.image,
+    imageDriver: row.image_driver,
+    imagePullPolicy: row.image_pull_policy,
+    command: json<string[] | null>(row.command, null),
+    entrypoint: json<string[] | null>(row.entrypoint, null),
+    limits: { cpu: Number(row.cpu), memoryMiB: memoryMiB(row), diskGiB: row.disk === null ? null : Number(row.disk) },
+    workdir: row.workdir,
+    hostname: row.hostname,
+    environment: json<Record<string, string>>(row.environment, {}),
+    labels: json<Record<string, string>>(row.labels, {}),
+    restartPolicy: json<RestartPolicy | null>(row.restart_policy, null),
+    healthcheck: json<Healthcheck | null>(row.healthcheck, null),
+    interactive: !!row.interactive,
+    tty: !!row.tty,
+    autoRemove: !!row.auto_remove,
+    autoHeal: !!row.auto_heal,
+    privileged: !!row.privileged,
+    runtime: row.runtime,
+    cpuPolicy: row.cpu_policy,
+    registryId: row.registry_id,
+    exposedPorts: json<Record<string, object> | null>(row.exposed_ports, null),
+    securityGroups: json<string[] | null>(row.security_groups, null),
+    nets: json<NetRequest[]>(row.nets, []),
+    mounts: json<unknown[]>(row.mounts, []),
+    addresses: json<Addresses | null>(row.addresses, null),
+    ports: json<unknown[] | null>(row.ports, null),
+    publishedPorts: storedPorts(row.published_ports),
+    availabilityZone: row.availability_zone,
+    host: row.host,
+    status: row.status as Status,
+    statusReason: row.status_reason,
+    taskState: row.task_state,
+    health: row.health,
+    exitCode: row.exit_code,
+    restartCount: row.restart_count,
+    desired: row.desired,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    row,
+  };
+}
+
+/** The stored form of limits (memory as Zun's string of MiB). */
+export function encodeLimits(l: Partial<Limits>): Partial<Pick<ContainerRow, 'cpu' | 'memory' | 'disk'>> {
+  const out: Partial<Pick<ContainerRow, 'cpu' | 'memory' | 'disk'>> = {};
+  if (l.cpu !== undefined) out.cpu = l.cpu;
+  if (l.memoryMiB !== undefined) out.memory = String(l.memoryMiB);
+  if (l.diskGiB !== undefined) out.disk = l.diskGiB;
+  return out;
+}
