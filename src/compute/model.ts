@@ -5,7 +5,7 @@
  */
 import type { ContainerRow } from '../core/store/schema.js';
 import type { Addresses, NetRequest } from './networking.js';
-import { type PublishedPort, storedPorts } from './publish.js';
+import { type PublishedPort, storedPorts, toView } from './publish.js';
 import type { RestartPolicy, Status } from './states.js';
 
 /** What a container may use. Memory is stored as a decimal string of MiB (Zun's field is a string). */
@@ -145,4 +145,105 @@ export function encodeLimits(l: Partial<Limits>): Partial<Pick<ContainerRow, 'cp
   if (l.memoryMiB !== undefined) out.memory = String(l.memoryMiB);
   if (l.diskGiB !== undefined) out.disk = l.diskGiB;
   return out;
+}
+
+/**
+ * What a new container is asked to be (the caller has validated it: Zun's schema in the facade, or an in-process
+ * caller's own code). Unset fields take Zun's defaults.
+ */
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  imageDriver?: 'docker' | 'glance';
+  imagePullPolicy?: 'never' | 'always' | 'ifnotpresent' | null;
+  command?: string[] | null;
+  entrypoint?: string[] | null;
+  limits?: Partial<Limits>;
+  workdir?: string | null;
+  hostname?: string | null;
+  environment?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** Zun's scheduler hints, kept as given. */
+  hints?: unknown;
+  restartPolicy?: RestartPolicy | null;
+  healthcheck?: Healthcheck | null;
+  interactive?: boolean;
+  tty?: boolean;
+  autoRemove?: boolean;
+  autoHeal?: boolean;
+  privileged?: boolean;
+  runtime?: string | null;
+  cpuPolicy?: 'shared' | 'dedicated';
+  registryId?: string | null;
+  exposedPorts?: Record<string, object> | null;
+  securityGroups?: string[] | null;
+  nets?: NetRequest[];
+  mounts?: unknown[];
+  publishedPorts?: PublishedPort[];
+  availabilityZone?: string | null;
+}
+
+export const DEFAULT_LIMITS: Limits = { cpu: 1.0, memoryMiB: 512, diskGiB: null };
+
+/** The row of a new container (status Creating, no host yet) for `spec`, owned by `owner`. */
+export function newContainerRow(
+  spec: ContainerSpec,
+  owner: { projectId: string; userId: string },
+  uuid: string,
+  now = new Date().toISOString(),
+): ContainerRow {
+  const limits = { ...DEFAULT_LIMITS, ...spec.limits };
+  const published = spec.publishedPorts ?? [];
+  const jsonOrNull = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+  return {
+    uuid,
+    name: spec.name,
+    project_id: owner.projectId,
+    user_id: owner.userId,
+    image: spec.image,
+    image_driver: spec.imageDriver ?? 'docker',
+    image_pull_policy: spec.imagePullPolicy ?? null,
+    command: jsonOrNull(spec.command),
+    entrypoint: jsonOrNull(spec.entrypoint),
+    cpu: limits.cpu,
+    memory: String(limits.memoryMiB),
+    disk: limits.diskGiB,
+    workdir: spec.workdir ?? null,
+    hostname: spec.hostname ?? null,
+    environment: JSON.stringify(spec.environment ?? {}),
+    labels: JSON.stringify(spec.labels ?? {}),
+    hints: JSON.stringify(spec.hints ?? {}),
+    restart_policy: jsonOrNull(spec.restartPolicy),
+    interactive: spec.interactive ? 1 : 0,
+    tty: spec.tty ? 1 : 0,
+    auto_remove: spec.autoRemove ? 1 : 0,
+    auto_heal: spec.autoHeal ? 1 : 0,
+    privileged: spec.privileged ? 1 : 0,
+    runtime: spec.runtime ?? null,
+    cpu_policy: spec.cpuPolicy ?? 'shared',
+    cpuset: null,
+    registry_id: spec.registryId ?? null,
+    healthcheck: jsonOrNull(spec.healthcheck),
+    exposed_ports: jsonOrNull(spec.exposedPorts),
+    security_groups: jsonOrNull(spec.securityGroups),
+    nets: JSON.stringify(spec.nets ?? []),
+    mounts: JSON.stringify(spec.mounts ?? []),
+    addresses: null,
+    ports: null,
+    published_ports: published.length ? JSON.stringify(published.map(toView)) : null,
+    availability_zone: spec.availabilityZone ?? null,
+    host: null,
+    status: 'Creating',
+    status_reason: null,
+    task_state: null,
+    health: null,
+    exit_code: null,
+    restart_count: 0,
+    desired: 'stopped',
+    started_at: null,
+    finished_at: null,
+    websocket_token: null,
+    created_at: now,
+    updated_at: null,
+  };
 }
