@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { Agent } from '../agent/agent.js';
+import type { ContainerApi } from '../compute/container-api.js';
 import { ContainerNetworking } from '../compute/networking.js';
 import type { Controller, ControllerDeps } from '../controllers/controller.js';
 import type { ControllerManager } from '../controllers/manager.js';
@@ -33,6 +34,8 @@ export interface ControlPlane {
   agent?: Agent;
   /** The control-plane reconcilers of this process (src/controllers). */
   controllers: ControllerManager;
+  /** Zun's container operations, in-process (policy is the caller's: the Zun facade checks it before calling). */
+  containers: ContainerApi;
   bootstrap: BootstrapResult;
   url: string;
   close(): Promise<void>;
@@ -68,7 +71,17 @@ function createServices(config: KraterConfig, store: Store, keys: TokenKeySource
     network.module,
     createDashboard(),
   ];
-  return { policy, identity, services, agents, images, network, neutron, glance: images.port };
+  return {
+    policy,
+    identity,
+    services,
+    agents,
+    images,
+    network,
+    neutron,
+    glance: images.port,
+    containers: containers.api,
+  };
 }
 
 /** Kernel object names carry a tag unique to this data directory, so two Krater instances on one host never meet. */
@@ -138,7 +151,7 @@ export async function startControlPlane(
   prepareDataDir(config.dataDir);
   const store = await openStore(config.database);
   try {
-    const { policy, identity, services, agents, neutron, glance } = createServices(
+    const { policy, identity, services, agents, neutron, glance, containers } = createServices(
       config,
       store,
       await openTokenKeys(config, store),
@@ -153,13 +166,14 @@ export async function startControlPlane(
       await agent.start();
       agents.agent = agent;
     }
-    const controllers = await startControllers(store, app.log, opts.controllers, config.controllers);
+    const controllers = await startControllers(store, app.log, opts.controllers, config.controllers, { containers });
     await app.listen({ host: config.bind, port: config.port });
     return {
       app,
       store,
       agent,
       controllers,
+      containers,
       bootstrap,
       url: config.publicUrl,
       async close() {

@@ -17,9 +17,10 @@ export async function startControllers(
   log: FastifyBaseLogger,
   extra: ((deps: ControllerDeps) => Controller[]) | undefined,
   settings: ControllerSettings,
+  services: Pick<ControllerDeps, 'containers'> = {},
 ): Promise<ControllerManager> {
   const manager = new ControllerManager({ store, log: log.child({ component: 'controllers' }), settings });
-  const deps: ControllerDeps = { store, log, enqueue: manager.enqueue };
+  const deps: ControllerDeps = { store, log, enqueue: manager.enqueue, ...services };
   const controllers: Controller[] = [...(extra?.(deps) ?? [])];
   for (const path of settings.modules) controllers.push(...(await loadModule(path, deps)));
   for (const c of controllers) manager.register(c);

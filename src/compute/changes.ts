@@ -17,3 +17,20 @@ export function containerChanges(db: object): EventEmitter {
   }
   return bus;
 }
+
+/** Resolves after `ms`, or earlier when this process changes the container `uuid`. */
+export function changeOrTimeout(db: object, uuid: string, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const bus = containerChanges(db);
+    const done = () => {
+      clearTimeout(timer);
+      bus.off('change', onChange);
+      resolve();
+    };
+    const onChange = (changed: string) => {
+      if (changed === uuid) done();
+    };
+    const timer = setTimeout(done, ms);
+    bus.on('change', onChange);
+  });
+}

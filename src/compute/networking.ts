@@ -1,6 +1,7 @@
 import { ApiError } from '../core/http/errors.js';
 import type { ContainerRow } from '../core/store/schema.js';
 import { computeError as zunError } from './errors.js';
+import { decodeContainer } from './model.js';
 
 /** Who calls Neutron: the request's project (resolving names) or the service acting for a project (ports). */
 export interface NeutronActor {
@@ -275,14 +276,15 @@ export async function allocateForNewContainer(
   caller: NeutronActor,
   row: ContainerRow,
 ): Promise<() => Promise<void>> {
-  const requestedGroups = row.security_groups ? (JSON.parse(row.security_groups) as string[]) : null;
-  const exposed = row.exposed_ports ? (JSON.parse(row.exposed_ports) as Record<string, unknown>) : null;
+  const spec = decodeContainer(row);
+  const requestedGroups = spec.securityGroups;
+  const exposed = spec.exposedPorts;
   let groups = requestedGroups ? await networking.resolveSecurityGroups(caller, requestedGroups) : null;
   if (exposed && Object.keys(exposed).length)
     groups = [...(groups ?? []), await networking.exposePorts(row.project_id, row.uuid, exposed)];
   const undo = () => networking.releaseAll(row);
   try {
-    const addresses = await networking.allocate(caller, row, JSON.parse(row.nets ?? '[]') as NetRequest[], groups);
+    const addresses = await networking.allocate(caller, row, spec.nets, groups);
     row.addresses = JSON.stringify(addresses);
     if (groups) row.security_groups = JSON.stringify(groups);
   } catch (err) {

@@ -3,6 +3,7 @@ import { isUniqueViolation } from '../core/store/db.js';
 import type { ContainerRow, Database } from '../core/store/schema.js';
 import { containerChanges } from './changes.js';
 import { computeError as zunError } from './errors.js';
+import { memoryMiB } from './model.js';
 import { type PublishedPort, portsOverlap } from './publish.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -38,6 +39,33 @@ export class ContainerRepo {
         'Multiple containers exist with same name. Please use the container uuid instead.',
       );
     return rows[0];
+  }
+
+  /**
+   * Containers of a project (every project when `projectId` is null) whose columns equal `filters`, ordered by
+   * `order.column` then uuid.
+   */
+  async list(
+    projectId: string | null,
+    filters: Record<string, string | number>,
+    order: { column: string; sortDir: 'asc' | 'desc' },
+  ): Promise<ContainerRow[]> {
+    let sel = this.db.selectFrom('containers').selectAll();
+    if (projectId !== null) sel = sel.where('project_id', '=', projectId);
+    for (const [f, v] of Object.entries(filters)) sel = sel.where(f as 'name', '=', v as string);
+    return sel
+      .orderBy(order.column as 'created_at', order.sortDir)
+      .orderBy('uuid', order.sortDir)
+      .execute();
+  }
+
+  /** What the event stream compares between two reads: status fields of a project's (or every) container. */
+  statusSnapshot(projectId: string | null) {
+    let q = this.db
+      .selectFrom('containers')
+      .select(['uuid', 'name', 'project_id', 'status', 'task_state', 'status_reason', 'exit_code']);
+    if (projectId !== null) q = q.where('project_id', '=', projectId);
+    return q.execute();
   }
 
   async get(uuid: string): Promise<ContainerRow | undefined> {
@@ -194,6 +222,56 @@ export class ContainerRepo {
       .execute();
   }
 
+  /** The action a request started on a container (by the request's id). */
+  async findAction(uuid: string, requestId: string) {
+    return this.db
+      .selectFrom('container_actions')
+      .selectAll()
+      .where('container_uuid', '=', uuid)
+      .where('request_id', '=', requestId)
+      .executeTakeFirst();
+  }
+
+  /** Whether an action has finished (true for one that no longer exists). */
+  async actionFinished(actionId: number): Promise<boolean> {
+    const a = await this.db
+      .selectFrom('container_actions')
+      .select('finish_time')
+      .where('id', '=', actionId)
+      .executeTakeFirst();
+    return !a || !!a.finish_time;
+  }
+
+  /** A container's actions, newest first. */
+  async listActions(uuid: string) {
+    return this.db
+      .selectFrom('container_actions')
+      .selectAll()
+      .where('container_uuid', '=', uuid)
+      .orderBy('id', 'desc')
+      .execute();
+  }
+
+  /** The events of an action, in order. */
+  async actionEvents(actionId: number) {
+    return this.db
+      .selectFrom('container_action_events')
+      .selectAll()
+      .where('action_id', '=', actionId)
+      .orderBy('id')
+      .execute();
+  }
+
+  // ---- hosts
+
+  async hostExists(hostname: string): Promise<boolean> {
+    return !!(await this.db
+      .selectFrom('compute_hosts')
+      .select('uuid')
+      .where('hostname', '=', hostname)
+      .executeTakeFirst());
+  }
+
   // ---- agent tasks
 
   async enqueue(
@@ -231,6 +309,25 @@ export class ContainerRepo {
     return limits;
   }
 
+  /** The limits set for one scope (`project:<id>`, `class:<name>`), without defaults. */
+  async quotaScope(scope: string): Promise<Record<string, number>> {
+    const rows = await this.db.selectFrom('quotas').selectAll().where('scope', '=', scope).execute();
+    return Object.fromEntries(rows.map((r) => [r.resource, r.hard_limit]));
+  }
+
+  async setQuotas(scope: string, limits: Array<{ resource: string; limit: number }>): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      for (const { resource, limit } of limits) {
+        await trx.deleteFrom('quotas').where('scope', '=', scope).where('resource', '=', resource).execute();
+        await trx.insertInto('quotas').values({ scope, resource, hard_limit: limit }).execute();
+      }
+    });
+  }
+
+  async deleteQuotas(scope: string): Promise<void> {
+    await this.db.deleteFrom('quotas').where('scope', '=', scope).execute();
+  }
+
   async quotaUsage(projectId: string): Promise<Record<string, number>> {
     const rows = await this.db
       .selectFrom('containers')
@@ -246,7 +343,7 @@ export class ContainerRepo {
       published_ports: Number(published?.n ?? 0),
       containers: rows.length,
       cpu: Math.round(rows.reduce((s, r) => s + r.cpu, 0) * 1000) / 1000,
-      memory: rows.reduce((s, r) => s + Number(r.memory), 0),
+      memory: rows.reduce((s, r) => s + memoryMiB(r), 0),
       disk: rows.reduce((s, r) => s + (r.disk ?? 0), 0),
     };
   }

@@ -7,6 +7,7 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../core/store/schema.js';
+import { memoryMiB } from './model.js';
 
 export const CPU_ALLOCATION_RATIO = 16;
 export const RAM_ALLOCATION_RATIO = 1.5;
@@ -66,7 +67,7 @@ export async function hostUsage(db: Kysely<Database>, hosts?: string[]): Promise
     const u = m.get(r.host) ?? { ...NO_USE };
     u.containers += 1;
     u.cpu += Number(r.cpu ?? 0);
-    u.memory += Number(r.memory ?? 0);
+    u.memory += memoryMiB(r);
     u.disk += Number(r.disk ?? 0);
     m.set(r.host, u);
   }

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { ContainerApi } from '../compute/container-api.js';
 import type { Store } from '../core/store/db.js';
 
 /**
@@ -39,6 +40,8 @@ export interface ReconcileContext {
 export interface ControllerDeps {
   store: Store;
   log: FastifyBaseLogger;
+  /** Zun's container operations in-process (what the cluster and capsule controllers create containers with). */
+  containers?: ContainerApi;
   enqueue(kind: string, id: string, delayMs?: number): Promise<void>;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The engine's error kinds and the one place that turns whatever a containerd call threw into one of them, so the
- * container API can map every failure to a Zun status (`services/container/context.ts`) instead of a bare 500.
+ * container API can map every failure to a Zun status (`src/compute/host-errors.ts`) instead of a bare 500.
  */
 import * as grpc from '@grpc/grpc-js';
 

@@ -1,14 +1,17 @@
 import type { FastifyRequest } from 'fastify';
 import type { AgentDirectory, AgentRpc } from '../../compute/agent-port.js';
+import type { Actor, ContainerApi } from '../../compute/container-api.js';
+import { hostErrorToCompute, isHostFailure, toHostError } from '../../compute/host-errors.js';
+import type { HostRepo } from '../../compute/hosts.js';
+import type { RegistryRepo, ZunImageRepo } from '../../compute/image-records.js';
+import { decodeContainer } from '../../compute/model.js';
 import type { ContainerNetworking } from '../../compute/networking.js';
 import type { ContainerRepo } from '../../compute/repo.js';
 import { canDo, invalidStateMessage } from '../../compute/states.js';
 import { policyCredentials } from '../../core/auth/context.js';
-import type { ApiError } from '../../core/http/errors.js';
 import type { Version } from '../../core/http/microversion.js';
 import type { CoreContext } from '../../core/http/server.js';
 import type { ContainerRow } from '../../core/store/schema.js';
-import { EngineError, type EngineErrorCode, toEngineError } from '../../engine/engine.js';
 import type { GlancePort } from '../../images/glance-port.js';
 import { parseBool, zunError } from './params.js';
 import { renderContainer } from './view.js';
@@ -23,6 +26,13 @@ declare module 'fastify' {
 export interface ZunContext {
   core: CoreContext;
   repo: ContainerRepo;
+  /** Hosts and their `zun-compute` services (the admin API). */
+  hosts: HostRepo;
+  /** Zun's image records (`/v1/images`) and registries. */
+  images: ZunImageRepo;
+  registries: RegistryRepo;
+  /** The container operations (create, delete, actions, update, wait) the routes call after their policy checks. */
+  api: ContainerApi;
   agents: AgentDirectory;
   /** The image service, in-process: Glance images for search and commits. */
   glance: GlancePort;
@@ -35,6 +45,12 @@ export interface ZunContext {
 }
 
 const creds = (req: FastifyRequest) => policyCredentials(req.auth);
+
+/** The caller as the container API sees it; the action records carry this request's id. */
+export function actorOf(req: FastifyRequest): Actor {
+  const { projectId, userId, roles, isAdmin } = req.auth;
+  return { projectId, userId, roles, isAdmin, requestId: req.id };
+}
 
 export function authorize(zx: ZunContext, req: FastifyRequest, action: string, target: Record<string, unknown>): void {
   if (!zx.core.policy.enforce(action, target, creds(req)))
@@ -73,9 +89,9 @@ export function fieldAllowed(
   return zx.core.policy.ruleText(rule) === undefined || allowed(zx, req, rule, target);
 }
 
-export function view(zx: ZunContext, req: FastifyRequest, c: ContainerRow) {
-  return renderContainer(c, zx.base, (field) =>
-    fieldAllowed(zx, req, `container:get_one:${field}`, c as unknown as Record<string, unknown>),
+export function view(zx: ZunContext, req: FastifyRequest, row: ContainerRow) {
+  return renderContainer(decodeContainer(row), zx.base, (field) =>
+    fieldAllowed(zx, req, `container:get_one:${field}`, row as unknown as Record<string, unknown>),
   );
 }
 
@@ -84,25 +100,11 @@ export function checkState(c: ContainerRow, action: string): void {
     throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, c.status));
 }
 
-/** Every engine error kind has its Zun status and exception class (a new kind fails to compile until mapped). */
-const ENGINE_STATUS: Record<EngineErrorCode, { status: number; klass: string }> = {
-  not_found: { status: 404, klass: 'NotFound' },
-  conflict: { status: 409, klass: 'Conflict' },
-  invalid: { status: 400, klass: 'Invalid' },
-  unavailable: { status: 503, klass: 'ContainerHostNotReady' },
-  failed: { status: 500, klass: 'DockerError' },
-};
-
-/** An engine error as Zun's envelope (`notFoundClass`: the exception class of a 404, e.g. `ImageNotFound`). */
-export function engineErrorToZun(err: EngineError, notFoundClass = 'NotFound'): ApiError {
-  const { status, klass } = ENGINE_STATUS[err.code];
-  return zunError(status, status === 404 ? notFoundClass : klass, err.message);
-}
+/** An engine (host) error as Zun's envelope (`notFoundClass`: the exception class of a 404, e.g. `ImageNotFound`). */
+export const engineErrorToZun = hostErrorToCompute;
 
 /** Whether an error came from the engine or containerd (and so has an engine kind), rather than from Krater. */
-export function isEngineFailure(err: unknown): boolean {
-  return err instanceof EngineError || typeof (err as { code?: unknown } | null)?.code === 'number';
-}
+export const isEngineFailure = isHostFailure;
 
 /**
  * Calls the agent of the container's host; a container without a reachable host is a 500 (Zun's
@@ -122,7 +124,7 @@ export async function callAgent<T>(
     return await fn(agent);
   } catch (err) {
     if (!isEngineFailure(err)) throw err;
-    const e = toEngineError(err);
+    const e = toHostError(err);
     if (e.code === 'conflict' && action) {
       const now = await zx.repo.get(c.uuid);
       if (!now) throw zunError(404, 'ContainerNotFound', `Container ${c.uuid} could not be found.`);

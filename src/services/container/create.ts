@@ -1,8 +1,9 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { type PublishedPort, publishedPorts, toView } from '../../compute/publish.js';
-import { Status } from '../../compute/states.js';
+import { randomBytes } from 'node:crypto';
+import type { ContainerSpec, Healthcheck } from '../../compute/model.js';
+import type { NetRequest } from '../../compute/networking.js';
+import { type PublishedPort, publishedPorts } from '../../compute/publish.js';
+import type { RestartPolicy } from '../../compute/states.js';
 import { atLeast, type Version } from '../../core/http/microversion.js';
-import type { ContainerRow } from '../../core/store/schema.js';
 import {
   expectString,
   expectStringMap,
@@ -52,22 +53,17 @@ const CREATE_FIELDS: Record<string, [number, number]> = {
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 const HOSTNAME = /^[a-zA-Z0-9-._]*$/;
 
-export interface CreateRequest {
-  row: ContainerRow;
+export interface ParsedCreate {
+  /** The new container (its published ports from the `krater.publish` label, the CLI's wire form). */
+  spec: ContainerSpec;
   run: boolean;
   requestedHost?: string;
   /** Fields that need an extra policy check (admin-only ones). */
   privilegedFields: string[];
-  /** Published host ports (from the `krater.publish` label, the CLI's wire form). */
-  published: PublishedPort[];
 }
 
-/** Validates a create request exactly as Zun does and builds the new container row (status Creating). */
-export function parseCreate(
-  args: Record<string, unknown>,
-  v: Version,
-  ids: { userId: string; projectId: string },
-): CreateRequest {
+/** Validates a create request exactly as Zun does and gives the container it asks for. */
+export function parseCreate(args: Record<string, unknown>, v: Version): ParsedCreate {
   const unknown = Object.keys(args).filter((k) => !(k in CREATE_FIELDS));
   if (unknown.length)
     throw schemaError(
@@ -107,7 +103,7 @@ export function parseCreate(
     args.memory === undefined || args.memory === null ? 512 : parseNumber('memory', args.memory, 4, 8192, true);
   const disk = args.disk === undefined || args.disk === null ? null : parseNumber('disk', args.disk, 1, 160, true);
 
-  let restartPolicy: { Name: string; MaximumRetryCount: string } | null = null;
+  let restartPolicy: RestartPolicy | null = null;
   if (args.restart_policy !== undefined && args.restart_policy !== null) {
     const rp = args.restart_policy as Record<string, unknown>;
     if (typeof rp !== 'object' || Array.isArray(rp))
@@ -126,7 +122,7 @@ export function parseCreate(
     if (count !== 0 && (rp.Name === 'always' || rp.Name === 'unless-stopped'))
       throw invalid(`maximum retry count not valid with restart policy "${rp.Name}"`);
     if (rp.Name === 'no') count = 0;
-    restartPolicy = { Name: rp.Name as string, MaximumRetryCount: String(count) };
+    restartPolicy = { Name: rp.Name as RestartPolicy['Name'], MaximumRetryCount: String(count) };
   }
 
   const interactive = parseBool('interactive', args.interactive);
@@ -162,7 +158,7 @@ export function parseCreate(
       );
     cpuPolicy = args.cpu_policy as string;
   }
-  let healthcheck: Record<string, unknown> | null = null;
+  let healthcheck: Healthcheck | null = null;
   if (args.healthcheck !== undefined && args.healthcheck !== null) {
     const h = args.healthcheck as Record<string, unknown>;
     if (typeof h !== 'object' || Array.isArray(h))
@@ -232,66 +228,43 @@ export function parseCreate(
     privilegedFields.push('container:create:requested_destination');
   }
 
-  const now = new Date().toISOString();
-  const row: ContainerRow = {
-    uuid: randomUUID(),
+  const spec: ContainerSpec = {
     name,
-    project_id: ids.projectId,
-    user_id: ids.userId,
     image,
-    image_driver: imageDriver,
-    image_pull_policy: pullPolicy,
-    command: command ? JSON.stringify(command) : null,
-    entrypoint: entrypoint ? JSON.stringify(entrypoint) : null,
-    cpu,
-    memory: String(memory),
-    disk,
+    imageDriver: imageDriver as 'docker' | 'glance',
+    imagePullPolicy: pullPolicy as ContainerSpec['imagePullPolicy'],
+    command,
+    entrypoint,
+    limits: { cpu, memoryMiB: memory, diskGiB: disk },
     workdir:
       args.workdir === undefined || args.workdir === null ? null : expectString('workdir', args.workdir, { max: 255 }),
     hostname,
-    environment: JSON.stringify(expectStringMap('environment', args.environment)),
-    labels: JSON.stringify(labels),
-    hints: JSON.stringify(args.hints ?? {}),
-    restart_policy: restartPolicy ? JSON.stringify(restartPolicy) : null,
-    interactive: interactive ? 1 : 0,
-    tty: tty ? 1 : 0,
-    auto_remove: parseBool('auto_remove', args.auto_remove) ? 1 : 0,
-    auto_heal: parseBool('auto_heal', args.auto_heal) ? 1 : 0,
-    privileged: privileged ? 1 : 0,
+    environment: expectStringMap('environment', args.environment),
+    labels,
+    hints: args.hints ?? {},
+    restartPolicy,
+    interactive,
+    tty,
+    autoRemove: parseBool('auto_remove', args.auto_remove),
+    autoHeal: parseBool('auto_heal', args.auto_heal),
+    privileged,
     runtime:
       args.runtime === undefined || args.runtime === null
         ? null
         : expectString('runtime', args.runtime, { min: 1, max: 255 }),
-    cpu_policy: cpuPolicy,
-    cpuset: null,
-    registry_id: null,
-    healthcheck: healthcheck ? JSON.stringify(healthcheck) : null,
-    exposed_ports: exposedPorts ? JSON.stringify(exposedPorts) : null,
-    security_groups: securityGroups ? JSON.stringify(securityGroups) : null,
-    nets: JSON.stringify(nets),
-    mounts: JSON.stringify(mounts),
-    addresses: null,
-    ports: null,
-    published_ports: published.length ? JSON.stringify(published.map(toView)) : null,
-    availability_zone:
+    cpuPolicy: cpuPolicy as 'shared' | 'dedicated',
+    healthcheck,
+    exposedPorts,
+    securityGroups,
+    nets: nets as NetRequest[],
+    mounts,
+    publishedPorts: published,
+    availabilityZone:
       args.availability_zone === undefined || args.availability_zone === null
         ? null
         : expectString('availability_zone', args.availability_zone),
-    host: null,
-    status: Status.Creating,
-    status_reason: null,
-    task_state: null,
-    health: null,
-    exit_code: null,
-    restart_count: 0,
-    desired: 'stopped',
-    started_at: null,
-    finished_at: null,
-    websocket_token: null,
-    created_at: now,
-    updated_at: null,
   };
-  return { row, run: parseBool('run', args.run), requestedHost, privilegedFields, published };
+  return { spec, run: parseBool('run', args.run), requestedHost, privilegedFields };
 }
 
 function zunErrorBase64() {

@@ -1,4 +1,7 @@
 import type { AgentDirectory } from '../../compute/agent-port.js';
+import { ContainerApi } from '../../compute/container-api.js';
+import { HostRepo } from '../../compute/hosts.js';
+import { RegistryRepo, ZunImageRepo } from '../../compute/image-records.js';
 import { ContainerNetworking, type NeutronClient } from '../../compute/networking.js';
 import { ContainerRepo } from '../../compute/repo.js';
 import type { KraterConfig } from '../../core/config/config.js';
@@ -39,9 +42,12 @@ export function createContainerService(
   agents: AgentDirectory,
   glance: GlancePort,
   neutron?: NeutronClient,
-): { module: ServiceModule; repo: ContainerRepo } {
+): { module: ServiceModule; repo: ContainerRepo; api: ContainerApi } {
   policy.registerDefaults(containerPolicies);
   const repo = new ContainerRepo(store.db);
+  const networking = neutron ? new ContainerNetworking(neutron) : undefined;
+  const api = new ContainerApi(repo, agents, networking);
+  const registries = new RegistryRepo(store.db);
   const base = `${config.publicUrl}${CONTAINER_PREFIX}`;
   const v1 = {
     id: 'v1',
@@ -101,11 +107,15 @@ export function createContainerService(
       const zx: ZunContext = {
         core,
         repo,
+        hosts: new HostRepo(store.db),
+        images: new ZunImageRepo(store.db),
+        registries,
+        api,
         agents,
         glance,
         base,
         wsBase,
-        networking: neutron ? new ContainerNetworking(neutron) : undefined,
+        networking,
       };
       attachWebSocketServer(app.server, {
         path: `${CONTAINER_PREFIX}/ws`,
@@ -192,5 +202,5 @@ export function createContainerService(
       }
     },
   };
-  return { module, repo };
+  return { module, repo, api };
 }

@@ -1,7 +1,6 @@
+import type { Container } from '../../compute/model.js';
+import { toView } from '../../compute/publish.js';
 import { statusDetail } from '../../compute/states.js';
-import type { ContainerRow } from '../../core/store/schema.js';
-
-const json = (s: string | null) => (s === null ? null : JSON.parse(s));
 
 /** Zun renders resource timestamps with Python's str(datetime): `2019-05-18 21:02:12.304734`. */
 export function zunTime(iso: string | null): string | null {
@@ -30,7 +29,7 @@ export function containerLinks(base: string, uuid: string) {
  * is the service root including its path prefix, so every link is followable.
  */
 export function renderContainer(
-  c: ContainerRow,
+  c: Container,
   base: string,
   canSee: (field: string) => boolean,
 ): Record<string, unknown> {
@@ -39,40 +38,41 @@ export function renderContainer(
     links: containerLinks(base, c.uuid),
     name: c.name,
     image: c.image,
-    command: json(c.command),
-    entrypoint: json(c.entrypoint),
+    command: c.command,
+    entrypoint: c.entrypoint,
     status: c.status,
-    status_reason: c.status_reason,
-    status_detail: statusDetail(c),
-    task_state: c.task_state,
-    cpu: c.cpu,
-    memory: c.memory,
-    disk: c.disk,
-    environment: json(c.environment),
-    labels: json(c.labels),
-    restart_policy: json(c.restart_policy),
+    status_reason: c.statusReason,
+    status_detail: statusDetail(c.row),
+    task_state: c.taskState,
+    cpu: c.limits.cpu,
+    // Zun's memory is a string (of MiB here).
+    memory: String(c.limits.memoryMiB),
+    disk: c.limits.diskGiB,
+    environment: c.environment,
+    labels: c.labels,
+    restart_policy: c.restartPolicy,
     workdir: c.workdir,
     hostname: c.hostname,
-    ports: json(c.ports),
+    ports: c.ports,
     // Krater's: the host ports published for the container (`krater run -p`), [] for none.
-    published_ports: json(c.published_ports) ?? [],
-    addresses: json(c.addresses),
-    image_driver: c.image_driver,
-    security_groups: json(c.security_groups),
-    interactive: !!c.interactive,
-    tty: !!c.tty,
-    auto_remove: !!c.auto_remove,
-    auto_heal: !!c.auto_heal,
-    cpu_policy: c.cpu_policy,
-    registry_id: c.registry_id,
-    healthcheck: json(c.healthcheck),
-    user_id: c.user_id,
-    project_id: c.project_id,
-    created_at: zunTime(c.created_at),
-    updated_at: zunTime(c.updated_at),
+    published_ports: c.publishedPorts.map(toView),
+    addresses: c.addresses,
+    image_driver: c.imageDriver,
+    security_groups: c.securityGroups,
+    interactive: c.interactive,
+    tty: c.tty,
+    auto_remove: c.autoRemove,
+    auto_heal: c.autoHeal,
+    cpu_policy: c.cpuPolicy,
+    registry_id: c.registryId,
+    healthcheck: c.healthcheck,
+    user_id: c.userId,
+    project_id: c.projectId,
+    created_at: zunTime(c.createdAt),
+    updated_at: zunTime(c.updatedAt),
     host: c.host,
-    image_pull_policy: c.image_pull_policy,
-    privileged: !!c.privileged,
+    image_pull_policy: c.imagePullPolicy,
+    privileged: c.privileged,
     runtime: c.runtime,
   };
   for (const field of ['host', 'image_pull_policy', 'privileged', 'runtime']) if (!canSee(field)) delete out[field];

@@ -2,9 +2,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { WebSocketServer } from 'ws';
-import { refuseUpgrade, relaySession, upgradeUrl } from '../../agent/sessions.js';
 import type { AgentDirectory } from '../../compute/agent-port.js';
 import type { ContainerRepo } from '../../compute/repo.js';
+import { refuseUpgrade, relaySession, upgradeUrl } from '../../compute/stream-relay.js';
 
 /**
  * True when a browser's `Origin` is one of `hosts` (this cloud's public host or the Host the request came to). An

@@ -1,5 +1,5 @@
 import { QUOTA_DEFAULTS, QUOTA_RESOURCES } from '../../../compute/repo.js';
-import { type HostUse, hostUsage, NO_USE } from '../../../compute/scheduler.js';
+import { type HostUse, NO_USE } from '../../../compute/scheduler.js';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import { authorize, type ZunContext } from '../context.js';
@@ -11,7 +11,7 @@ import { zunActionTime } from '../view.js';
 export const SERVICE_DOWN_AFTER_MS = 180_000;
 
 export function adminRoutes(app: App, zx: ZunContext): void {
-  const { db } = zx.repo;
+  const { hosts: hostRepo } = zx;
 
   // ---- hosts (≥1.4)
   /** The host as Zun shows it: what the agent reported, with the containers' claims as `*_used` (as Zun's tracker). */
@@ -39,23 +39,16 @@ export function adminRoutes(app: App, zx: ZunContext): void {
   app.get('/hosts', async (req) => {
     needHosts(req.zunVersion);
     authorize(zx, req, 'host:get_all', {});
-    const [hosts, n] = await Promise.all([
-      db.selectFrom('compute_hosts').selectAll().orderBy('hostname').execute(),
-      hostUsage(db),
-    ]);
+    const [hosts, n] = await Promise.all([hostRepo.listHosts(), hostRepo.usage()]);
     return { hosts: hosts.map((h) => hostView(h, n.get(h.hostname))), next: null };
   });
   app.get('/hosts/:id', async (req) => {
     needHosts(req.zunVersion);
     authorize(zx, req, 'host:get', {});
     const { id } = req.params as { id: string };
-    const h = await db
-      .selectFrom('compute_hosts')
-      .selectAll()
-      .where((eb) => eb.or([eb('uuid', '=', id), eb('hostname', '=', id)]))
-      .executeTakeFirst();
+    const h = await hostRepo.findHost(id);
     if (!h) throw zunError(404, 'ComputeNodeNotFound', `Compute node ${id} could not be found.`);
-    return hostView(h, (await hostUsage(db, [h.hostname])).get(h.hostname));
+    return hostView(h, (await hostRepo.usage([h.hostname])).get(h.hostname));
   });
 
   // ---- services
@@ -90,23 +83,18 @@ export function adminRoutes(app: App, zx: ZunContext): void {
   };
   app.get('/services', async (req) => {
     authorize(zx, req, 'zun-service:get_all', {});
-    return { services: (await db.selectFrom('compute_services').selectAll().orderBy('id').execute()).map(serviceView) };
+    return { services: (await hostRepo.listServices()).map(serviceView) };
   });
   const findService = async (q: Record<string, string>) => {
     if (!q.host || !q.binary) throw invalid('host and binary are required.');
-    const s = await db
-      .selectFrom('compute_services')
-      .selectAll()
-      .where('host', '=', q.host)
-      .where('binary', '=', q.binary)
-      .executeTakeFirst();
+    const s = await hostRepo.findService(q.host, q.binary);
     if (!s) throw zunError(404, 'ZunServiceNotFound', `Zun service ${q.binary} on host ${q.host} could not be found.`);
     return s;
   };
   app.delete('/services', async (req) => {
     authorize(zx, req, 'zun-service:delete', {});
     const s = await findService(req.query as Record<string, string>);
-    await db.deleteFrom('compute_services').where('id', '=', s.id).execute();
+    await hostRepo.deleteService(s.id);
     return null;
   });
   app.put('/services/:action', async (req) => {
@@ -116,31 +104,22 @@ export function adminRoutes(app: App, zx: ZunContext): void {
     authorize(zx, req, `zun-service:${action}`, {});
     const q = { ...(req.query as Record<string, string>), ...((req.body as Record<string, string>) ?? {}) };
     const s = await findService(q);
-    const now = new Date().toISOString();
     if (action === 'force_down') {
       const forced = parseBool('forced_down', q.forced_down, true);
-      await db
-        .updateTable('compute_services')
-        .set({ forced_down: forced ? 1 : 0, updated_at: now })
-        .where('id', '=', s.id)
-        .execute();
+      await hostRepo.updateService(s.id, { forced_down: forced ? 1 : 0 });
       return { service: { host: s.host, binary: s.binary, forced_down: forced } };
     }
     const disabled = action === 'disable';
     const reason = disabled ? (q.disabled_reason ?? null) : null;
-    await db
-      .updateTable('compute_services')
-      .set({ disabled: disabled ? 1 : 0, disabled_reason: reason, updated_at: now })
-      .where('id', '=', s.id)
-      .execute();
+    await hostRepo.updateService(s.id, { disabled: disabled ? 1 : 0, disabled_reason: reason });
     return { service: { host: s.host, binary: s.binary, disabled, disabled_reason: reason } };
   });
 
   // ---- availability zones
   app.get('/availability_zones', async (req) => {
     authorize(zx, req, 'availability_zones:get_all', { project_id: req.auth.projectId });
-    const zones = await db.selectFrom('compute_services').select('availability_zone').distinct().execute();
-    return { availability_zones: zones.map((z) => ({ availability_zone: z.availability_zone })), next: null };
+    const zones = await hostRepo.availabilityZones();
+    return { availability_zones: zones.map((availability_zone) => ({ availability_zone })), next: null };
   });
 
   // ---- quotas and quota classes
@@ -153,18 +132,11 @@ export function adminRoutes(app: App, zx: ZunContext): void {
       limit: parseNumber(resource, v, -1, Number.MAX_SAFE_INTEGER, true),
     }));
   };
-  const setLimits = async (scope: string, limits: Array<{ resource: string; limit: number }>) => {
-    await db.transaction().execute(async (trx) => {
-      for (const { resource, limit } of limits) {
-        await trx.deleteFrom('quotas').where('scope', '=', scope).where('resource', '=', resource).execute();
-        await trx.insertInto('quotas').values({ scope, resource, hard_limit: limit }).execute();
-      }
-    });
-  };
+  const classLimits = async (name: string) => ({ ...QUOTA_DEFAULTS, ...(await zx.repo.quotaScope(`class:${name}`)) });
   app.put('/quotas/:project', async (req) => {
     const { project } = req.params as { project: string };
     authorize(zx, req, 'quota:update', { project_id: project });
-    await setLimits(`project:${project}`, parseLimits(req.body));
+    await zx.repo.setQuotas(`project:${project}`, parseLimits(req.body));
     return zx.repo.quotaLimits(project);
   });
   app.get('/quotas/:project', async (req) => {
@@ -179,26 +151,23 @@ export function adminRoutes(app: App, zx: ZunContext): void {
   app.get('/quotas/:project/defaults', async (req) => {
     const { project } = req.params as { project: string };
     authorize(zx, req, 'quota:get_default', { project_id: project });
-    const rows = await db.selectFrom('quotas').selectAll().where('scope', '=', 'class:default').execute();
-    return { ...QUOTA_DEFAULTS, ...Object.fromEntries(rows.map((r) => [r.resource, r.hard_limit])) };
+    return classLimits('default');
   });
   app.delete('/quotas/:project', async (req) => {
     const { project } = req.params as { project: string };
     authorize(zx, req, 'quota:delete', { project_id: project });
-    await db.deleteFrom('quotas').where('scope', '=', `project:${project}`).execute();
+    await zx.repo.deleteQuotas(`project:${project}`);
     return null;
   });
   app.put('/quota_classes/:name', async (req) => {
     const { name } = req.params as { name: string };
     authorize(zx, req, 'quota_class:update', {});
-    await setLimits(`class:${name}`, parseLimits(req.body));
-    const rows = await db.selectFrom('quotas').selectAll().where('scope', '=', `class:${name}`).execute();
-    return { ...QUOTA_DEFAULTS, ...Object.fromEntries(rows.map((r) => [r.resource, r.hard_limit])) };
+    await zx.repo.setQuotas(`class:${name}`, parseLimits(req.body));
+    return classLimits(name);
   });
   app.get('/quota_classes/:name', async (req) => {
     const { name } = req.params as { name: string };
     authorize(zx, req, 'quota_class:get', {});
-    const rows = await db.selectFrom('quotas').selectAll().where('scope', '=', `class:${name}`).execute();
-    return { ...QUOTA_DEFAULTS, ...Object.fromEntries(rows.map((r) => [r.resource, r.hard_limit])) };
+    return classLimits(name);
   });
 }

@@ -1,13 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { allocateForNewContainer } from '../../../compute/networking.js';
+import type { ActionRequest, UpdateRequest } from '../../../compute/container-api.js';
 import { outsideMemberPolicy, PUBLISH_ANY_RULE } from '../../../compute/publish.js';
-import { chooseHost, loadCandidates } from '../../../compute/scheduler.js';
-import { canDo, invalidStateMessage, Status, VALID_STATES } from '../../../compute/states.js';
 import { atLeast } from '../../../core/http/microversion.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow } from '../../../core/store/schema.js';
 import { unsafeArchiveReason } from '../archive-check.js';
 import {
+  actorOf,
   allowed,
   authorize,
   callAgent,
@@ -29,7 +28,6 @@ import {
   shlexSplit,
   zunError,
 } from '../params.js';
-import { findRegistry } from '../registries.js';
 
 const LIST_FILTERS = [
   'name',
@@ -67,34 +65,19 @@ export function containerRoutes(app: App, zx: ZunContext): void {
 
   const load = (req: Req, action: string): Promise<ContainerRow> => loadContainer(zx, req, action);
 
-  /** Records the action (its request id is this response's), hands the work to the host's agent. */
-  const dispatch = async (
-    req: Req,
-    c: ContainerRow,
-    action: string,
-    task: string,
-    taskParams: Record<string, unknown> = {},
-  ) => {
-    const actionId = await repo.startAction(c, action, req.id, req.auth.userId, req.auth.projectId ?? c.project_id);
-    if (!c.host) {
-      await repo.finishAction(actionId, `compute__do_container_${action}`, 'Container has no host.');
-      throw zunError(500, 'ContainerHostNotUp', `Container ${c.uuid} is not scheduled on any host.`);
-    }
-    await repo.enqueue(c.host, c.uuid, task, taskParams, actionId);
-    zx.agents.wake(c.host);
-  };
-
   // ---------------------------------------------------------------- create / run
   app.post('/containers', async (req, reply) => {
     const v = req.zunVersion;
     authorize(zx, req, 'container:create', { project_id: req.auth.projectId, user_id: req.auth.userId });
     if (!req.auth.projectId)
       throw zunError(403, 'PolicyNotAuthorized', 'A project-scoped token is required to create containers.');
-    const create = parseCreate(params(req), v, { userId: req.auth.userId, projectId: req.auth.projectId });
+    const args = params(req);
+    const create = parseCreate(args, v);
     for (const rule of create.privilegedFields) authorize(zx, req, rule, { project_id: req.auth.projectId });
-    if (create.published.length && !zx.networking)
+    const published = create.spec.publishedPorts ?? [];
+    if (published.length && !zx.networking)
       throw invalid('Published ports need tenant networking (this Krater runs with KRATER_NETWORKING=none).');
-    const outside = outsideMemberPolicy(create.published, zx.core.config.publish);
+    const outside = outsideMemberPolicy(published, zx.core.config.publish);
     if (outside.length && !allowed(zx, req, PUBLISH_ANY_RULE, { project_id: req.auth.projectId })) {
       const { memberHostIps, memberPorts } = zx.core.config.publish;
       throw zunError(
@@ -103,77 +86,13 @@ export function containerRoutes(app: App, zx: ZunContext): void {
         `Policy doesn't allow ${PUBLISH_ANY_RULE} to be performed: ${outside.join(', ')} is outside the host addresses (${memberHostIps.join(', ')}) and ports (${memberPorts.min}-${memberPorts.max}) open to members.`,
       );
     }
-    const args = params(req);
     if (args.registry !== undefined && args.registry !== null)
-      create.row.registry_id = (
-        await findRegistry(repo.db, String(args.registry), req.auth.projectId, req.auth.isAdmin)
+      create.spec.registryId = (
+        await zx.registries.find(String(args.registry), req.auth.projectId, req.auth.isAdmin)
       ).uuid;
-    const row = create.row;
-    const quotaDelta = {
-      containers: 1,
-      cpu: row.cpu,
-      memory: Number(row.memory),
-      disk: row.disk ?? 0,
-      published_ports: create.published.length,
-    };
-    await repo.checkQuota(row.project_id, quotaDelta);
-    // Scheduling is synchronous (scheduler.ts): the first host that passes Zun's filters and has room wins.
-    if (create.requestedHost) {
-      if (
-        !(await repo.db
-          .selectFrom('compute_hosts')
-          .select('uuid')
-          .where('hostname', '=', create.requestedHost)
-          .executeTakeFirst())
-      ) {
-        throw zunError(404, 'RequestedHostNotFound', `Requested host ${create.requestedHost} does not exist.`);
-      }
-    }
-    const host = chooseHost(await loadCandidates(repo.db, await zx.agents.schedulableHosts()), {
-      cpu: row.cpu,
-      memoryMb: Number(row.memory),
-      availabilityZone: row.availability_zone,
-      runtime: row.runtime,
-      host: create.requestedHost,
-    });
-    if (host) row.host = host;
-    else {
-      row.status = Status.Error;
-      row.status_reason = 'There are not enough hosts available.';
-    }
-    row.desired = create.run ? 'running' : 'stopped';
-    const undoNetwork =
-      zx.networking && row.host
-        ? await allocateForNewContainer(
-            zx.networking,
-            { projectId: row.project_id, userId: req.auth.userId, isAdmin: req.auth.isAdmin },
-            row,
-          )
-        : undefined;
-    try {
-      await repo.insert(row);
-    } catch (err) {
-      await undoNetwork?.().catch(() => undefined);
-      throw err;
-    }
-    // Concurrent creates all passed the first check: now that this row counts, check again (see checkQuota).
-    try {
-      await repo.claimPublishedPorts(row, create.published);
-      await repo.checkQuota(row.project_id, quotaDelta, { included: true });
-    } catch (err) {
-      await repo.remove(row.uuid);
-      await undoNetwork?.().catch(() => undefined);
-      throw err;
-    }
-    const actionId = await repo.startAction(row, 'create', req.id, req.auth.userId, row.project_id);
-    if (host) {
-      await repo.enqueue(host, row.uuid, 'create', { run: create.run }, actionId);
-      zx.agents.wake(host);
-    } else {
-      await repo.finishAction(actionId, 'compute__do_container_create', row.status_reason!);
-    }
-    reply.code(202).header('Location', `${zx.base}/v1/containers/${row.uuid}`);
-    return view(zx, req, row);
+    const c = await zx.api.create(actorOf(req), { spec: create.spec, run: create.run, host: create.requestedHost });
+    reply.code(202).header('Location', `${zx.base}/v1/containers/${c.uuid}`);
+    return view(zx, req, c.row);
   });
 
   // ---------------------------------------------------------------- list / show
@@ -185,19 +104,14 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const all = parseBool('all_projects', q.all_projects);
     if (all) authorize(zx, req, 'container:get_all_all_projects', { project_id: req.auth.projectId });
     const paging = parsePaging(q, SORTABLE);
-    let sel = repo.db.selectFrom('containers').selectAll();
-    if (!all) sel = sel.where('project_id', '=', req.auth.projectId ?? '');
+    const filters: Record<string, string | number> = {};
     for (const f of LIST_FILTERS) {
       if (q[f] === undefined) continue;
       if (!fieldAllowed(zx, req, `container:get_one:${f}`, { project_id: req.auth.projectId }))
         throw zunError(403, 'PolicyNotAuthorized', `Policy doesn't allow container:get_one:${f} to be performed.`);
-      const value = f === 'auto_remove' ? (parseBool(f, q[f]) ? 1 : 0) : q[f];
-      sel = sel.where(f as 'name', '=', value as string);
+      filters[f] = f === 'auto_remove' ? (parseBool(f, q[f]) ? 1 : 0) : q[f];
     }
-    const rows = await sel
-      .orderBy(paging.column as 'created_at', paging.sortDir)
-      .orderBy('uuid', paging.sortDir)
-      .execute();
+    const rows = await repo.list(all ? null : (req.auth.projectId ?? ''), filters, paging);
     const { page, next } = pageOf(rows, paging, `${zx.base}/v1/containers`, (m) =>
       zunError(404, 'ContainerNotFound', `Container ${m} could not be found.`),
     );
@@ -222,26 +136,13 @@ export function containerRoutes(app: App, zx: ZunContext): void {
         'InvalidParamInVersion',
         `Invalid param name because current request version is ${req.zunVersion.major}.${req.zunVersion.minor}. name is only supported from version 1.14`,
       );
-    const patch: Partial<ContainerRow> = {};
+    const update: UpdateRequest = {};
     if (body.name !== undefined)
-      patch.name = expectString('name', body.name, { min: 2, max: 255, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/ });
-    if (body.auto_heal !== undefined) patch.auto_heal = parseBool('auto_heal', body.auto_heal) ? 1 : 0;
-    if (body.cpu !== undefined) patch.cpu = parseNumber('cpu', body.cpu, 0.1, 16);
-    if (body.memory !== undefined) patch.memory = String(parseNumber('memory', body.memory, 4, 8192, true));
-    if (patch.cpu !== undefined || patch.memory !== undefined) {
-      checkState(c, action);
-      if (action === 'update')
-        await repo.checkQuota(c.project_id, {
-          cpu: (patch.cpu ?? c.cpu) - c.cpu,
-          memory: Number(patch.memory ?? c.memory) - Number(c.memory),
-        });
-    }
-    await repo.update(c.uuid, patch);
-    if ((patch.cpu !== undefined || patch.memory !== undefined) && c.host) {
-      await repo.enqueue(c.host, c.uuid, 'update_resources', {}, null);
-      zx.agents.wake(c.host);
-    }
-    return (await repo.get(c.uuid))!;
+      update.name = expectString('name', body.name, { min: 2, max: 255, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/ });
+    if (body.auto_heal !== undefined) update.autoHeal = parseBool('auto_heal', body.auto_heal);
+    if (body.cpu !== undefined) update.cpu = parseNumber('cpu', body.cpu, 0.1, 16);
+    if (body.memory !== undefined) update.memoryMiB = parseNumber('memory', body.memory, 4, 8192, true);
+    return (await zx.api.update(actorOf(req), c, update, action)).row;
   };
   app.patch('/containers/:id', async (req) => view(zx, req, await applyUpdate(req, 'update')));
   app.post('/containers/:id/resize_container', async (req, reply) => {
@@ -260,8 +161,7 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const c = await load(req, 'rename');
     const name = expectString('name', p.name, { min: 2, max: 255, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/ });
     if (name === c.name) throw zunError(409, 'Conflict', 'The new name for the container is the same as the old name.');
-    await repo.update(c.uuid, { name });
-    return view(zx, req, (await repo.get(c.uuid))!);
+    return view(zx, req, (await zx.api.update(actorOf(req), c, { name })).row);
   });
 
   // ---------------------------------------------------------------- delete
@@ -273,44 +173,23 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     if (all) authorize(zx, req, 'container:delete_all_projects', { project_id: req.auth.projectId });
     const c = await repo.find(ident(req), req.auth.projectId, all || req.auth.isAdmin);
     authorize(zx, req, 'container:delete', c as unknown as Record<string, unknown>);
-    let check = 'delete';
-    if (force) {
-      if (atLeast(req.zunVersion, 1, 7))
-        authorize(zx, req, 'container:delete_force', c as unknown as Record<string, unknown>);
-      check = 'delete_force';
-    } else if (stop) check = 'delete_after_stop';
-    if (!canDo(check, c.status))
-      throw zunError(409, 'InvalidStateException', invalidStateMessage('delete', c.uuid, c.status));
-    if (!c.host) {
-      await zx.networking?.releaseAll(c);
-      await repo.remove(c.uuid);
-      reply.code(204).send();
-      return;
-    }
-    const ok = await repo.transition(c.uuid, VALID_STATES[check], {
-      status: Status.Deleting,
-      task_state: 'container_deleting',
-      desired: 'deleted',
-    });
-    if (!ok)
-      throw zunError(
-        409,
-        'InvalidStateException',
-        invalidStateMessage('delete', c.uuid, (await repo.get(c.uuid))?.status ?? 'Deleted'),
-      );
-    await dispatch(req, c, 'delete', 'delete', { force, stop });
+    if (force && atLeast(req.zunVersion, 1, 7))
+      authorize(zx, req, 'container:delete_force', c as unknown as Record<string, unknown>);
+    await zx.api.delete(actorOf(req), c, { force, stop });
     reply.code(204).send();
   });
 
   // ---------------------------------------------------------------- async actions
-  const simple = (path: string, action: string, status?: string, extra?: (req: Req) => Record<string, unknown>) => {
+  /** An action whose parameters are parsed after the state check (a 409 wins over a bad parameter, as in Zun). */
+  const action = <A extends ActionRequest['action']>(
+    path: string,
+    name: A,
+    parse: (req: Req) => Omit<Extract<ActionRequest, { action: A }>, 'action'> = () => ({}) as never,
+  ) => {
     app.post(`/containers/:id/${path}`, async (req, reply: FastifyReply) => {
-      const c = await load(req, action);
-      checkState(c, action);
-      const taskParams = extra ? extra(req) : {};
-      if (status && !(await repo.transition(c.uuid, VALID_STATES[action], { status })))
-        throw zunError(409, 'InvalidStateException', invalidStateMessage(action, c.uuid, c.status));
-      await dispatch(req, c, action, action, taskParams);
+      const c = await load(req, name);
+      checkState(c, name);
+      await zx.api.action(actorOf(req), c, { action: name, ...parse(req) } as ActionRequest);
       reply.code(202).send();
     });
   };
@@ -318,31 +197,26 @@ export function containerRoutes(app: App, zx: ZunContext): void {
     const t = params(req).timeout;
     return { timeout: t === undefined || t === null || t === 'None' ? 10 : parseNumber('timeout', t, 0, 86400, true) };
   };
-  simple('start', 'start');
-  simple('stop', 'stop', undefined, timeoutParam);
-  simple('reboot', 'reboot', Status.Restarting, timeoutParam);
-  simple('pause', 'pause');
-  simple('unpause', 'unpause');
-  simple('kill', 'kill', undefined, (req) => {
+  action('start', 'start');
+  action('stop', 'stop', timeoutParam);
+  action('reboot', 'reboot', timeoutParam);
+  action('pause', 'pause');
+  action('unpause', 'unpause');
+  action('kill', 'kill', (req) => {
     const s = params(req).signal;
     return { signal: s === undefined || s === null || s === 'None' ? 'SIGKILL' : normalizeSignal(String(s)) };
   });
-  app.post('/containers/:id/rebuild', async (req, reply) => {
-    const c = await load(req, 'rebuild');
-    checkState(c, 'rebuild');
+  action('rebuild', 'rebuild', (req) => {
     const p = params(req);
-    const patch: Partial<ContainerRow> = { status: Status.Rebuilding };
+    const out: { image?: string; imageDriver?: 'docker' | 'glance' } = {};
     if (p.image !== undefined && p.image !== null && p.image !== 'None')
-      patch.image = expectString('image', p.image, { min: 2, max: 255 });
+      out.image = expectString('image', p.image, { min: 2, max: 255 });
     if (p.image_driver !== undefined && p.image_driver !== null && p.image_driver !== 'None') {
       if (!['docker', 'glance'].includes(p.image_driver as string))
         throw schemaError(`Invalid input for field/attribute image_driver. Value: ${p.image_driver}.`);
-      patch.image_driver = p.image_driver as string;
+      out.imageDriver = p.image_driver as 'docker' | 'glance';
     }
-    if (!(await repo.transition(c.uuid, VALID_STATES.rebuild, patch)))
-      throw zunError(409, 'InvalidStateException', invalidStateMessage('rebuild', c.uuid, c.status));
-    await dispatch(req, c, 'rebuild', 'rebuild', { wasRunning: c.status === Status.Running });
-    reply.code(202).send();
+    return out;
   });
 
   // ---------------------------------------------------------------- synchronous calls
@@ -473,31 +347,16 @@ export function containerRoutes(app: App, zx: ZunContext): void {
   // ---------------------------------------------------------------- actions history
   app.get('/containers/:id/container_actions', async (req) => {
     const c = await load(req, 'actions');
-    const rows = await repo.db
-      .selectFrom('container_actions')
-      .selectAll()
-      .where('container_uuid', '=', c.uuid)
-      .orderBy('id', 'desc')
-      .execute();
+    const rows = await repo.listActions(c.uuid);
     return { containerActions: rows.map((a) => renderAction(a)) };
   });
   app.get('/containers/:id/container_actions/:request_id', async (req) => {
     const c = await load(req, 'actions');
     const { request_id } = req.params as { request_id: string };
-    const a = await repo.db
-      .selectFrom('container_actions')
-      .selectAll()
-      .where('container_uuid', '=', c.uuid)
-      .where('request_id', '=', request_id)
-      .executeTakeFirst();
+    const a = await repo.findAction(c.uuid, request_id);
     if (!a) throw zunError(404, 'ResourceNotFound', `Action ${request_id} on container ${c.uuid} could not be found.`);
     const showTrace = allowed(zx, req, 'container:action:events', c as unknown as Record<string, unknown>);
-    const events = await repo.db
-      .selectFrom('container_action_events')
-      .selectAll()
-      .where('action_id', '=', a.id)
-      .orderBy('id')
-      .execute();
+    const events = await repo.actionEvents(a.id);
     return {
       ...renderAction(a),
       events: events.map((e) => ({

@@ -1,10 +1,10 @@
 import { PassThrough } from 'node:stream';
-import type { Kysely } from 'kysely';
 import { containerChanges } from '../../../compute/changes.js';
+import type { ContainerRepo } from '../../../compute/repo.js';
 import { Status } from '../../../compute/states.js';
 import type { App } from '../../../core/http/server.js';
-import type { ContainerRow, Database } from '../../../core/store/schema.js';
-import { authorize, loadContainer, view, type ZunContext } from '../context.js';
+import type { ContainerRow } from '../../../core/store/schema.js';
+import { actorOf, authorize, loadContainer, view, type ZunContext } from '../context.js';
 import { parseBool, parseNumber, schemaError, zunError } from '../params.js';
 
 /**
@@ -22,28 +22,10 @@ import { parseBool, parseNumber, schemaError, zunError } from '../params.js';
  */
 
 const STATUSES: readonly string[] = Object.values(Status);
-const WAIT_POLL_MS = 50;
 const EVENT_POLL_MS = 200;
 const KEEPALIVE_MS = 15_000;
 const WAIT_DEFAULT_S = 30;
 const WAIT_MAX_S = 300;
-
-/** Resolves after `ms`, or earlier when this process changes the container `uuid`. */
-function changeOrTimeout(db: object, uuid: string, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const bus = containerChanges(db);
-    const done = () => {
-      clearTimeout(timer);
-      bus.off('change', onChange);
-      resolve();
-    };
-    const onChange = (changed: string) => {
-      if (changed === uuid) done();
-    };
-    const timer = setTimeout(done, ms);
-    bus.on('change', onChange);
-  });
-}
 
 /** Statuses from `status=a&status=b` or `status=a,b`, matched case-insensitively, returned as Zun spells them. */
 export function parseWaitStatuses(raw: unknown): string[] {
@@ -107,7 +89,7 @@ class ScopeWatcher {
   ready: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly db: Kysely<Database>,
+    private readonly repo: ContainerRepo,
     private readonly projectId: string | null,
     private readonly onIdle: () => void,
   ) {}
@@ -116,7 +98,7 @@ class ScopeWatcher {
     this.subscribers.add(fn);
     if (this.stopped) {
       this.stopped = false;
-      containerChanges(this.db).on('change', this.onChange);
+      containerChanges(this.repo.db).on('change', this.onChange);
       this.ready = this.tick();
     }
     return {
@@ -125,7 +107,7 @@ class ScopeWatcher {
         this.subscribers.delete(fn);
         if (this.subscribers.size === 0) {
           this.stopped = true;
-          containerChanges(this.db).off('change', this.onChange);
+          containerChanges(this.repo.db).off('change', this.onChange);
           if (this.timer) clearTimeout(this.timer);
           this.snapshot = undefined;
           this.onIdle();
@@ -135,11 +117,7 @@ class ScopeWatcher {
   }
 
   private async read(): Promise<Map<string, Snap>> {
-    let q = this.db
-      .selectFrom('containers')
-      .select(['uuid', 'name', 'project_id', 'status', 'task_state', 'status_reason', 'exit_code']);
-    if (this.projectId !== null) q = q.where('project_id', '=', this.projectId);
-    return new Map((await q.execute()).map((r) => [r.uuid, r]));
+    return new Map((await this.repo.statusSnapshot(this.projectId)).map((r) => [r.uuid, r]));
   }
 
   private async tick(): Promise<void> {
@@ -200,12 +178,12 @@ const pick = (c: Snap) => ({
 /** One watcher per scope per process, however many streams are open. */
 class EventHub {
   private readonly watchers = new Map<string, ScopeWatcher>();
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly repo: ContainerRepo) {}
   subscribe(projectId: string | null, fn: (e: ContainerEvent) => void) {
     const key = projectId ?? '*';
     let w = this.watchers.get(key);
     if (!w) {
-      w = new ScopeWatcher(this.db, projectId, () => this.watchers.delete(key));
+      w = new ScopeWatcher(this.repo, projectId, () => this.watchers.delete(key));
       this.watchers.set(key, w);
     }
     return w.subscribe(fn);
@@ -218,7 +196,7 @@ export function eventRoutes(app: App, zx: ZunContext): void {
   const { repo } = zx;
   let hub = hubs.get(repo);
   if (!hub) {
-    hub = new EventHub(repo.db);
+    hub = new EventHub(repo);
     hubs.set(repo, hub);
   }
   const events = hub;
@@ -230,47 +208,20 @@ export function eventRoutes(app: App, zx: ZunContext): void {
     const statuses = parseWaitStatuses(q.status);
     const timeoutS = q.timeout === undefined ? WAIT_DEFAULT_S : parseNumber('timeout', q.timeout, 0, WAIT_MAX_S, false);
     const requestId = q.request_id === undefined ? undefined : String(q.request_id);
-    let c = await loadContainer(zx, req, 'get_one');
-    let actionId: number | undefined;
-    if (requestId !== undefined) {
-      const a = await repo.db
-        .selectFrom('container_actions')
-        .select('id')
-        .where('container_uuid', '=', c.uuid)
-        .where('request_id', '=', requestId)
-        .executeTakeFirst();
-      if (!a) throw zunError(404, 'ResourceNotFound', `Action ${requestId} on container ${c.uuid} could not be found.`);
-      actionId = a.id;
-    }
+    const c = await loadContainer(zx, req, 'get_one');
     let gone = false;
     // The response's close before it was sent: the client went away.
     reply.raw.once('close', () => {
       gone = true;
     });
-    const deadline = Date.now() + timeoutS * 1000;
-    const matches = async (row: ContainerRow) => {
-      if (statuses.length && !(statuses.includes(row.status) && row.task_state === null)) return false;
-      if (!statuses.length && actionId === undefined && row.task_state !== null) return false;
-      if (actionId !== undefined) {
-        const a = await repo.db
-          .selectFrom('container_actions')
-          .select('finish_time')
-          .where('id', '=', actionId)
-          .executeTakeFirst();
-        if (a && !a.finish_time) return false;
-      }
-      return true;
-    };
-    let matched = await matches(c);
-    while (!matched && !gone && Date.now() < deadline) {
-      await changeOrTimeout(repo.db, c.uuid, Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())));
-      const row = await repo.get(c.uuid);
-      if (!row) throw zunError(404, 'ContainerNotFound', `Container ${c.uuid} could not be found.`);
-      c = row;
-      matched = await matches(c);
-    }
+    const { container, matched } = await zx.api.wait(actorOf(req), c, {
+      statuses,
+      requestId,
+      timeoutMs: timeoutS * 1000,
+      cancelled: () => gone,
+    });
     reply.header('Krater-Wait', matched ? 'matched' : 'timeout');
-    return view(zx, req, c);
+    return view(zx, req, container.row);
   });
 
   app.get('/events', async (req, reply) => {

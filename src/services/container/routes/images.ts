@@ -8,9 +8,9 @@
 import { randomUUID } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { toHostError } from '../../../compute/host-errors.js';
 import type { App } from '../../../core/http/server.js';
 import type { ContainerRow, RegistryRow, ZunImageRow } from '../../../core/store/schema.js';
-import { toEngineError } from '../../../engine/engine.js';
 import { SecretBox } from '../../../images/credentials.js';
 import type { HostImages } from '../../../images/host.js';
 import { PullError } from '../../../images/pull.js';
@@ -19,7 +19,7 @@ import { RegistryClient, type RegistryCredentials } from '../../../images/regist
 import { authorize, checkState, engineErrorToZun, fieldAllowed, isEngineFailure, type ZunContext } from '../context.js';
 import { PAGING_PARAMS, pageOf, parsePaging } from '../paging.js';
 import { expectString, invalid, mergedParams, parseBool, schemaError, zunError } from '../params.js';
-import { findRegistry, renderRegistry } from '../registries.js';
+import { renderRegistry } from '../registries.js';
 
 type Req = FastifyRequest;
 
@@ -62,7 +62,7 @@ function imageView(zx: ZunContext, i: ZunImageRow): Record<string, unknown> {
 const SORTABLE = ['id', 'uuid', 'repo', 'tag', 'size', 'host', 'project_id', 'created_at', 'updated_at'];
 
 export function imageRoutes(app: App, zx: ZunContext): void {
-  const { db } = zx.repo;
+  const { images: imageRecords, registries, hosts: hostRepo } = zx;
   const secrets = SecretBox.forDataDir(zx.core.config.dataDir);
 
   const requireJson = (req: Req) => {
@@ -74,11 +74,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
   const pickHost = async (requested: unknown): Promise<string> => {
     if (requested !== undefined && requested !== null && requested !== '') {
       const h = String(requested);
-      const row = await db
-        .selectFrom('compute_hosts')
-        .select('hostname')
-        .where((eb) => eb.or([eb('hostname', '=', h), eb('uuid', '=', h)]))
-        .executeTakeFirst();
+      const row = await hostRepo.findHost(h);
       if (!row) throw invalid(`The host ${h} does not exist.`);
       return row.hostname;
     }
@@ -108,7 +104,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
           'ImageNotFound',
           err.message,
         );
-      if (isEngineFailure(err)) throw engineErrorToZun(toEngineError(err), 'ImageNotFound');
+      if (isEngineFailure(err)) throw engineErrorToZun(toHostError(err), 'ImageNotFound');
       throw err;
     }
   };
@@ -122,12 +118,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     authorize(zx, req, 'image:get_all', {});
     const q = req.query as Record<string, string>;
     const paging = parsePaging(q, SORTABLE);
-    const rows = await db
-      .selectFrom('zun_images')
-      .selectAll()
-      .orderBy(paging.column as 'created_at', paging.sortDir)
-      .orderBy('uuid', paging.sortDir)
-      .execute();
+    const rows = await imageRecords.list(paging);
     const { page, next } = pageOf(rows, paging, `${zx.base}/v1/images`, (m) =>
       zunError(400, 'ImageNotFound', `Image ${m} could not be found.`),
     );
@@ -154,7 +145,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     const host = await pickHost(p.host);
     let credentials: RegistryCredentials | undefined;
     if (p.registry !== undefined && p.registry !== null && p.registry !== '') {
-      credentials = credentialsFor(await findRegistry(db, String(p.registry), req.auth.projectId, req.auth.isAdmin));
+      credentials = credentialsFor(await registries.find(String(p.registry), req.auth.projectId, req.auth.isAdmin));
     }
     const images = await hostImages(host);
     try {
@@ -222,7 +213,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
   // ---------------------------------------------------------------- Zun's per-image routes
 
   const loadImage = async (id: string): Promise<ZunImageRow> => {
-    const row = await db.selectFrom('zun_images').selectAll().where('uuid', '=', id).executeTakeFirst();
+    const row = await imageRecords.get(id);
     if (!row) throw zunError(400, 'ImageNotFound', `Image ${id} could not be found.`);
     return row;
   };
@@ -272,19 +263,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
       created_at: now,
       updated_at: null,
     };
-    const dup = await db
-      .selectFrom('zun_images')
-      .select('uuid')
-      .where('repo', '=', repo)
-      .where('tag', '=', tag)
-      .where('host', '=', host)
-      .executeTakeFirst();
-    if (dup) throw zunError(409, 'ImageAlreadyExists', `An image with tag ${tag} and repo ${repo} already exists.`);
-    try {
-      await db.insertInto('zun_images').values(row).execute();
-    } catch {
-      throw zunError(409, 'ImageAlreadyExists', `An image with tag ${tag} and repo ${repo} already exists.`);
-    }
+    await imageRecords.insert(row);
     await zx.repo.enqueue(host, row.uuid, 'image_pull', {}, null);
     zx.agents.wake(host);
     reply.code(202).header('Location', `${zx.base}/v1/images/${row.uuid}`);
@@ -292,25 +271,12 @@ export function imageRoutes(app: App, zx: ZunContext): void {
   });
 
   /** Containers on `host` created from `name` (a normalised reference), registry prefixes applied. */
-  const containersUsing = async (host: string, name: string): Promise<ContainerRow[]> => {
-    const rows = await db
-      .selectFrom('containers')
-      .selectAll()
-      .where('host', '=', host)
-      .where('image_driver', '=', 'docker')
-      .execute();
-    const regIds = [...new Set(rows.map((r) => r.registry_id).filter((x): x is string => !!x))];
-    const domains = new Map(
-      (regIds.length
-        ? await db.selectFrom('registries').select(['uuid', 'domain']).where('uuid', 'in', regIds).execute()
-        : []
-      ).map((r) => [r.uuid, r.domain]),
-    );
-    return rows.filter((c) => {
-      const d = c.registry_id ? domains.get(c.registry_id) : undefined;
-      return normalized(d && !hasExplicitDomain(c.image) ? `${d}/${c.image}` : c.image) === name;
-    });
-  };
+  const containersUsing = async (host: string, name: string): Promise<ContainerRow[]> =>
+    (await imageRecords.dockerContainersOn(host))
+      .filter(({ container: c, registryDomain: d }) => {
+        return normalized(d && !hasExplicitDomain(c.image) ? `${d}/${c.image}` : c.image) === name;
+      })
+      .map(({ container }) => container);
 
   app.delete('/images/:id', async (req, reply) => {
     authorize(zx, req, 'image:delete', {});
@@ -327,11 +293,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
         'Conflict',
         `Image ${refOf(row)} is in use by container${users.length > 1 ? 's' : ''} ${users.map((u) => u.uuid).join(', ')}.`,
       );
-    await db
-      .updateTable('zun_images')
-      .set({ status: 'deleting', updated_at: new Date().toISOString() })
-      .where('uuid', '=', row.uuid)
-      .execute();
+    await imageRecords.setStatus(row.uuid, 'deleting');
     await zx.repo.enqueue(host, row.uuid, 'image_delete', {}, null);
     zx.agents.wake(host);
     return reply.code(200).type('application/json').send('null');
@@ -365,9 +327,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     }
     driver = 'docker';
     // A registry named in the image: its catalog; otherwise Docker Hub's search.
-    const projectRegs = req.auth.projectId
-      ? await db.selectFrom('registries').selectAll().where('project_id', '=', req.auth.projectId).execute()
-      : [];
+    const projectRegs = req.auth.projectId ? await registries.list({ projectId: req.auth.projectId }) : [];
     try {
       if (hasExplicitDomain(repo)) {
         const slash = repo.indexOf('/');
@@ -481,7 +441,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
       created_at: new Date().toISOString(),
       updated_at: null,
     };
-    await db.insertInto('registries').values(row).execute();
+    await registries.insert(row);
     reply.code(201).header('Location', `${zx.base}/v1/registries/${row.uuid}`);
     return { registry: regView(req, row) };
   });
@@ -505,13 +465,12 @@ export function imageRoutes(app: App, zx: ZunContext): void {
       'created_at',
       'updated_at',
     ]);
-    let sel = db.selectFrom('registries').selectAll();
-    if (!all) sel = sel.where('project_id', '=', req.auth.projectId ?? '');
-    for (const f of filters) if (q[f] !== undefined) sel = sel.where(f as 'name', '=', q[f]!);
-    const rows = await sel
-      .orderBy(paging.column as 'created_at', paging.sortDir)
-      .orderBy('uuid', paging.sortDir)
-      .execute();
+    const rows = await registries.list({
+      projectId: req.auth.projectId,
+      allProjects: all,
+      filters: Object.fromEntries(filters.filter((f) => q[f] !== undefined).map((f) => [f, q[f]!])),
+      order: paging,
+    });
     const { page, next } = pageOf(rows, paging, `${zx.base}/v1/registries`, (m) =>
       zunError(404, 'RegistryNotFound', `Registry ${m} could not be found.`),
     );
@@ -519,7 +478,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
   });
 
   const loadRegistry = async (req: Req, action: string) => {
-    const r = await findRegistry(db, (req.params as { id: string }).id, req.auth.projectId, req.auth.isAdmin);
+    const r = await registries.find((req.params as { id: string }).id, req.auth.projectId, req.auth.isAdmin);
     authorize(zx, req, `registry:${action}`, r as unknown as Record<string, unknown>);
     return r;
   };
@@ -535,14 +494,13 @@ export function imageRoutes(app: App, zx: ZunContext): void {
     if (patch.username !== undefined) values.username = patch.username as string | null;
     if (patch.password !== undefined)
       values.password = typeof patch.password === 'string' ? secrets.encrypt(patch.password) : null;
-    await db.updateTable('registries').set(values).where('uuid', '=', r.uuid).execute();
-    const fresh = await db.selectFrom('registries').selectAll().where('uuid', '=', r.uuid).executeTakeFirstOrThrow();
+    const fresh = await registries.update(r.uuid, values);
     return { registry: regView(req, fresh) };
   });
 
   app.delete('/registries/:id', async (req, reply) => {
     const r = await loadRegistry(req, 'delete');
-    await db.deleteFrom('registries').where('uuid', '=', r.uuid).execute();
+    await registries.remove(r.uuid);
     reply.code(204).send();
   });
 }

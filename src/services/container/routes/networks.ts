@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import { decodeContainer } from '../../../compute/model.js';
 import {
   type ContainerNetworking,
   mergeAddresses,
@@ -61,7 +62,7 @@ export function networkRoutes(app: App, zx: ZunContext): void {
       if (addresses[net.id])
         throw zunError(400, 'InvalidValue', `Container ${c.uuid} is already connected to network ${network}.`);
     }
-    const groups = c.security_groups ? (JSON.parse(c.security_groups) as string[]) : null;
+    const groups = decodeContainer(c).securityGroups;
     const bound = await n.bindPort(
       caller(req),
       c,
@@ -165,7 +166,7 @@ export function networkRoutes(app: App, zx: ZunContext): void {
         if (action === 'add_security_group') groups.push(id!);
         await n.setPortSecurityGroups(c.project_id, port.id, groups);
       }
-      const current = c.security_groups ? (JSON.parse(c.security_groups) as string[]) : [];
+      const current = decodeContainer(c).securityGroups ?? [];
       const next = action === 'add_security_group' ? [...new Set([...current, id!])] : current.filter((g) => g !== id);
       await repo.update(c.uuid, { security_groups: JSON.stringify(next) });
       await dispatch(req, c, action, 'security_groups');
