@@ -1,14 +1,20 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FastifyBaseLogger } from 'fastify';
+import type { Actor } from '../compute/container-api.js';
+import { containerOwnerKind, OwnerKinds } from '../compute/ownership.js';
 import type { Controller, ControllerDeps, ControllerFactory } from '../controllers/controller.js';
+import { GC_ID, GC_KIND, garbageCollector } from '../controllers/garbage-collector.js';
 import { ControllerManager } from '../controllers/manager.js';
 import type { ControllerSettings } from '../core/config/controllers.js';
 import type { Store } from '../core/store/db.js';
 
+/** Who the built-in controllers act as: the deployment itself, with an admin's reach. */
+const SYSTEM_ACTOR: Actor = { projectId: undefined, userId: 'krater', roles: ['admin'], isAdmin: true };
+
 /**
- * The control plane's controllers: the built-in ones (none yet: the Magnum cluster and capsule controllers and the
- * sweepers will be listed here), those passed in by the caller, and those of the modules named in
+ * The control plane's controllers: the built-in ones (the garbage collector of owned objects; the Magnum cluster and
+ * capsule controllers will be listed here), those passed in by the caller, and those of the modules named in
  * `KRATER_CONTROLLER_MODULES`. Started in every `krater api` process (each `--workers` process too) and in
  * `krater up`; the queue's leases make them cooperate.
  */
@@ -20,11 +26,26 @@ export async function startControllers(
   services: Pick<ControllerDeps, 'containers'> = {},
 ): Promise<ControllerManager> {
   const manager = new ControllerManager({ store, log: log.child({ component: 'controllers' }), settings });
-  const deps: ControllerDeps = { store, log, enqueue: manager.enqueue, ...services };
+  const owners = new OwnerKinds();
+  owners.register(containerOwnerKind(store.db));
+  const deps: ControllerDeps = { store, log, owners, enqueue: manager.enqueue, ...services };
   const controllers: Controller[] = [...(extra?.(deps) ?? [])];
+  const containers = services.containers;
+  if (containers)
+    controllers.unshift(
+      garbageCollector({
+        db: store.db,
+        owners,
+        // As an admin's forced delete: the owner is gone, so what it owned goes whatever its state.
+        deleteContainer: (uuid) => containers.delete(SYSTEM_ACTOR, uuid, { force: true }),
+        intervalMs: settings.gcIntervalMs,
+      }),
+    );
   for (const path of settings.modules) controllers.push(...(await loadModule(path, deps)));
   for (const c of controllers) manager.register(c);
   manager.start();
+  // The collector runs once at every start (what a crash left behind), then on its own interval.
+  if (containers) await manager.enqueue(GC_KIND, GC_ID);
   return manager;
 }
 

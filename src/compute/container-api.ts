@@ -11,6 +11,7 @@ import { changeOrTimeout } from './changes.js';
 import { computeError } from './errors.js';
 import { type Container, type ContainerSpec, decodeContainer, encodeLimits, newContainerRow } from './model.js';
 import { allocateForNewContainer, type ContainerNetworking } from './networking.js';
+import { type OwnerRef, validOwnerRef } from './ownership.js';
 import type { ContainerRepo } from './repo.js';
 import { chooseHost, loadCandidates } from './scheduler.js';
 import { canDo, invalidStateMessage, Status, VALID_STATES } from './states.js';
@@ -30,6 +31,8 @@ export interface CreateRequest {
   run?: boolean;
   /** Only this host (`host`, admin). */
   host?: string;
+  /** The object this container belongs to (a capsule, a cluster): deleted with it (compute/ownership.ts). */
+  owner?: OwnerRef;
 }
 
 /** The asynchronous actions and their parameters (Zun's `POST /containers/{id}/<action>`). */
@@ -97,6 +100,11 @@ export class ContainerApi {
         'Published ports need tenant networking (this Krater runs with KRATER_NETWORKING=none).',
       );
     const row = newContainerRow(req.spec, { projectId: actor.projectId, userId: actor.userId }, randomUUID());
+    if (req.owner) {
+      if (!validOwnerRef(req.owner)) throw computeError(400, 'InvalidValue', 'Invalid owner reference.');
+      row.owner_kind = req.owner.kind;
+      row.owner_id = req.owner.id;
+    }
     const { limits } = decodeContainer(row);
     const quotaDelta = {
       containers: 1,

@@ -5,6 +5,7 @@
  */
 import type { ContainerRow } from '../core/store/schema.js';
 import type { Addresses, NetRequest } from './networking.js';
+import type { OwnerRef } from './ownership.js';
 import { type PublishedPort, storedPorts, toView } from './publish.js';
 import type { RestartPolicy, Status } from './states.js';
 
@@ -57,6 +58,8 @@ export interface Container {
   /** Ports of the container's Neutron ports as Zun renders them (`ports`). */
   ports: unknown[] | null;
   publishedPorts: PublishedPort[];
+  /** The object it belongs to (deleted with it), if any. */
+  owner: OwnerRef | null;
   availabilityZone: string | null;
   host: string | null;
   status: Status;
@@ -121,6 +124,7 @@ export function decodeContainer(row: ContainerRow): Container {
     addresses: json<Addresses | null>(row.addresses, null),
     ports: json<unknown[] | null>(row.ports, null),
     publishedPorts: storedPorts(row.published_ports),
+    owner: row.owner_kind && row.owner_id ? { kind: row.owner_kind, id: row.owner_id } : null,
     availabilityZone: row.availability_zone,
     host: row.host,
     status: row.status as Status,

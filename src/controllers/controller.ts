@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { ContainerApi } from '../compute/container-api.js';
+import type { OwnerKinds } from '../compute/ownership.js';
 import type { Store } from '../core/store/db.js';
 
 /**
@@ -42,6 +43,8 @@ export interface ControllerDeps {
   log: FastifyBaseLogger;
   /** Zun's container operations in-process (what the cluster and capsule controllers create containers with). */
   containers?: ContainerApi;
+  /** The owner kinds the garbage collector knows; a module that defines an owning kind registers it here. */
+  owners: OwnerKinds;
   enqueue(kind: string, id: string, delayMs?: number): Promise<void>;
 }
 

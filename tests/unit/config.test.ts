@@ -50,6 +50,7 @@ describe('resolveConfig', () => {
       pollMs: 1000,
       backoffMs: 1000,
       backoffMaxMs: 300_000,
+      gcIntervalMs: 30_000,
       modules: [],
     });
   });

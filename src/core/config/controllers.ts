@@ -7,6 +7,8 @@
  * - KRATER_CONTROLLER_POLL_MS (1000): how often the store is asked for due work besides in-process wake-ups;
  * - KRATER_CONTROLLER_BACKOFF_MS (1000) and KRATER_CONTROLLER_BACKOFF_MAX_MS (300000): a failed reconcile is retried
  *   after base · 2^(attempts − 1), capped;
+ * - KRATER_CONTROLLER_GC_INTERVAL_MS (30000): how often the garbage collector looks for objects whose owner is gone
+ *   when nothing woke it (an owner deleted by a process that crashed before the cascade);
  * - KRATER_CONTROLLER_MODULES: comma-separated paths of extra controller modules to load (each exports
  *   `controllers(deps)`); the seam tests use to register their test-only kinds.
  */
@@ -18,6 +20,7 @@ export interface ControllerSettings {
   pollMs: number;
   backoffMs: number;
   backoffMaxMs: number;
+  gcIntervalMs: number;
   modules: string[];
 }
 
@@ -30,6 +33,7 @@ export function controllerSettings(env: Env): ControllerSettings {
     pollMs: intVar(env, 'KRATER_CONTROLLER_POLL_MS', 1000, 10, 600_000),
     backoffMs,
     backoffMaxMs: Math.max(backoffMs, intVar(env, 'KRATER_CONTROLLER_BACKOFF_MAX_MS', 300_000, 1, 86_400_000)),
+    gcIntervalMs: intVar(env, 'KRATER_CONTROLLER_GC_INTERVAL_MS', 30_000, 100, 86_400_000),
     modules: listVar(env, 'KRATER_CONTROLLER_MODULES'),
   };
 }

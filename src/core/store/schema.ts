@@ -160,6 +160,9 @@ export interface ContainerRow {
   ports: string | null;
   /** Published host ports (JSON list of {host_ip, host_port, container_port, protocol}); null for none. */
   published_ports: string | null;
+  /** Owner reference (migration 0013): the object this container belongs to, by kind and id; deleted with it. */
+  owner_kind?: string | null;
+  owner_id?: string | null;
   availability_zone: string | null;
   host: string | null;
   status: string;
