@@ -43,7 +43,7 @@ export async function startAgentProcess(
         : undefined;
     // As the API's Glance does: the image records in the store, the data under `<data-dir>/images`.
     const glance = InProcessGlance.onDataDir(store.db, config.dataDir);
-    agent = createAgent(config, store, app.log, neutron, glance, opts.host);
+    agent = await createAgent(config, store, app.log, neutron, glance, opts.host);
     await agent.start();
     const host = agent.host;
     const secret = randomBytes(32).toString('base64url');

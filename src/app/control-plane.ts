@@ -11,6 +11,7 @@ import { type App, buildServer, type ServiceModule } from '../core/http/server.j
 import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore, type Store } from '../core/store/db.js';
 import type { GlancePort } from '../images/glance-port.js';
+import { AgentImages } from '../images/host.js';
 import { Dataplane } from '../network/dataplane.js';
 import { createContainerService } from '../services/container/index.js';
 import { createDashboard } from '../services/dashboard/index.js';
@@ -21,6 +22,7 @@ import { createNetworkService, type NeutronApi } from '../services/network/index
 import { HostAgents } from './agent-directory.js';
 import { startControllers } from './controllers.js';
 import { prepareDataDir } from './data-dir.js';
+import { createEngine } from './engine-setup.js';
 
 export interface ControlPlane {
   app: App;
@@ -76,23 +78,41 @@ export function dataplaneTag(dataDir: string): string {
   return createHash('sha256').update(dataDir).digest('hex').slice(0, 4);
 }
 
-/** The host agent as configured (started by the caller): in `krater up`, or alone as `krater agent`. */
-export function createAgent(
+/**
+ * The host agent as configured (started by the caller): in `krater up`, or alone as `krater agent`. Its engine is
+ * made here (a private containerd under the data dir, or `--containerd`), with the image side over it.
+ */
+export async function createAgent(
   config: KraterConfig,
   store: Store,
   log: FastifyBaseLogger,
   neutron: NeutronApi | undefined,
   glance: GlancePort,
   host?: string,
-): Agent {
-  return new Agent({
+): Promise<Agent> {
+  const setup = await createEngine({
     dataDir: config.dataDir,
+    containerdAddress: config.containerdAddress,
+    userns: !!config.usernsRemap,
+    defaultImageArchive: config.defaultImageArchive,
+    log,
+  });
+  const images = new AgentImages({
+    client: setup.client,
+    engine: setup.engine,
     store,
+    dataDir: config.dataDir,
     log,
     glance,
+  });
+  return new Agent({
+    store,
+    log,
+    engine: setup.engine,
+    containerd: setup,
+    images,
+    hostImages: images,
     host,
-    containerdAddress: config.containerdAddress,
-    defaultImageArchive: config.defaultImageArchive,
     runtimes: config.runtimes,
     shimGrouping: config.shimGrouping,
     userns: config.usernsRemap,
@@ -138,7 +158,7 @@ export async function startControlPlane(
     const app = await buildServer({ core: { config, store, policy, tokens: identity.tokens }, services });
     let agent: Agent | undefined;
     if (opts.withAgent) {
-      agent = createAgent(config, store, app.log, neutron, glance);
+      agent = await createAgent(config, store, app.log, neutron, glance);
       await agent.start();
       agents.agent = agent;
     }
