@@ -21,6 +21,8 @@ export type Status = (typeof Status)[keyof typeof Status];
 
 /** What a container's `task_state` says while the agent works on it (Zun's task states). */
 export type TaskState =
+  /** Set by the image side (src/images/host.ts) while a create waits for its image. */
+  | 'image_pulling'
   | 'container_creating'
   | 'container_starting'
   | 'container_deleting'
