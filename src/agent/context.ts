@@ -61,9 +61,10 @@ export interface AgentContext {
 export class Lanes {
   private readonly busy = new Map<string, Promise<void>>();
 
+  /** Runs `fn` after the earlier work of `key` (whether that succeeded or not); rejects with `fn`'s error. */
   run(key: string, fn: () => Promise<void>): Promise<void> {
     const prev = this.busy.get(key) ?? Promise.resolve();
-    const next = prev.then(fn);
+    const next = prev.then(fn, fn);
     this.busy.set(key, next);
     void next
       .finally(() => {

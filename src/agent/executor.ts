@@ -116,7 +116,9 @@ export class TaskExecutor {
         .executeTakeFirst();
       if (Number(claimed.numUpdatedRows) === 0) continue;
       const s = taskSubject(task);
-      void this.lanes.run(s.kind === 'image' ? `image:${s.id}` : s.id, () => this.runTask(task));
+      this.lanes
+        .run(s.kind === 'image' ? `image:${s.id}` : s.id, () => this.runTask(task))
+        .catch((err) => this.ctx.log.error({ err, task: task.id }, 'agent task could not be finished'));
     }
   }
 

@@ -4,6 +4,7 @@
  * makes fails.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Lanes } from '../../src/agent/context.js';
 import { ACTIONS, type ActionRule, canDo, Status } from '../../src/compute/states.js';
 import type { ContainerRow } from '../../src/core/store/schema.js';
 import type { Engine } from '../../src/engine/engine.js';
@@ -205,5 +206,32 @@ describe('agent executor: the action table on a fake engine', () => {
     await h.act(c.uuid, 'stop', { timeout: 1 });
     await h.settle();
     expect(states).toEqual([ACTIONS.stop.taskState]);
+  });
+});
+
+describe('agent lanes', () => {
+  it('run the work of one subject in order, also after a failure, and other subjects meanwhile', async () => {
+    const lanes = new Lanes();
+    const order: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const a = lanes.run('x', async () => {
+      await gate;
+      order.push('x1');
+      throw new Error('boom');
+    });
+    const b = lanes.run('x', async () => {
+      order.push('x2');
+    });
+    await lanes.run('y', async () => {
+      order.push('y1');
+    });
+    expect(lanes.has('x')).toBe(true);
+    release();
+    await expect(a).rejects.toThrow('boom');
+    await b;
+    expect(order).toEqual(['y1', 'x1', 'x2']);
   });
 });
