@@ -238,8 +238,10 @@ export class TaskExecutor {
   private makeHandlers(): TaskExecutor['handlers'] {
     const { ctx, lifecycle } = this;
     const timeoutMs = (params: Record<string, unknown>) => Number(params.timeout ?? 10) * 1000;
+    // Rebuild and delete take over the run's exit: its watcher must not record Stopped over what they record.
     const removeFromEngine = async (c: ContainerRow) => {
       lifecycle.expectExit(c.uuid);
+      lifecycle.retire(c.uuid);
       await ctx.engine.delete(engineId(c.uuid), { force: true }).catch((err) => {
         if (!(err instanceof EngineError && err.code === 'not_found')) throw err;
       });
