@@ -73,7 +73,7 @@ export async function startAgentProcess(
     });
     const registryKey = await agentRegistryKey(config, store);
     app.log.info({ registryKey }, 'registry passwords open with the key from the store or the data dir');
-    agent = createAgent(config, store, app.log, neutron, glance, opts.host);
+    agent = await createAgent(config, store, app.log, neutron, glance, opts.host);
     await agent.start();
     const host = agent.host;
     const rpc = await startAgentRpcServer({

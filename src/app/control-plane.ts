@@ -13,6 +13,7 @@ import { PolicyEngine } from '../core/policy/engine.js';
 import { openStore, type Store } from '../core/store/db.js';
 import { useGocodeDir } from '../engine/protos.js';
 import type { GlancePort } from '../images/glance-port.js';
+import { AgentImages } from '../images/host.js';
 import { Dataplane } from '../network/dataplane.js';
 import { createContainerService } from '../services/container/index.js';
 import { createDashboard } from '../services/dashboard/index.js';
@@ -23,6 +24,7 @@ import { createNetworkService, type NeutronApi } from '../services/network/index
 import { HostAgents } from './agent-directory.js';
 import { startControllers } from './controllers.js';
 import { prepareDataDir } from './data-dir.js';
+import { createEngine } from './engine-setup.js';
 import { openTokenKeys } from './shared-secrets.js';
 
 export type { BootstrapResult };
@@ -89,29 +91,47 @@ export function dataplaneTag(dataDir: string): string {
   return createHash('sha256').update(dataDir).digest('hex').slice(0, 4);
 }
 
-/** The host agent as configured (started by the caller): in `krater up`, or alone as `krater agent`. */
-export function createAgent(
+/**
+ * The host agent as configured (started by the caller): in `krater up`, or alone as `krater agent`. Its engine is
+ * made here (a private containerd under the data dir, or `--containerd`), with the image side over it.
+ */
+export async function createAgent(
   config: KraterConfig,
   store: Store,
   log: FastifyBaseLogger,
   neutron: NeutronApi | undefined,
   glance: GlancePort,
   host?: string,
-): Agent {
+): Promise<Agent> {
   // containerd's API definitions are loaded once per process, from where the configuration says.
   useGocodeDir(config.agent.gocodeDir);
-  return new Agent({
+  const setup = await createEngine({
     dataDir: config.dataDir,
+    containerdAddress: config.containerdAddress,
+    userns: !!config.agent.usernsRemap,
+    defaultImageArchive: config.defaultImageArchive,
+    log,
+  });
+  const images = new AgentImages({
+    client: setup.client,
+    engine: setup.engine,
     store,
+    dataDir: config.dataDir,
     log,
     glance,
+    insecureRegistries: config.insecureRegistries,
+  });
+  return new Agent({
+    store,
+    log,
+    engine: setup.engine,
+    containerd: setup,
+    images,
+    hostImages: images,
     host: host ?? config.agent.host,
-    containerdAddress: config.containerdAddress,
-    defaultImageArchive: config.defaultImageArchive,
     runtimes: config.agent.runtimes,
     shimGrouping: config.agent.shimGrouping,
     userns: config.agent.usernsRemap,
-    insecureRegistries: config.insecureRegistries,
     network: neutron && {
       dataplane: new Dataplane({
         tag: dataplaneTag(config.dataDir),
@@ -162,7 +182,7 @@ export async function startControlPlane(
     const app = await buildServer({ core: { config, store, policy, tokens: identity.tokens }, services });
     let agent: Agent | undefined;
     if (opts.withAgent) {
-      agent = createAgent(config, store, app.log, neutron, glance);
+      agent = await createAgent(config, store, app.log, neutron, glance);
       await agent.start();
       agents.agent = agent;
     }

@@ -360,4 +360,24 @@ export class ContainerRepo {
       .map(([res]) => res);
     if (over.length) throw zunError(403, 'OverQuota', `Quota exceeded for resources: ['${over.join("', '")}']`);
   }
+
+  // ---- agent tasks on host images
+
+  /** Queues an `image_pull` / `image_delete` of a `zun_images` row for its host's agent (a task whose subject is the image). */
+  async enqueueImageTask(host: string, imageUuid: string, action: 'image_pull' | 'image_delete'): Promise<void> {
+    await this.db
+      .insertInto('agent_tasks')
+      .values({
+        host,
+        kind: 'image',
+        container_uuid: null,
+        image_uuid: imageUuid,
+        action,
+        params: '{}',
+        action_id: null,
+        state: 'pending',
+        created_at: new Date().toISOString(),
+      })
+      .execute();
+  }
 }

@@ -9,6 +9,7 @@ import * as m0007 from './migrations/0007_agent_rpc.js';
 import * as m0008 from './migrations/0008_published_ports.js';
 import * as m0009 from './migrations/0009_auth_failures.js';
 import * as m0010 from './migrations/0010_controller_queue.js';
+import * as m0011 from './migrations/0011_agent_task_subject.js';
 import * as m0012 from './migrations/0012_sealed_secrets.js';
 import * as m0013 from './migrations/0013_owner_refs.js';
 
@@ -24,6 +25,7 @@ const migrations: Record<string, Migration> = {
   '0008_published_ports': m0008,
   '0009_auth_failures': m0009,
   '0010_controller_queue': m0010,
+  '0011_agent_task_subject': m0011,
   '0012_sealed_secrets': m0012,
   '0013_owner_refs': m0013,
 };

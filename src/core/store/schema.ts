@@ -198,10 +198,14 @@ export interface ContainerActionEventRow {
   result: string | null;
   traceback: string | null;
 }
+/** Work the API hands to a host's agent; its subject is a container or a host image (`kind`, migration 0011). */
 export interface AgentTaskRow {
   id: Generated<number>;
   host: string;
-  container_uuid: string;
+  /** `container` (subject: `container_uuid`) or `image` (subject: `image_uuid`, a `zun_images` row). */
+  kind: Generated<string>;
+  container_uuid: string | null;
+  image_uuid: string | null;
   action: string;
   params: string;
   action_id: number | null;

@@ -264,7 +264,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
       updated_at: null,
     };
     await imageRecords.insert(row);
-    await zx.repo.enqueue(host, row.uuid, 'image_pull', {}, null);
+    await zx.repo.enqueueImageTask(host, row.uuid, 'image_pull');
     zx.agents.wake(host);
     reply.code(202).header('Location', `${zx.base}/v1/images/${row.uuid}`);
     return imageView(zx, row);
@@ -294,7 +294,7 @@ export function imageRoutes(app: App, zx: ZunContext): void {
         `Image ${refOf(row)} is in use by container${users.length > 1 ? 's' : ''} ${users.map((u) => u.uuid).join(', ')}.`,
       );
     await imageRecords.setStatus(row.uuid, 'deleting');
-    await zx.repo.enqueue(host, row.uuid, 'image_delete', {}, null);
+    await zx.repo.enqueueImageTask(host, row.uuid, 'image_delete');
     zx.agents.wake(host);
     return reply.code(200).type('application/json').send('null');
   });
