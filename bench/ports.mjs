@@ -175,7 +175,8 @@ try {
 }
 
 // Docker over Krater: how many times more time or memory Docker needs.
-const ratio = (a, b) => (a && b ? +(a / b).toFixed(1) : undefined);
+// Only for positive figures: a memory growth within the noise (≤ 0) has no meaningful ratio.
+const ratio = (a, b) => (a > 0 && b > 0 ? +(a / b).toFixed(1) : undefined);
 const K = results.krater;
 for (const key of ['docker_userland_proxy', 'docker_iptables_dnat']) {
   const D = results[key];
