@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, run, sleep } from './cloud.mjs';
-import { cmdline, descendants, shims } from './procs.mjs';
+import { cmdline, comm, descendants, shims } from './procs.mjs';
 
 const DOCKERD = '/usr/sbin/dockerd';
 const DOCKER = '/usr/bin/docker'; // the package's CLI (20.10), not whatever else is first in PATH
@@ -110,10 +110,17 @@ export async function dockerSandbox(work) {
     const ids = await docker('ps', '-aq').catch(() => '');
     if (ids) await docker('rm', '-f', ...ids.split('\n')).catch(() => {});
     const below = descendants(pid);
-    process.kill(pid, 'SIGTERM');
-    if (!(await waitExit(pid, 20000))) process.kill(pid, 'SIGKILL');
+    const kill = (p, signal) => {
+      try {
+        process.kill(p, signal);
+      } catch {}
+    };
+    kill(pid, 'SIGTERM');
+    if (!(await waitExit(pid, 20000))) kill(pid, 'SIGKILL');
+    // Left behind only if dockerd had to be killed: its proxies, its containerd, our shims (checked again by name,
+    // the PIDs having been taken before).
     for (const p of [...below, ...shims(work)]) {
-      if (alive(p) && cmdline(p).includes(work)) process.kill(p, 'SIGKILL');
+      if (alive(p) && (cmdline(p).includes(work) || comm(p) === 'docker-proxy')) kill(p, 'SIGKILL');
     }
     daemon = undefined;
   };
