@@ -1,58 +1,34 @@
 #!/usr/bin/env node
 // Published-ports benchmark: one container publishing BENCH_PORTS (default 1,000) host ports on 127.0.0.1, bound in
-// the kernel (nftables DNAT maps in Krater's host table, one publish leg per container) — no process per port.
+// the kernel (nftables DNAT maps in Krater's host table, one publish leg per container) — no process per port — and,
+// in the same run, the anchor: Docker publishing as many ports on one container running the same busybox httpd,
+// twice: with Docker's default userland proxy (one `docker-proxy` process per port next to its iptables DNAT rules)
+// and with `--userland-proxy=false` (iptables DNAT only).
 //
-//   sudo node bench/ports.mjs            (after `npm run build`; BENCH_PORTS=1000)
+//   sudo node bench/ports.mjs            (after `npm run build`; BENCH_PORTS=1000, BENCH_DOCKER=0 skips the anchor)
 //
-// Measures, against the same Krater with one running container without published ports: the extra resident memory
-// of Krater and of every process below it (and how many new processes there are), the kernel's slab growth (noisy:
-// the whole machine's), and the time from the create request until every port has answered once; then the time a
-// stop takes to free all ports and a start to bind them again. Docker's iptables driver is not installed here (no
-// Docker, no registry access), so there is no anchor run. Writes bench/results/ports-*.json.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+// Measures, for each system against itself with one running container without published ports: the extra memory
+// (RSS and PSS) of the whole system — Krater and every process below it, or dockerd, its containerd and the
+// docker-proxy processes — plus the containerd shims it started, and how many processes are new; the kernel's slab
+// growth (noisy: the whole machine's); the time from the create request (`docker run`) until every port has answered
+// once; then the time from the stop until all ports are refused and from the start until all answer again.
+// Docker is Debian's docker.io (20.10), installed with scripts/lib.sh's apt_ensure and run privately by
+// bench/lib/docker.mjs: inside a network namespace of its own (docker0 and its iptables rules exist only there, and
+// its ports are probed from there), with its own data/exec roots, managed containerd, socket and cgroup parent, all
+// removed afterwards. Writes bench/results/ports-*.json.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ms, sleep, startKrater, writeResults } from './lib/cloud.mjs';
+import { dockerSandbox, ensureDocker } from './lib/docker.mjs';
+import { untilAll } from './lib/probe.mjs';
+import { growth, systemSnapshot } from './lib/procs.mjs';
 
 const PORTS = Number(process.env.BENCH_PORTS ?? 1000);
 const work = mkdtempSync(join(tmpdir(), 'krater-bench-ports-'));
+const httpd = ['sh', '-c', 'mkdir -p /www && echo bench-port > /www/index.html && httpd -f -p 80 -h /www'];
 
-/** Resident memory (KiB) of a process. */
-function rssKiB(pid) {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
-}
-/** Every process below `root`. */
-function descendants(root) {
-  const parent = new Map();
-  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  const out = [];
-  const walk = (p) => {
-    for (const [c, pp] of parent) if (pp === p) out.push(c), walk(c);
-  };
-  walk(root);
-  return out;
-}
-const slabKiB = () => Number(/Slab:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))[1]);
-/** Memory of Krater and everything below it, and which processes there are. */
-function snapshot(pid) {
-  const procs = descendants(pid);
-  return {
-    kraterKiB: rssKiB(pid),
-    belowKiB: procs.reduce((s, p) => s + rssKiB(p), 0),
-    procs: new Set(procs),
-    slabKiB: slabKiB(),
-  };
-}
 /** `n` consecutive TCP ports free on 127.0.0.1, below the ephemeral range. */
 async function freeRange(n) {
   for (;;) {
@@ -67,81 +43,175 @@ async function freeRange(n) {
     if (ok) return base;
   }
 }
-const answers = (port) =>
-  fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) }).then(
-    (r) => r.text().then((t) => t.includes('bench-port')),
-    () => false,
-  );
-/** Polls every port (8 at a time: busybox httpd listens with a backlog of 9 and forks per request, more at once
- * only measures its SYN drops) until each has answered once; returns ms since t0 and when the first answered. */
-async function untilAllAnswer(base, t0, want = true, first = {}) {
-  const left = new Set(Array.from({ length: PORTS }, (_, i) => base + i));
-  while (left.size) {
-    const batch = [...left].slice(0, 8);
-    const ok = await Promise.all(batch.map(answers));
-    if (first.ms === undefined && ok.some((x) => x === want)) first.ms = Math.round(ms(t0));
-    for (const [i, p] of batch.entries()) if (ok[i] === want) left.delete(p);
-    if (left.size && ok.every((x) => x !== want)) await sleep(20);
+/** Probes in this namespace; {first, all}: ms from t0 until one / every port gave `want`. */
+async function probeHere(base, want, t0) {
+  const out = {};
+  await untilAll(base, PORTS, want, () => {
+    out.first = Math.round(ms(t0));
+  });
+  out.all = Math.round(ms(t0));
+  return out;
+}
+const load = () => loadavg().map((x) => +x.toFixed(1));
+
+/** Krater: one container publishing PORTS ports through the Zun API, kernel dataplane. */
+async function kraterRun(base) {
+  const r = {};
+  const k = await startKrater(join(work, 'data'), { KRATER_NETWORKING: 'kernel' });
+  try {
+    const { zun, H } = k;
+    const call = async (method, path, body) => {
+      const res = await fetch(`${zun}${path}`, { method, headers: H, body: body && JSON.stringify(body) });
+      if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+      const text = await res.text();
+      return text ? JSON.parse(text) : undefined;
+    };
+    const project = (
+      await (await fetch(`${k.base}/identity/v3/auth/tokens`, { headers: { ...H, 'X-Subject-Token': k.token } })).json()
+    ).token.project.id;
+    await call('PUT', `/quotas/${project}`, { published_ports: PORTS + 10 });
+    // The baseline: a running container without published ports (its network, name server and shim exist).
+    const plain = await k.apiStart({ name: 'plain', command: httpd });
+    await sleep(2000);
+    const before = systemSnapshot(k.proc.pid, work);
+
+    const spec = Array.from({ length: PORTS }, (_, i) => `127.0.0.1:${base + i}:80`).join(',');
+    const t0 = process.hrtime.bigint();
+    const { uuid } = await call('POST', '/containers?run=true', {
+      name: 'web',
+      image: 'busybox',
+      command: httpd,
+      labels: { 'krater.publish': spec },
+    });
+    const up = await probeHere(base, true, t0);
+    r.create_to_first_answer_ms = up.first;
+    r.create_to_all_answer_ms = up.all;
+    await sleep(2000);
+    r.memory = growth(before, systemSnapshot(k.proc.pid, work));
+
+    let t = process.hrtime.bigint();
+    await call('POST', `/containers/${uuid}/stop?timeout=1`);
+    r.stop_to_all_refused_ms = (await probeHere(base, false, t)).all;
+    // The ports are unbound before the task has exited: a start is refused (409) until the container is Stopped.
+    await call('GET', `/containers/${uuid}/wait?status=Stopped`);
+    t = process.hrtime.bigint();
+    await call('POST', `/containers/${uuid}/start`);
+    const again = await probeHere(base, true, t);
+    r.start_to_first_answer_ms = again.first;
+    r.start_to_all_answer_ms = again.all;
+    await k.cleanup([uuid, plain.uuid]);
+  } finally {
+    await k.stop();
   }
-  return ms(t0);
+  return r;
 }
 
-const results = { ports: PORTS };
-const k = await startKrater(join(work, 'data'), { KRATER_NETWORKING: 'kernel' });
+/** Docker: the same container with PORTS `-p 127.0.0.1:<port>:80`, probed from inside its namespace. */
+async function dockerRun(sb, userlandProxy, base) {
+  const r = { userland_proxy: userlandProxy };
+  const pid = await sb.start({ userlandProxy });
+  const probe = sb.probe();
+  try {
+    await probe.ready;
+    if (!(await sb.docker('images', '-q', 'kr/busybox:latest'))) await sb.docker('load', '-i', sb.archive);
+    await sb.docker('run', '-d', '--name', 'plain', 'kr/busybox:latest', ...httpd);
+    await sleep(2000);
+    const marker = sb.work;
+    const before = systemSnapshot(pid, marker);
+
+    const publish = Array.from({ length: PORTS }, (_, i) => ['-p', `127.0.0.1:${base + i}:80`]).flat();
+    const t0 = process.hrtime.bigint();
+    const runs = sb.docker('run', '-d', '--name', 'web', ...publish, 'kr/busybox:latest', ...httpd).then(() => {
+      r.run_command_ms = Math.round(ms(t0));
+    });
+    const up = await probe.until(base, PORTS, true, t0);
+    await runs;
+    r.create_to_first_answer_ms = up.first;
+    r.create_to_all_answer_ms = up.all;
+    await sleep(2000);
+    r.memory = growth(before, systemSnapshot(pid, marker));
+
+    let t = process.hrtime.bigint();
+    const stops = sb.docker('stop', '-t', '1', 'web');
+    r.stop_to_all_refused_ms = (await probe.until(base, PORTS, false, t)).all;
+    await stops;
+    t = process.hrtime.bigint();
+    const starts = sb.docker('start', 'web');
+    const again = await probe.until(base, PORTS, true, t);
+    await starts;
+    r.start_to_first_answer_ms = again.first;
+    r.start_to_all_answer_ms = again.all;
+  } finally {
+    probe.close();
+    await sb.stop();
+  }
+  return r;
+}
+
+const results = { ports: PORTS, load_before: load() };
 try {
-  const { zun, H } = k;
-  const call = async (method, path, body) => {
-    const r = await fetch(`${zun}${path}`, { method, headers: H, body: body && JSON.stringify(body) });
-    if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
-    const text = await r.text();
-    return text ? JSON.parse(text) : undefined;
-  };
-  const project = (
-    await (await fetch(`${k.base}/identity/v3/auth/tokens`, { headers: { ...H, 'X-Subject-Token': k.token } })).json()
-  ).token.project.id;
-  await call('PUT', `/quotas/${project}`, { published_ports: PORTS + 10 });
-  const httpd = ['sh', '-c', 'mkdir -p /www && echo bench-port > /www/index.html && httpd -f -p 80 -h /www'];
-  // The baseline: a running container without published ports (its network, name server and shim exist).
-  const plain = await k.apiStart({ name: 'plain', command: httpd });
-  await sleep(2000);
-  const pid = k.proc.pid;
-  const before = snapshot(pid);
-
   const base = await freeRange(PORTS);
-  const spec = Array.from({ length: PORTS }, (_, i) => `127.0.0.1:${base + i}:80`).join(',');
-  const t0 = process.hrtime.bigint();
-  const { uuid } = await call('POST', '/containers?run=true', {
-    name: 'web',
-    image: 'busybox',
-    command: httpd,
-    labels: { 'krater.publish': spec },
-  });
-  const first = {};
-  results.create_to_all_answer_ms = Math.round(await untilAllAnswer(base, t0, true, first));
-  results.create_to_first_answer_ms = first.ms;
-  await sleep(2000);
-  const after = snapshot(pid);
-  const fresh = [...after.procs].filter((p) => !before.procs.has(p));
-  results.new_processes = fresh.map((p) =>
-    readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ').trim().slice(0, 80),
-  );
-  results.extra_krater_rss_mib = +((after.kraterKiB - before.kraterKiB) / 1024).toFixed(1);
-  results.extra_new_processes_rss_mib = +(fresh.reduce((s, p) => s + rssKiB(p), 0) / 1024).toFixed(1);
-  results.extra_below_krater_rss_mib = +((after.belowKiB - before.belowKiB) / 1024).toFixed(1);
-  results.slab_growth_mib = +((after.slabKiB - before.slabKiB) / 1024).toFixed(1);
-
-  let t = process.hrtime.bigint();
-  await call('POST', `/containers/${uuid}/stop?timeout=1`);
-  results.stop_to_all_refused_ms = Math.round(await untilAllAnswer(base, t, false));
-  t = process.hrtime.bigint();
-  await call('POST', `/containers/${uuid}/start`);
-  const again = {};
-  results.start_to_all_answer_ms = Math.round(await untilAllAnswer(base, t, true, again));
-  results.start_to_first_answer_ms = again.ms;
-  await k.cleanup([uuid, plain.uuid]);
+  results.krater = await kraterRun(base);
+  results.load_after_krater = load();
+  const unavailable = process.env.BENCH_DOCKER === '0' ? 'BENCH_DOCKER=0' : ensureDocker();
+  if (unavailable) results.docker = { skipped: unavailable };
+  else {
+    const sb = await dockerSandbox(join(work, 'docker'));
+    const stopSignal = () => sb.cleanup().finally(() => process.exit(130));
+    process.once('SIGINT', stopSignal);
+    process.once('SIGTERM', stopSignal);
+    try {
+      // Its own namespace: the ports Krater used are free there.
+      results.docker_userland_proxy = await dockerRun(sb, true, base);
+      results.load_after_docker_userland_proxy = load();
+      results.docker_iptables_dnat = await dockerRun(sb, false, base);
+      results.load_after_docker_iptables_dnat = load();
+    } finally {
+      await sb.cleanup();
+    }
+  }
 } finally {
-  await k.stop();
   rmSync(work, { recursive: true, force: true });
 }
+
+// Docker over Krater: how many times more time or memory Docker needs.
+// Only for positive figures: a memory growth within the noise (≤ 0) has no meaningful ratio.
+const ratio = (a, b) => (a > 0 && b > 0 ? +(a / b).toFixed(1) : undefined);
+const K = results.krater;
+for (const key of ['docker_userland_proxy', 'docker_iptables_dnat']) {
+  const D = results[key];
+  if (!D) continue;
+  results[`${key}_over_krater`] = {
+    create_to_all_answer: ratio(D.create_to_all_answer_ms, K.create_to_all_answer_ms),
+    stop_to_all_refused: ratio(D.stop_to_all_refused_ms, K.stop_to_all_refused_ms),
+    start_to_all_answer: ratio(D.start_to_all_answer_ms, K.start_to_all_answer_ms),
+    extra_rss_without_new_shim: ratio(D.memory.extra_rss_without_new_shim_mib, K.memory.extra_rss_without_new_shim_mib),
+    extra_pss_without_new_shim: ratio(D.memory.extra_pss_without_new_shim_mib, K.memory.extra_pss_without_new_shim_mib),
+  };
+}
 console.log(JSON.stringify(results, null, 2));
+
+const cols = [
+  ['Krater', K],
+  ['Docker (proxy)', results.docker_userland_proxy],
+  ['Docker (DNAT)', results.docker_iptables_dnat],
+].filter(([, v]) => v);
+const s = (x) => (x === undefined ? '-' : (x / 1000).toFixed(2));
+const rows = [
+  ['create/run → first port answers (s)', (v) => s(v.create_to_first_answer_ms)],
+  [`create/run → all ${PORTS} answered (s)`, (v) => s(v.create_to_all_answer_ms)],
+  ['`docker run` returned (s)', (v) => s(v.run_command_ms)],
+  ['stop → all refused (s)', (v) => s(v.stop_to_all_refused_ms)],
+  ['start → all answer again (s)', (v) => s(v.start_to_all_answer_ms)],
+  ['extra RSS, without new shim (MiB)', (v) => String(v.memory.extra_rss_without_new_shim_mib)],
+  ['extra PSS, without new shim (MiB)', (v) => String(v.memory.extra_pss_without_new_shim_mib)],
+  ['extra RSS incl. new shim (MiB)', (v) => String(v.memory.extra_rss_mib)],
+  ['new processes', (v) => String(v.memory.new_processes)],
+  ['kernel slab growth (MiB, noisy)', (v) => String(v.memory.slab_growth_mib)],
+];
+console.log(
+  `\nPublished ports: ${PORTS} on one container${results.docker ? ` (Docker skipped: ${results.docker.skipped})` : ''}`,
+);
+console.log(`${''.padEnd(38)}${cols.map(([n]) => n.padStart(16)).join('')}`);
+for (const [label, f] of rows) console.log(`${label.padEnd(38)}${cols.map(([, v]) => f(v).padStart(16)).join('')}`);
 console.error(`results: ${writeResults('ports', results)}`);
