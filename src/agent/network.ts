@@ -30,6 +30,7 @@ const MAX_DELAY_MS = 3_000;
  */
 export class AgentNetwork {
   private revision: string | undefined;
+  private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private applying: Promise<void> | null = null;
   private again = false;
@@ -57,6 +58,7 @@ export class AgentNetwork {
   }
 
   async stop(purge: boolean): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.debounce) clearTimeout(this.debounce);
     await this.applying?.catch(() => undefined);
@@ -139,6 +141,8 @@ export class AgentNetwork {
    * into one more run.
    */
   requestApply(): void {
+    // A revision poll that was under way when the agent stopped must not schedule a reconcile after the stop.
+    if (this.stopped) return;
     const now = Date.now();
     this.firstRequest ??= now;
     if (this.debounce) clearTimeout(this.debounce);

@@ -230,7 +230,7 @@ export class Dataplane {
     await this.refilling;
     this.closePrepared();
     await this.locked(async () => {
-      // keep: the DNAT rules stay (running containers keep answering); the next start holds the ports again.
+        // keep: the DNAT rules stay (running containers keep answering); the next start holds the ports again.
       this.reservations.releaseAll();
       if (!opts.purge) {
         await this.saveState();
@@ -251,8 +251,11 @@ export class Dataplane {
     desired: DesiredState,
     opts: { keep?: (endpointId: string) => boolean; readAt?: number } = {},
   ): Promise<void> {
+    if (this.stopped) return;
     this.assertStarted();
     const rulesOnly = await this.locked(() => {
+      // A reconcile queued behind the stop must not build again what a purge removed (or change a saved state).
+      if (this.stopped) return Promise.resolve([]);
       // A container started or stopped after the caller read its desired state: its binding is newer.
       if (opts.readAt !== undefined)
         for (const ep of desired.endpoints) {
@@ -338,11 +341,18 @@ export class Dataplane {
    * "port is already allocated"). An endpoint this dataplane does not know (no network) has nothing to bind.
    */
   async setPublishing(id: string, on: boolean): Promise<void> {
+    // A run's exit seen while the agent stops (a purge removes the containers) must not write the host table the
+    // stop just removed or saved.
+    if (this.stopped) return;
     this.assertStarted();
     this.publishingSet.set(id, { on, at: Date.now() });
     await this.locked(async () => {
+      if (this.stopped) return;
       const rec = this.endpoints.get(id);
-      if (!rec?.desired || rec.desired.publishing === on) return;
+      if (!rec?.desired) return;
+      // Already bound may mean a full apply that read the row after the start began (task_state
+      // container_starting) bound it: its bind failures were only logged, so a start looks again.
+      if (rec.desired.publishing === on && !on) return;
       rec.desired = { ...rec.desired, publishing: on };
       if (on) await this.ensurePublishLeg(rec.desired, rec);
       const failed = await this.syncPublished();
@@ -1131,7 +1141,13 @@ export class Dataplane {
     if (this.refilling || this.stopped || !this.started) return;
     // Deferred a little: spawning blocks the thread for a moment and takes CPU from the container the caller of
     // ensureEndpoint is starting right now.
-    this.refilling = new Promise<void>((resolve) => setTimeout(resolve, REFILL_DELAY_MS).unref()).then(async () => {
+    // Not unref'd: a stop awaits this, and with everything else closed an unref'd timer would let the process end
+    // before the stop (a purge) has run.
+    this.refilling = new Promise<void>((resolve) => setTimeout(resolve, REFILL_DELAY_MS)).then(async () => {
+      if (this.stopped) {
+        this.refilling = undefined;
+        return;
+      }
       try {
         if (!this.hostIp?.usable) this.hostIp = prepareIpBatch();
         if (!this.hostNft?.usable) this.hostNft = prepareNft();
