@@ -12,8 +12,9 @@ import { computeError } from './errors.js';
 import { type Container, type ContainerSpec, decodeContainer, encodeLimits, newContainerRow } from './model.js';
 import { allocateForNewContainer, type ContainerNetworking } from './networking.js';
 import { type OwnerRef, validOwnerRef } from './ownership.js';
+import { placeContainer } from './placement.js';
 import type { ContainerRepo } from './repo.js';
-import { chooseHost, loadCandidates } from './scheduler.js';
+import type { WeigherName } from './scheduler.js';
 import { canDo, invalidStateMessage, Status, VALID_STATES } from './states.js';
 
 /** Who asks. `requestId` becomes the action record's request id (Zun shows it as the response's). */
@@ -73,6 +74,8 @@ export class ContainerApi {
     private readonly agents: AgentDirectory,
     /** Neutron ports of containers; absent when Krater runs without networking. */
     private readonly networking?: ContainerNetworking,
+    /** How hosts that fit are weighed (KRATER_SCHEDULER_WEIGHER). */
+    private readonly weigher: WeigherName = 'spread',
   ) {}
 
   /** A container of the actor's project (any project for admins); 404 otherwise. */
@@ -85,9 +88,9 @@ export class ContainerApi {
   }
 
   /**
-   * Creates a container in the actor's project: quota, synchronous scheduling (the first host that passes Zun's
-   * filters and has room), Neutron ports, the row (Creating), the host-port claims, the `create` action and the
-   * agent's task. No host: the container is kept in Error ("There are not enough hosts available."), as Zun does.
+   * Creates a container in the actor's project: quota, synchronous scheduling (the best host, by the weigher, that
+   * passes Zun's filters and has room, claimed in the transaction that inserts the row, Creating), Neutron ports
+   * bound to that host, the host-port claims, the `create` action and the agent's task. No host: the container is kept in Error ("There are not enough hosts available."), as Zun does.
    */
   async create(actor: Actor, req: CreateRequest): Promise<Container> {
     if (!actor.projectId)
@@ -116,32 +119,42 @@ export class ContainerApi {
     await this.repo.checkQuota(row.project_id, quotaDelta);
     if (req.host && !(await this.repo.hostExists(req.host)))
       throw computeError(404, 'RequestedHostNotFound', `Requested host ${req.host} does not exist.`);
-    const host = chooseHost(await loadCandidates(this.repo.db, await this.agents.schedulableHosts()), {
-      cpu: limits.cpu,
-      memoryMb: limits.memoryMiB,
-      availabilityZone: row.availability_zone,
-      runtime: row.runtime,
-      host: req.host,
-    });
-    if (host) row.host = host;
+    row.desired = req.run ? 'running' : 'stopped';
+    // The claim and the row commit together (compute/placement.ts): concurrent creates never over-book a host.
+    const host = await placeContainer(
+      this.repo.db,
+      await this.agents.schedulableHosts(),
+      {
+        cpu: limits.cpu,
+        memoryMb: limits.memoryMiB,
+        availabilityZone: row.availability_zone,
+        runtime: row.runtime,
+        host: req.host,
+      },
+      this.weigher,
+      row,
+    );
+    if (host) this.repo.changed(row.uuid);
     else {
       row.status = Status.Error;
       row.status_reason = 'There are not enough hosts available.';
-    }
-    row.desired = req.run ? 'running' : 'stopped';
-    const undoNetwork =
-      this.networking && row.host
-        ? await allocateForNewContainer(
-            this.networking,
-            { projectId: row.project_id, userId: actor.userId, isAdmin: actor.isAdmin },
-            row,
-          )
-        : undefined;
-    try {
       await this.repo.insert(row);
-    } catch (err) {
-      await undoNetwork?.().catch(() => undefined);
-      throw err;
+    }
+    // Ports are bound to the chosen host, so they follow the placed row; failing, the row goes (and its claim).
+    let undoNetwork: (() => Promise<void>) | undefined;
+    if (this.networking && host) {
+      try {
+        undoNetwork = await allocateForNewContainer(
+          this.networking,
+          { projectId: row.project_id, userId: actor.userId, isAdmin: actor.isAdmin },
+          row,
+        );
+        await this.repo.update(row.uuid, { addresses: row.addresses, security_groups: row.security_groups });
+      } catch (err) {
+        await undoNetwork?.().catch(() => undefined);
+        await this.repo.remove(row.uuid);
+        throw err;
+      }
     }
     // Concurrent creates all passed the first check: now that this row counts, check again (see checkQuota).
     try {

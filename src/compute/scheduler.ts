@@ -1,13 +1,17 @@
 /**
  * Where a new container runs, as Zun's scheduler decides (zun.md §16): the hosts whose `zun-compute` is enabled
  * and up, through Zun's default filters — AvailabilityZoneFilter, ComputeFilter (the candidates already are),
- * RuntimeFilter — and a capacity claim against what the host reported (Placement's role: CPUs × 16 and memory ×
- * 1.5, Zun's default allocation ratios, minus what the host's containers hold). No weighers: the first host that
- * passes wins, in the order the hosts registered.
+ * RuntimeFilter — and a capacity check against what the host reported (Placement's role: CPUs × 16 and memory ×
+ * 1.5, Zun's default allocation ratios, minus what the host's containers hold). Of the hosts that pass, a weigher
+ * picks: `spread` (default; the most free RAM, then CPU) or `pack` (the least). The choice is a pure function; the
+ * claim that makes it stick under concurrency is compute/placement.ts.
  */
 import type { Kysely } from 'kysely';
+import type { WeigherName } from '../core/config/scheduler.js';
 import type { Database } from '../core/store/schema.js';
 import { memoryMiB } from './model.js';
+
+export type { WeigherName };
 
 export const CPU_ALLOCATION_RATIO = 16;
 export const RAM_ALLOCATION_RATIO = 1.5;
@@ -33,18 +37,47 @@ export interface Request {
   host?: string;
 }
 
-/** The first candidate that passes the filters and has room, or undefined (NoValidHost). */
-export function chooseHost(candidates: HostCandidate[], req: Request): string | undefined {
-  for (const h of candidates) {
-    if (req.host && h.host !== req.host) continue;
-    if (req.availabilityZone && h.availabilityZone !== req.availabilityZone) continue;
-    if (!h.runtimes.includes(req.runtime ?? 'runc')) continue;
-    // A host that reported no inventory yet is not refused for it.
-    if (h.cpus > 0 && h.usedCpu + req.cpu > h.cpus * CPU_ALLOCATION_RATIO) continue;
-    if (h.memoryMb > 0 && h.usedMemoryMb + req.memoryMb > h.memoryMb * RAM_ALLOCATION_RATIO) continue;
-    return h.host;
-  }
-  return undefined;
+/** Whether `h` passes the filters and has room for `req`. */
+export function fits(h: HostCandidate, req: Request): boolean {
+  if (req.host && h.host !== req.host) return false;
+  if (req.availabilityZone && h.availabilityZone !== req.availabilityZone) return false;
+  if (!h.runtimes.includes(req.runtime ?? 'runc')) return false;
+  // A host that reported no inventory yet is not refused for it.
+  if (h.cpus > 0 && h.usedCpu + req.cpu > h.cpus * CPU_ALLOCATION_RATIO) return false;
+  if (h.memoryMb > 0 && h.usedMemoryMb + req.memoryMb > h.memoryMb * RAM_ALLOCATION_RATIO) return false;
+  return true;
+}
+
+/** Free RAM (MiB) and CPU left on a host under the allocation ratios; null when it reported no inventory. */
+function free(h: HostCandidate): { ram: number; cpu: number } | null {
+  if (!(h.cpus > 0 && h.memoryMb > 0)) return null;
+  return { ram: h.memoryMb * RAM_ALLOCATION_RATIO - h.usedMemoryMb, cpu: h.cpus * CPU_ALLOCATION_RATIO - h.usedCpu };
+}
+
+/**
+ * Orders `a` before `b` (negative) when the weigher prefers it: `spread` the most free RAM then CPU, `pack` the
+ * least. A host that reported no inventory weighs last either way; equal hosts keep their order (registration).
+ */
+export function compareHosts(weigher: WeigherName, a: HostCandidate, b: HostCandidate): number {
+  const fa = free(a);
+  const fb = free(b);
+  if (!fa || !fb) return fa ? -1 : fb ? 1 : 0;
+  const sign = weigher === 'pack' ? 1 : -1;
+  return sign * (fa.ram - fb.ram) || sign * (fa.cpu - fb.cpu);
+}
+
+/** The candidates that pass the filters and have room, best first by the weigher. */
+export function rankHosts(candidates: HostCandidate[], req: Request, weigher: WeigherName = 'spread'): HostCandidate[] {
+  return candidates.filter((h) => fits(h, req)).sort((a, b) => compareHosts(weigher, a, b));
+}
+
+/** The best candidate that passes the filters and has room, or undefined (NoValidHost). */
+export function chooseHost(
+  candidates: HostCandidate[],
+  req: Request,
+  weigher: WeigherName = 'spread',
+): string | undefined {
+  return rankHosts(candidates, req, weigher)[0]?.host;
 }
 
 /** What the containers placed on a host claim (Zun's resource tracker: `*_used` of a host). */

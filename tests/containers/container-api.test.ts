@@ -72,7 +72,8 @@ describe('ContainerApi (in-process, SQLite store)', () => {
       resolveSecurityGroups: async () => [],
       exposePorts: async () => 'sg',
     } as unknown as ContainerNetworking;
-    api = new ContainerApi(repo, agents, networking);
+    // Pack: the fuller host is taken while it has room, so these tests know where each container lands.
+    api = new ContainerApi(repo, agents, networking, 'pack');
   }, 60_000);
   afterAll(async () => {
     await store?.close();

@@ -44,6 +44,7 @@ describe('resolveConfig', () => {
     expect(c.network.mtu).toBe(1500);
     expect(c.network.quotas).toMatchObject({ network: 100, port: 500, subnetpool: -1, router: 10 });
     expect(c.image).toMatchObject({ maxUploadBytes: 10 * 1024 ** 3, quotaBytes: null });
+    expect(c.scheduler).toEqual({ weigher: 'spread' });
     expect(c.controllers).toEqual({
       concurrency: 4,
       leaseMs: 15_000,
@@ -79,6 +80,7 @@ describe('resolveConfig', () => {
         KRATER_CONTROLLER_BACKOFF_MS: '5000',
         KRATER_CONTROLLER_BACKOFF_MAX_MS: '10',
         KRATER_CONTROLLER_MODULES: 'a.mjs, b.mjs',
+        KRATER_SCHEDULER_WEIGHER: 'pack',
       },
     );
     expect(c.port).toBe(9000);
@@ -94,6 +96,7 @@ describe('resolveConfig', () => {
       gocodeDir: '/opt/gocode',
     });
     expect(c.insecureRegistries).toEqual(['a.example:5000', 'b.example']);
+    expect(c.scheduler.weigher).toBe('pack');
     expect(c.network.defaultNetwork).toEqual({ enabled: false, name: 'default', cidr: '192.168.7.0/24' });
     expect(c.network.mtu).toBe(1400);
     expect(c.network.quotas.port).toBe(-1);
@@ -132,6 +135,7 @@ describe('resolveConfig', () => {
       [{ KRATER_CONTROLLER_POLL_MS: 'often' }, /KRATER_CONTROLLER_POLL_MS/],
       [{ KRATER_CONTROLLER_BACKOFF_MS: '0' }, /KRATER_CONTROLLER_BACKOFF_MS/],
       [{ KRATER_CONTROLLER_BACKOFF_MAX_MS: '1e9' }, /KRATER_CONTROLLER_BACKOFF_MAX_MS/],
+      [{ KRATER_SCHEDULER_WEIGHER: 'random' }, /KRATER_SCHEDULER_WEIGHER: random \(expected spread or pack\)/],
     ];
     for (const [env, message] of bad) expect(() => resolveWith(env), JSON.stringify(env)).toThrow(message);
   });

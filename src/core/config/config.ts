@@ -11,6 +11,7 @@ import { type ControllerSettings, controllerSettings } from './controllers.js';
 import { type ImageSettings, imageSettings, insecureRegistries } from './images.js';
 import { type NetworkSettings, networkSettings } from './network.js';
 import { type PublishConfig, publishConfig } from './publish.js';
+import { type SchedulerSettings, schedulerSettings } from './scheduler.js';
 import { type Env, nonNegativeInt } from './values.js';
 
 export type { PublishConfig };
@@ -56,6 +57,8 @@ export interface KraterConfig {
   insecureRegistries: string[];
   /** The control-plane controllers' concurrency, lease, polling, back-off and extra modules. */
   controllers: ControllerSettings;
+  /** How the scheduler weighs the hosts that fit (spread or pack). */
+  scheduler: SchedulerSettings;
   /** Whether `publicUrl` was configured (flag or environment) rather than derived from bind and port. */
   publicUrlConfigured: boolean;
   /**
@@ -130,6 +133,7 @@ export function resolveConfig(input: ConfigInput, env: Env = process.env): Krate
     image: imageSettings(env),
     insecureRegistries: insecureRegistries(env),
     controllers: controllerSettings(env),
+    scheduler: schedulerSettings(env),
     publicUrlConfigured: !!configuredUrl,
     masterKeyFile: env.KRATER_MASTER_KEY_FILE || undefined,
     masterKey: env.KRATER_MASTER_KEY || undefined,

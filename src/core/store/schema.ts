@@ -579,3 +579,15 @@ export interface SealedSecretRow {
 export interface Database {
   sealed_secrets: SealedSecretRow;
 }
+
+// ---- Placement (migration 0014): one resource provider per compute host. Its generation is bumped, compare-and-
+// swap, in every transaction that places a container there, so two concurrent claims on one host cannot both
+// commit against the same view of its usage (compute/placement.ts).
+export interface ResourceProviderRow {
+  host: string;
+  generation: number;
+}
+
+export interface Database {
+  resource_providers: ResourceProviderRow;
+}

@@ -46,7 +46,7 @@ export function createContainerService(
   policy.registerDefaults(containerPolicies);
   const repo = new ContainerRepo(store.db);
   const networking = neutron ? new ContainerNetworking(neutron) : undefined;
-  const api = new ContainerApi(repo, agents, networking);
+  const api = new ContainerApi(repo, agents, networking, config.scheduler.weigher);
   const registries = new RegistryRepo(store.db);
   const base = `${config.publicUrl}${CONTAINER_PREFIX}`;
   const v1 = {
