@@ -72,7 +72,7 @@ export class ContainerApi {
     readonly repo: ContainerRepo,
     private readonly agents: AgentDirectory,
     /** Neutron ports of containers; absent when Krater runs without networking. */
-    private readonly networking?: ContainerNetworking,
+    readonly networking?: ContainerNetworking,
   ) {}
 
   /** A container of the actor's project (any project for admins); 404 otherwise. */
