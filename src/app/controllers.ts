@@ -6,6 +6,7 @@ import { containerOwnerKind, OwnerKinds } from '../compute/ownership.js';
 import type { Controller, ControllerDeps, ControllerFactory } from '../controllers/controller.js';
 import { GC_ID, GC_KIND, garbageCollector } from '../controllers/garbage-collector.js';
 import { ControllerManager } from '../controllers/manager.js';
+import { SWEEP_GRACE_MS, SWEEPER_ID, SWEEPER_KIND, sweeper } from '../controllers/sweeper.js';
 import type { ControllerSettings } from '../core/config/controllers.js';
 import type { Store } from '../core/store/db.js';
 
@@ -13,7 +14,7 @@ import type { Store } from '../core/store/db.js';
 const SYSTEM_ACTOR: Actor = { projectId: undefined, userId: 'krater', roles: ['admin'], isAdmin: true };
 
 /**
- * The control plane's controllers: the built-in ones (the garbage collector of owned objects; the Magnum cluster and
+ * The control plane's controllers: the built-in ones (the garbage collector of owned objects, the sweeper of interrupted creates; the Magnum cluster and
  * capsule controllers will be listed here), those passed in by the caller, and those of the modules named in
  * `KRATER_CONTROLLER_MODULES`. Started in every `krater api` process (each `--workers` process too) and in
  * `krater up`; the queue's leases make them cooperate.
@@ -33,6 +34,12 @@ export async function startControllers(
   const containers = services.containers;
   if (containers)
     controllers.unshift(
+      sweeper({
+        repo: containers.repo,
+        networking: containers.networking,
+        intervalMs: settings.sweepIntervalMs,
+        graceMs: SWEEP_GRACE_MS,
+      }),
       garbageCollector({
         db: store.db,
         owners,
@@ -44,8 +51,11 @@ export async function startControllers(
   for (const path of settings.modules) controllers.push(...(await loadModule(path, deps)));
   for (const c of controllers) manager.register(c);
   manager.start();
-  // The collector runs once at every start (what a crash left behind), then on its own interval.
-  if (containers) await manager.enqueue(GC_KIND, GC_ID);
+  // The collector and the sweeper run once at every start (what a crash left behind), then on their own intervals.
+  if (containers) {
+    await manager.enqueue(GC_KIND, GC_ID);
+    await manager.enqueue(SWEEPER_KIND, SWEEPER_ID);
+  }
   return manager;
 }
 

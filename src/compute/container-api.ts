@@ -73,7 +73,7 @@ export class ContainerApi {
     readonly repo: ContainerRepo,
     private readonly agents: AgentDirectory,
     /** Neutron ports of containers; absent when Krater runs without networking. */
-    private readonly networking?: ContainerNetworking,
+    readonly networking?: ContainerNetworking,
     /** How hosts that fit are weighed (KRATER_SCHEDULER_WEIGHER). */
     private readonly weigher: WeigherName = 'spread',
   ) {}

@@ -230,7 +230,7 @@ export class Dataplane {
     await this.refilling;
     this.closePrepared();
     await this.locked(async () => {
-        // keep: the DNAT rules stay (running containers keep answering); the next start holds the ports again.
+      // keep: the DNAT rules stay (running containers keep answering); the next start holds the ports again.
       this.reservations.releaseAll();
       if (!opts.purge) {
         await this.saveState();

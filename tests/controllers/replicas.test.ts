@@ -7,6 +7,7 @@
  *   npx vitest run tests/controllers
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,8 @@ const LEASE_MS = 3000;
 const POLL_MS = 200;
 const ROUNDS = 3;
 const KIND = 'test.probe';
+/** Replicas of one deployment share the master key sealing the store's secrets (else the second refuses to start). */
+const MASTER_KEY = randomBytes(32).toString('base64');
 
 interface ProbeEvent {
   ev: 'start' | 'end' | 'overlap';
@@ -51,6 +54,7 @@ class Replica {
         env: {
           ...cleanEnv(),
           HOME: this.dataDir,
+          KRATER_MASTER_KEY: MASTER_KEY,
           KRATER_CONTROLLER_MODULES: join(REPO_ROOT, 'tests/controllers/probe-controller.mjs'),
           KRATER_CONTROLLER_LEASE_MS: String(LEASE_MS),
           KRATER_CONTROLLER_POLL_MS: String(POLL_MS),

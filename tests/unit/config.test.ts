@@ -52,6 +52,7 @@ describe('resolveConfig', () => {
       backoffMs: 1000,
       backoffMaxMs: 300_000,
       gcIntervalMs: 30_000,
+      sweepIntervalMs: 60_000,
       modules: [],
     });
   });
@@ -79,6 +80,7 @@ describe('resolveConfig', () => {
         KRATER_CONTROLLER_LEASE_MS: '600',
         KRATER_CONTROLLER_BACKOFF_MS: '5000',
         KRATER_CONTROLLER_BACKOFF_MAX_MS: '10',
+        KRATER_CONTROLLER_SWEEP_INTERVAL_MS: '5000',
         KRATER_CONTROLLER_MODULES: 'a.mjs, b.mjs',
         KRATER_SCHEDULER_WEIGHER: 'pack',
       },
@@ -106,6 +108,7 @@ describe('resolveConfig', () => {
       leaseMs: 600,
       backoffMs: 5000,
       backoffMaxMs: 5000,
+      sweepIntervalMs: 5000,
       modules: ['a.mjs', 'b.mjs'],
     });
   });
@@ -136,6 +139,7 @@ describe('resolveConfig', () => {
       [{ KRATER_CONTROLLER_BACKOFF_MS: '0' }, /KRATER_CONTROLLER_BACKOFF_MS/],
       [{ KRATER_CONTROLLER_BACKOFF_MAX_MS: '1e9' }, /KRATER_CONTROLLER_BACKOFF_MAX_MS/],
       [{ KRATER_SCHEDULER_WEIGHER: 'random' }, /KRATER_SCHEDULER_WEIGHER: random \(expected spread or pack\)/],
+      [{ KRATER_CONTROLLER_SWEEP_INTERVAL_MS: '50' }, /KRATER_CONTROLLER_SWEEP_INTERVAL_MS/],
     ];
     for (const [env, message] of bad) expect(() => resolveWith(env), JSON.stringify(env)).toThrow(message);
   });

@@ -9,6 +9,8 @@
  *   after base · 2^(attempts − 1), capped;
  * - KRATER_CONTROLLER_GC_INTERVAL_MS (30000): how often the garbage collector looks for objects whose owner is gone
  *   when nothing woke it (an owner deleted by a process that crashed before the cascade);
+ * - KRATER_CONTROLLER_SWEEP_INTERVAL_MS (60000): how often the sweeper looks for what an interrupted create left
+ *   (a container in Creating with no agent task, Zun's ports whose container row was never written);
  * - KRATER_CONTROLLER_MODULES: comma-separated paths of extra controller modules to load (each exports
  *   `controllers(deps)`); the seam tests use to register their test-only kinds.
  */
@@ -21,6 +23,7 @@ export interface ControllerSettings {
   backoffMs: number;
   backoffMaxMs: number;
   gcIntervalMs: number;
+  sweepIntervalMs: number;
   modules: string[];
 }
 
@@ -34,6 +37,7 @@ export function controllerSettings(env: Env): ControllerSettings {
     backoffMs,
     backoffMaxMs: Math.max(backoffMs, intVar(env, 'KRATER_CONTROLLER_BACKOFF_MAX_MS', 300_000, 1, 86_400_000)),
     gcIntervalMs: intVar(env, 'KRATER_CONTROLLER_GC_INTERVAL_MS', 30_000, 100, 86_400_000),
+    sweepIntervalMs: intVar(env, 'KRATER_CONTROLLER_SWEEP_INTERVAL_MS', 60_000, 100, 86_400_000),
     modules: listVar(env, 'KRATER_CONTROLLER_MODULES'),
   };
 }
