@@ -157,7 +157,11 @@ describe.each(['sqlite', 'postgresql'])(
       if (opts.noAction) await store.db.deleteFrom('container_actions').where('container_uuid', '=', uuid).execute();
     };
     const age = (uuid: string) =>
-      store.db.updateTable('containers').set({ created_at: longAgo }).where('uuid', '=', uuid).execute();
+      store.db
+        .updateTable('containers')
+        .set({ created_at: longAgo, updated_at: longAgo })
+        .where('uuid', '=', uuid)
+        .execute();
 
     it('rolls an old Creating container with no task back to Error: reason, action finished, ports released', async () => {
       const c = await create('cut-short');
