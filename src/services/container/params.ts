@@ -1,4 +1,3 @@
-import { ApiError } from '../../core/http/errors.js';
 import { atLeast, fmt, type Version } from '../../core/http/microversion.js';
 
 /** Zun's exception classes become `container.<kebab-name>` error codes. */
@@ -37,18 +36,6 @@ export function versionCheck(field: string, since: [number, number], v: Version)
       `Invalid param ${field} because current request version is ${fmt(v)}. ${field} is only supported from version ${since[0]}.${since[1]}`,
     );
   }
-}
-
-/** Refuses a route outside its microversion range. */
-export function routeRange(v: Version, min?: [number, number], max?: [number, number]): void {
-  const below = min && !atLeast(v, min[0], min[1]);
-  const above = max && atLeast(v, max[0], max[1] + 1);
-  if (below || above)
-    throw new ApiError(
-      406,
-      `Version ${fmt(v)} was requested but the requested API is not supported for this version.`,
-      'NotAcceptable',
-    );
 }
 
 export function parseNumber(name: string, v: unknown, min: number, max: number, integer = false): number {

@@ -85,6 +85,3 @@ export const containerPolicies: Record<string, string> = {
   'registry:update': 'rule:zun:admin_or_owner',
   'registry:get_all_all_projects': ADMIN_API,
 };
-
-/** Fields hidden unless `container:get_one:<field>` passes (other fields have no rule: always shown). */
-export const ADMIN_ONLY_FIELDS = ['host', 'image_pull_policy', 'privileged', 'runtime'];

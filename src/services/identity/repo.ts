@@ -18,7 +18,6 @@ import type {
   UserRow,
 } from '../../core/store/schema.js';
 
-export type Tables = keyof Database;
 export interface RoleRef {
   id: string;
   name: string;
