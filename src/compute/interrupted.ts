@@ -1,8 +1,8 @@
 /**
  * What a create cut short by a crash leaves behind, and how it is rolled back (issue 12, item 3). `ContainerApi.create`
- * makes the Neutron ports, writes the row (Creating), records the action and queues the agent's task, in that order
- * and not in one transaction: a process killed in between leaves a row in Creating that no agent will ever settle,
- * or ports bound to a container row that was never written. The sweeper (src/controllers/sweeper.ts) finds both once
+ * writes the placed row (Creating), makes the Neutron ports, records the action and queues the agent's task, in that
+ * order and not in one transaction: a process killed in between leaves a row in Creating that no agent will ever
+ * settle, or ports bound to a container row that is gone (a failed create removes its row). The sweeper (src/controllers/sweeper.ts) finds both once
  * they are older than a grace period no live create takes, and rolls them back here.
  */
 import { randomUUID } from 'node:crypto';
