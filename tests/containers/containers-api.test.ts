@@ -384,17 +384,33 @@ describe('quotas and tenancy', () => {
     expect(r.json.errors[0].title).toMatch(/Quota exceeded for resources: \['containers'\]/);
     const usage = await api('GET', `/quotas/${token2}?usages=True`);
     expect(usage.json.containers.limit).toBe(0);
-    // Concurrent creates never overshoot the limit: room for two more, eight ask at once.
+    // Concurrent creates never overshoot the limit: room for two more, eight ask at once. Earlier tests' deletes
+    // finish asynchronously (a Deleting row still counts), so wait for them before taking the baseline.
+    await expect
+      .poll(
+        async () =>
+          ((await api('GET', '/containers')).json.containers as { status: string }[]).filter(
+            (c) => c.status === 'Deleting',
+          ).length,
+        { timeout: 30_000 },
+      )
+      .toBe(0);
     const inUse = (await api('GET', `/quotas/${token2}?usages=True`)).json.containers.in_use as number;
-    expect((await api('PUT', `/quotas/${token2}`, { containers: inUse + 2 })).status).toBe(200);
-    const burst = await Promise.all(Array.from({ length: 8 }, () => api('POST', '/containers', { image: 'busybox' })));
-    const made = burst.filter((b) => b.status === 202);
-    // (Never more than fits; a burst that meets at the limit may refuse one that would have fitted.)
-    expect(made.length).toBeLessThanOrEqual(2);
-    for (const b of burst.filter((x) => x.status !== 202)) expect(b.status).toBe(403);
-    expect((await api('GET', `/quotas/${token2}?usages=True`)).json.containers.in_use).toBe(inUse + made.length);
-    for (const m of made) await api('DELETE', `/containers/${m.json.uuid}?force=true`);
-    expect((await api('DELETE', `/quotas/${token2}`)).status).toBe(200);
+    const made: { json: { uuid: string } }[] = [];
+    try {
+      expect((await api('PUT', `/quotas/${token2}`, { containers: inUse + 2 })).status).toBe(200);
+      const burst = await Promise.all(
+        Array.from({ length: 8 }, () => api('POST', '/containers', { image: 'busybox' })),
+      );
+      made.push(...burst.filter((b) => b.status === 202));
+      // (Never more than fits; a burst that meets at the limit may refuse one that would have fitted.)
+      expect(made.length).toBeLessThanOrEqual(2);
+      for (const b of burst.filter((x) => x.status !== 202)) expect(b.status).toBe(403);
+      expect((await api('GET', `/quotas/${token2}?usages=True`)).json.containers.in_use).toBe(inUse + made.length);
+    } finally {
+      for (const m of made) await api('DELETE', `/containers/${m.json.uuid}?force=true`);
+      expect((await api('DELETE', `/quotas/${token2}`)).status).toBe(200);
+    }
   });
   it("hides another project's containers and refuses admin APIs to members", async () => {
     const x = await run({ command: ['sleep', '600'] });
