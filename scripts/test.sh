@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 apt_ensure ca-certificates curl jq iproute2 python3-openstackclient python3-glanceclient python3-zunclient python3-magnumclient \
-  postgresql containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static docker-registry openssl nftables dnsmasq-base conntrack
+  postgresql containerd runc golang-github-containerd-containerd-dev skopeo umoci busybox-static docker-registry openssl nftables dnsmasq-base conntrack \
+  haproxy pgbouncer swift swift-proxy swift-account swift-container swift-object python3-swiftclient xfsprogs e2fsprogs util-linux
 node_ensure
 npm_ensure
 npx biome check src tests bench
