@@ -13,6 +13,7 @@ import * as m0011 from './migrations/0011_agent_task_subject.js';
 import * as m0012 from './migrations/0012_sealed_secrets.js';
 import * as m0013 from './migrations/0013_owner_refs.js';
 import * as m0014 from './migrations/0014_resource_providers.js';
+import * as m0022 from './migrations/0022_zun_networks.js';
 
 /** Every migration, in order. Later issues append here; never edit one that has shipped. */
 const migrations: Record<string, Migration> = {
@@ -30,6 +31,7 @@ const migrations: Record<string, Migration> = {
   '0012_sealed_secrets': m0012,
   '0013_owner_refs': m0013,
   '0014_resource_providers': m0014,
+  '0022_zun_networks': m0022,
 };
 
 class InCodeProvider implements MigrationProvider {

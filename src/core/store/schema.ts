@@ -366,6 +366,21 @@ export interface Database {
   registries: RegistryRow;
 }
 
+/** Zun's record of a Neutron network registered for containers (`/v1/networks`, migration 0022). */
+export interface ZunNetworkRow {
+  uuid: string;
+  name: string | null;
+  neutron_net_id: string;
+  /** The host-side network's id: Krater's dataplane keys a network by its Neutron id, so the same value. */
+  network_id: string;
+  project_id: string;
+  user_id: string;
+  created_at: string;
+}
+export interface Database {
+  zun_networks: ZunNetworkRow;
+}
+
 // ---- Neutron (migration 0005). Every resource has description, revision_number, created_at, updated_at.
 interface NetStandard {
   description: string;

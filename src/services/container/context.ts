@@ -8,6 +8,7 @@ import { decodeContainer } from '../../compute/model.js';
 import type { ContainerNetworking } from '../../compute/networking.js';
 import type { ContainerRepo } from '../../compute/repo.js';
 import { canDo, invalidStateMessage } from '../../compute/states.js';
+import type { ZunNetworkRepo } from '../../compute/zun-networks.js';
 import { policyCredentials } from '../../core/auth/context.js';
 import type { Version } from '../../core/http/microversion.js';
 import type { CoreContext } from '../../core/http/server.js';
@@ -31,6 +32,8 @@ export interface ZunContext {
   /** Zun's image records (`/v1/images`) and registries. */
   images: ZunImageRepo;
   registries: RegistryRepo;
+  /** Neutron networks registered through `/v1/networks`. */
+  zunNetworks: ZunNetworkRepo;
   /** The container operations (create, delete, actions, update, wait) the routes call after their policy checks. */
   api: ContainerApi;
   agents: AgentDirectory;

@@ -4,6 +4,7 @@ import { HostRepo } from '../../compute/hosts.js';
 import { RegistryRepo, ZunImageRepo } from '../../compute/image-records.js';
 import { ContainerNetworking, type NeutronClient } from '../../compute/networking.js';
 import { ContainerRepo } from '../../compute/repo.js';
+import { ZunNetworkRepo } from '../../compute/zun-networks.js';
 import type { KraterConfig } from '../../core/config/config.js';
 import { ApiError, STATUS_TITLES } from '../../core/http/errors.js';
 import { fmt, type MicroversionSpec, negotiate } from '../../core/http/microversion.js';
@@ -18,6 +19,7 @@ import { containerRoutes } from './routes/containers.js';
 import { eventRoutes } from './routes/events.js';
 import { imageRoutes } from './routes/images.js';
 import { networkRoutes } from './routes/networks.js';
+import { zunNetworkRoutes } from './routes/zun-networks.js';
 import { attachWebSocketServer } from './websocket.js';
 
 export const CONTAINER_PREFIX = '/container';
@@ -110,6 +112,7 @@ export function createContainerService(
         hosts: new HostRepo(store.db),
         images: new ZunImageRepo(store.db),
         registries,
+        zunNetworks: new ZunNetworkRepo(store.db),
         api,
         agents,
         glance,
@@ -195,6 +198,7 @@ export function createContainerService(
             adminRoutes(s, zx);
             imageRoutes(s, zx);
             networkRoutes(s, zx);
+            zunNetworkRoutes(s, zx);
             eventRoutes(s, zx);
           },
           { prefix },

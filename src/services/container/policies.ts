@@ -84,4 +84,6 @@ export const containerPolicies: Record<string, string> = {
   'registry:get_all': 'rule:zun:admin_or_owner',
   'registry:update': 'rule:zun:admin_or_owner',
   'registry:get_all_all_projects': ADMIN_API,
+  'network:create': ADMIN_API,
+  'network:delete': ADMIN_API,
 };
