@@ -198,7 +198,7 @@ describe('a deployment of 2 api replicas behind HAProxy and 3 hosts', () => {
       uuids.push(r.json.uuid);
     }
     for (const [i, uuid] of uuids.entries()) {
-      const c = await waitFor(uuid, settled, 'settled');
+      const c = await waitFor(uuid, (x) => ['Stopped', 'Error'].includes(x.status), 'exited');
       expect(c.status, c.status_reason).toBe('Stopped');
       expect(c.host).toBe(mh.hosts[i].hostname);
       expect((await zun('lb', 'GET', `/containers/${uuid}/logs`)).json).toBe(`glance-on-${i}\n`);
