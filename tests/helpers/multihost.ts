@@ -371,7 +371,7 @@ export class MultiHost {
   }
 
   private makeUnderlay(): void {
-    exitCleanups.add(this.removeNetworkSync);
+    exitCleanups.add(this.crashCleanup);
     sh('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
     sh('ip', ['addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
     sh('ip', ['link', 'set', this.bridge, 'up']);
@@ -504,7 +504,7 @@ listen postgres
     for (const t of left.nftTables) shQuiet('nft', ['delete', 'table', ...t.split(' ')]);
     for (const c of left.cgroups) shQuiet('rmdir', [c]);
     this.removeNetworkSync();
-    exitCleanups.delete(this.removeNetworkSync);
+    exitCleanups.delete(this.crashCleanup);
     await this.db?.drop().catch(() => undefined);
     if (process.env.KRATER_E2E_KEEP === '1') process.stderr.write(`[multihost] keeping ${this.workDir}\n`);
     else if (mountsUnder(this.workDir).length === 0) rmSync(this.workDir, { recursive: true, force: true });
@@ -521,6 +521,19 @@ listen postgres
     for (const p of [this.haproxy, ...this.replicas, ...this.hosts]) if (p.alive) found.push(`process ${p.label}`);
     return found;
   }
+
+  /** At a process exit without destroy(): the agents' containerd and shims, their namespaces, then the underlay. */
+  private crashCleanup = (): void => {
+    for (const p of processesUnder(this.workDir)) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {}
+    }
+    const left = this.leftovers();
+    for (const mp of left.mounts) shQuiet('umount', ['-l', mp]);
+    for (const ns of left.netns) shQuiet('ip', ['netns', 'del', ns]);
+    this.removeNetworkSync();
+  };
 
   private removeNetworkSync = (): void => {
     for (const h of this.hosts) {
