@@ -6,7 +6,7 @@ import { containerOwnerKind, OwnerKinds } from '../compute/ownership.js';
 import type { Controller, ControllerDeps, ControllerFactory } from '../controllers/controller.js';
 import { GC_ID, GC_KIND, garbageCollector } from '../controllers/garbage-collector.js';
 import { ControllerManager } from '../controllers/manager.js';
-import { SWEEP_GRACE_MS, SWEEPER_ID, SWEEPER_KIND, sweeper } from '../controllers/sweeper.js';
+import { SWEEPER_ID, SWEEPER_KIND, sweeper } from '../controllers/sweeper.js';
 import type { ControllerSettings } from '../core/config/controllers.js';
 import type { Store } from '../core/store/db.js';
 
@@ -38,7 +38,7 @@ export async function startControllers(
         repo: containers.repo,
         networking: containers.networking,
         intervalMs: settings.sweepIntervalMs,
-        graceMs: SWEEP_GRACE_MS,
+        graceMs: settings.sweepGraceMs,
       }),
       garbageCollector({
         db: store.db,

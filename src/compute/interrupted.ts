@@ -23,7 +23,8 @@ const noTask = (uuid: Expression<string>) =>
 
 /**
  * Containers to roll back: in Creating, neither created nor updated since `cutoff`, with no agent task; and those the
- * sweeper already moved to Error whose rollback a crash cut short (ports still recorded, or the create action open).
+ * sweeper already moved to Error whose rollback a crash cut short (ports still recorded or still bound to it, or the
+ * create action open).
  */
 export async function interruptedCreates(db: Kysely<Database>, cutoff: Date): Promise<ContainerRow[]> {
   const before = cutoff.toISOString();
@@ -43,6 +44,7 @@ export async function interruptedCreates(db: Kysely<Database>, cutoff: Date): Pr
           eb('status_reason', '=', INTERRUPTED_CREATE),
           eb.or([
             eb('addresses', 'is not', null),
+            eb.exists(eb.selectFrom('net_ports as p').select('p.id').whereRef('p.device_id', '=', 'containers.uuid')),
             eb.exists(
               eb
                 .selectFrom('container_actions as a')
@@ -96,10 +98,10 @@ export async function rollBackCreate(
   const open = actions.filter((a) => !a.finish_time).map((a) => a.id);
   if (!actions.length) open.push(await repo.startAction(c, 'create', `req-${randomUUID()}`, c.user_id, c.project_id));
   for (const id of open) await repo.finishAction(id, CREATE_EVENT, INTERRUPTED_CREATE);
-  if (c.addresses !== null) {
-    await networking?.releaseAll(c);
-    await repo.update(c.uuid, { addresses: null });
-  }
+  // By the ports' device id, not the row's `addresses`: the row is written before its ports are made, so a crash
+  // between making them and recording them leaves ports the row does not name.
+  await networking?.releaseAll(c);
+  if (c.addresses !== null) await repo.update(c.uuid, { addresses: null });
   return true;
 }
 

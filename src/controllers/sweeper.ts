@@ -6,12 +6,6 @@ import type { Controller, ReconcileContext, ReconcileResult } from './controller
 export const SWEEPER_KIND = 'krater.sweeper';
 /** A singleton, as the garbage collector: one fixed object id, so one replica at a time sweeps. */
 export const SWEEPER_ID = 'interrupted';
-/**
- * A create writes its ports, row, action and task within a second or so; one still half-made after this long was cut
- * short (the margin covers a slow store, e.g. a PostgreSQL failover in the middle of a create).
- */
-export const SWEEP_GRACE_MS = 120_000;
-
 export interface SweeperDeps {
   repo: ContainerRepo;
   /** Absent when Krater runs without networking (then there are no ports to give back). */

@@ -192,6 +192,35 @@ describe.each(['sqlite', 'postgresql'])(
       expect(await repo.actionEvents(action!.id)).toHaveLength(1);
     });
 
+    it('releases the ports of a create cut short after they were made but before the row recorded them', async () => {
+      const c = await create('ports-unrecorded');
+      const ports = await portsOf(c.uuid);
+      expect(ports).toHaveLength(1);
+      await crashAfterRow(c.uuid);
+      await store.db.updateTable('containers').set({ addresses: null }).where('uuid', '=', c.uuid).execute();
+      await age(c.uuid);
+      await sweepOnce();
+      expect(await repo.get(c.uuid)).toMatchObject({ status: 'Error', status_reason: INTERRUPTED_CREATE });
+      expect(deleted).toContain(ports[0]!.id);
+      expect(await portsOf(c.uuid)).toHaveLength(0);
+    });
+
+    it('finishes releasing the ports of a rollback a crash cut short', async () => {
+      const c = await create('rollback-cut-short');
+      const ports = await portsOf(c.uuid);
+      await crashAfterRow(c.uuid);
+      // The sweeper's first step committed (Error, addresses cleared), then it died before the ports went.
+      await store.db
+        .updateTable('containers')
+        .set({ status: 'Error', status_reason: INTERRUPTED_CREATE, addresses: null })
+        .where('uuid', '=', c.uuid)
+        .execute();
+      await age(c.uuid);
+      await sweepOnce();
+      expect(deleted).toContain(ports[0]!.id);
+      expect(await portsOf(c.uuid)).toHaveLength(0);
+    });
+
     it('records the create action when the crash came before it', async () => {
       const c = await create('no-action');
       await crashAfterRow(c.uuid, { noAction: true });

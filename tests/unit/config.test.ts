@@ -53,6 +53,7 @@ describe('resolveConfig', () => {
       backoffMaxMs: 300_000,
       gcIntervalMs: 30_000,
       sweepIntervalMs: 60_000,
+      sweepGraceMs: 120_000,
       modules: [],
     });
   });
@@ -81,6 +82,7 @@ describe('resolveConfig', () => {
         KRATER_CONTROLLER_BACKOFF_MS: '5000',
         KRATER_CONTROLLER_BACKOFF_MAX_MS: '10',
         KRATER_CONTROLLER_SWEEP_INTERVAL_MS: '5000',
+        KRATER_CONTROLLER_SWEEP_GRACE_MS: '8000',
         KRATER_CONTROLLER_MODULES: 'a.mjs, b.mjs',
         KRATER_SCHEDULER_WEIGHER: 'pack',
       },
@@ -109,6 +111,7 @@ describe('resolveConfig', () => {
       backoffMs: 5000,
       backoffMaxMs: 5000,
       sweepIntervalMs: 5000,
+      sweepGraceMs: 8000,
       modules: ['a.mjs', 'b.mjs'],
     });
   });
@@ -140,6 +143,7 @@ describe('resolveConfig', () => {
       [{ KRATER_CONTROLLER_BACKOFF_MAX_MS: '1e9' }, /KRATER_CONTROLLER_BACKOFF_MAX_MS/],
       [{ KRATER_SCHEDULER_WEIGHER: 'random' }, /KRATER_SCHEDULER_WEIGHER: random \(expected spread or pack\)/],
       [{ KRATER_CONTROLLER_SWEEP_INTERVAL_MS: '50' }, /KRATER_CONTROLLER_SWEEP_INTERVAL_MS/],
+      [{ KRATER_CONTROLLER_SWEEP_GRACE_MS: '500' }, /KRATER_CONTROLLER_SWEEP_GRACE_MS/],
     ];
     for (const [env, message] of bad) expect(() => resolveWith(env), JSON.stringify(env)).toThrow(message);
   });
